@@ -1,0 +1,67 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "ums-balancer",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "ums-balancer", targets: ["ums-balancer"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        // Pure domain: no NIO, no I/O.
+        .target(name: "BalancerCore"),
+        .target(
+            name: "BalancerConfigFile",
+            dependencies: ["BalancerCore", .product(name: "Yams", package: "Yams")]
+        ),
+        .target(
+            name: "BalancerNIO",
+            dependencies: [
+                "BalancerCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "BalancerCLI",
+            dependencies: [
+                "BalancerCore", "BalancerConfigFile", "BalancerNIO",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(name: "ums-balancer", dependencies: ["BalancerCLI"]),
+        .target(
+            name: "BalancerTesting",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(name: "BalancerCoreTests", dependencies: ["BalancerCore"]),
+        .testTarget(name: "BalancerConfigFileTests", dependencies: ["BalancerConfigFile", "BalancerCore"]),
+        .testTarget(
+            name: "BalancerNIOTests",
+            dependencies: [
+                "BalancerNIO", "BalancerCore", "BalancerTesting",
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(name: "EndToEndTests", dependencies: ["BalancerTesting", "BalancerCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,111 @@
+import ArgumentParser
+import BalancerConfigFile
+import BalancerCore
+import BalancerNIO
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import UnixSignals
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// `ums-balancer run`: the daemon in the foreground.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the balancer in the foreground."
+    )
+
+    @OptionGroup var options: ConfigOption
+
+    @Option(name: .long, help: "Lowest log level printed: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .info
+
+    func run() async throws {
+        let configuration: BalancerConfiguration
+        do {
+            configuration = try ConfigFile.load(path: options.config)
+        } catch {
+            printError(error.description)
+            throw ExitCode(1)
+        }
+        bootstrapLogging(level: logLevel)
+        let logger = Logger(label: "ums-balancer")
+        raiseOpenFileLimit(logger: logger)
+        do {
+            try await runBalancer(configuration: configuration, logger: logger)
+        } catch {
+            logger.critical("cannot run", metadata: ["error": "\(error)"])
+            throw ExitCode(1)
+        }
+    }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// Runs a balancer until SIGTERM or SIGINT; a second signal exits at once.
+func runBalancer(configuration: BalancerConfiguration, logger: Logger) async throws {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads ?? System.coreCount)
+    let balancer = Balancer(
+        configuration: configuration,
+        group: group,
+        logger: logger,
+        accessLogger: Logger(label: "ums-balancer.access")
+    )
+    let services = ServiceGroup(
+        configuration: .init(services: [balancer], logger: logger)
+    )
+    try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask {
+            var signals = 0
+            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+                signals += 1
+                if signals == 1 {
+                    logger.notice("signal received: shutting down gracefully", metadata: ["signal": "\(signal)"])
+                    await services.triggerGracefulShutdown()
+                } else {
+                    logger.warning("second signal: exiting at once", metadata: ["signal": "\(signal)"])
+                    exit(0)
+                }
+            }
+        }
+        try await services.run()
+        tasks.cancelAll()
+    }
+    try await group.shutdownGracefully()
+}
+
+/// One line per event on standard error, metadata as key=value.
+func bootstrapLogging(level: Logger.Level) {
+    LoggingSystem.bootstrap { label in
+        var handler = StreamLogHandler.standardError(label: label)
+        handler.logLevel = level
+        return handler
+    }
+}
+
+/// Each proxied connection holds two descriptors: the soft limit is raised to the hard one.
+func raiseOpenFileLimit(logger: Logger) {
+    var limit = rlimit()
+    #if canImport(Glibc)
+    let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+    #else
+    let resource = RLIMIT_NOFILE
+    #endif
+    guard getrlimit(resource, &limit) == 0 else { return }
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(resource, &limit)
+    }
+    logger.info("open file limit", metadata: ["limit": "\(limit.rlim_cur)", "max_connections": "\(limit.rlim_cur / 2)"])
+}
+
+func printError(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}

@@ -1,0 +1,29 @@
+/// One problem in a configuration file, located by line and column.
+public struct ConfigError: Error, Sendable, Hashable, CustomStringConvertible {
+    public var file: String
+    public var line: Int
+    public var column: Int
+    public var message: String
+
+    public init(file: String, line: Int, column: Int, message: String) {
+        self.file = file
+        self.line = line
+        self.column = column
+        self.message = message
+    }
+
+    /// `FILE:LINE:COL: message`, the form editors and CI logs understand.
+    public var description: String { "\(file):\(line):\(column): \(message)" }
+}
+
+/// Every problem found in one configuration file, in file order.
+public struct ConfigErrors: Error, Sendable, Hashable, CustomStringConvertible {
+    public var errors: [ConfigError]
+
+    public init(_ errors: [ConfigError]) {
+        self.errors = errors.sorted { ($0.line, $0.column) < ($1.line, $1.column) }
+    }
+
+    /// One `FILE:LINE:COL: message` line per problem.
+    public var description: String { errors.map(\.description).joined(separator: "\n") }
+}

@@ -1,0 +1,57 @@
+import BalancerCore
+import Foundation
+import Yams
+
+/// Reads and validates `ums-balancer` configuration files.
+public enum ConfigFile {
+    /// Reads `path` and returns the configuration, or every problem in it.
+    public static func load(path: String) throws(ConfigErrors) -> BalancerConfiguration {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            let reason = FileManager.default.fileExists(atPath: path) ? "cannot read file" : "no such file"
+            throw ConfigErrors([ConfigError(file: path, line: 1, column: 1, message: reason)])
+        }
+        let directory = (path as NSString).deletingLastPathComponent
+        return try parse(text, file: path, baseDirectory: directory.isEmpty ? "." : directory)
+    }
+
+    /// Parses configuration text; `file` names it in errors, `baseDirectory` anchors relative paths.
+    public static func parse(
+        _ text: String,
+        file: String,
+        baseDirectory: String = "."
+    ) throws(ConfigErrors) -> BalancerConfiguration {
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: text)
+        } catch {
+            throw ConfigErrors([syntaxError(error, file: file)])
+        }
+        var reader = ConfigReader(file: file, baseDirectory: baseDirectory)
+        let configuration = reader.configuration(root)
+        if !reader.errors.isEmpty { throw ConfigErrors(reader.errors) }
+        guard let configuration else {
+            throw ConfigErrors([ConfigError(file: file, line: 1, column: 1, message: "invalid configuration")])
+        }
+        return configuration
+    }
+
+    private static func syntaxError(_ error: any Error, file: String) -> ConfigError {
+        switch error {
+        case YamlError.scanner(_, let problem, let mark, _),
+            YamlError.parser(_, let problem, let mark, _),
+            YamlError.composer(_, let problem, let mark, _):
+            return ConfigError(file: file, line: mark.line, column: mark.column, message: "YAML syntax: \(problem)")
+        case YamlError.duplicatedKeysInMapping(let duplicates, let context):
+            let key = duplicates.first ?? "?"
+            return ConfigError(
+                file: file, line: context.mark.line, column: context.mark.column, message: "duplicate key '\(key)'")
+        case YamlError.reader(let problem, _, _, _):
+            return ConfigError(file: file, line: 1, column: 1, message: "cannot read YAML: \(problem)")
+        default:
+            return ConfigError(file: file, line: 1, column: 1, message: "cannot read YAML: \(error)")
+        }
+    }
+}

@@ -1,0 +1,226 @@
+import BalancerCore
+import Yams
+
+extension ConfigReader {
+    static let topLevelKeys: Set<String> = [
+        "listeners", "nodes", "health", "timeouts", "threads", "shutdown_grace",
+        "status", "reconnect", "update", "state", "admin",
+    ]
+
+    mutating func configuration(_ root: Node?) -> BalancerConfiguration? {
+        guard let root else {
+            fail(nil, "the file is empty: 'listeners' and 'nodes' are required")
+            return nil
+        }
+        guard let entries = mapping(root, "the configuration", allowed: Self.topLevelKeys) else { return nil }
+        let listeners = required(entries, "listeners", in: root, "the configuration").flatMap { listenerList($0) }
+        let nodes = required(entries, "nodes", in: root, "the configuration").flatMap { nodeList($0) }
+        var configuration = BalancerConfiguration(listeners: listeners ?? [], nodes: nodes ?? [])
+        if let node = entries["health"]?.value, let health = health(node) { configuration.health = health }
+        if let node = entries["timeouts"]?.value, let timeouts = timeouts(node) { configuration.timeouts = timeouts }
+        if let node = entries["threads"]?.value { configuration.threads = integer(node, "threads", in: 1...256) }
+        if let node = entries["shutdown_grace"]?.value,
+            let grace = duration(node, "shutdown_grace", atLeast: .zero)
+        {
+            configuration.shutdownGrace = grace
+        }
+        if let node = entries["status"]?.value {
+            configuration.status = nodeAction(node, "status", extraKeys: ["timeout"]).map { action, entries in
+                StatusProbeSettings(action: action, timeout: entries["timeout"].flatMap { duration($0.value, "status timeout") })
+            }
+        }
+        if let node = entries["reconnect"]?.value { configuration.reconnect = reconnect(node) }
+        if let node = entries["update"]?.value, let update = update(node) { configuration.update = update }
+        if let node = entries["state"]?.value,
+            let section = mapping(node, "state", allowed: ["path"]),
+            let pathNode = required(section, "path", in: node, "state"),
+            let path = path(pathNode, "state path")
+        {
+            configuration.state = StateSettings(path: path)
+        }
+        if let node = entries["admin"]?.value { configuration.admin = admin(node) }
+        return listeners == nil || nodes == nil ? nil : configuration
+    }
+
+    // MARK: - Listeners
+
+    private mutating func listenerList(_ node: Node) -> [ListenerConfiguration]? {
+        guard let items = sequence(node, "listeners") else { return nil }
+        if items.isEmpty { fail(node, "listeners must name at least one listener") }
+        var listeners: [ListenerConfiguration] = []
+        var names: [String: Node] = [:]
+        var binds: [(endpoint: Endpoint, name: String)] = []
+        for item in items {
+            guard let listener = listener(item) else { continue }
+            let entries = mappingEntries(item)
+            if names[listener.name] != nil {
+                fail(entries["name"] ?? item, "duplicate listener name '\(listener.name)'")
+                continue
+            }
+            names[listener.name] = item
+            if let clash = binds.first(where: { Self.overlap($0.endpoint, listener.bind) }) {
+                fail(entries["bind"] ?? item, "bind \(listener.bind) overlaps listener '\(clash.name)' (\(clash.endpoint))")
+                continue
+            }
+            binds.append((listener.bind, listener.name))
+            listeners.append(listener)
+        }
+        return listeners
+    }
+
+    private mutating func listener(_ node: Node) -> ListenerConfiguration? {
+        let keys: Set<String> = ["name", "bind", "backend_port", "class", "balance"]
+        guard let entries = mapping(node, "a listener", allowed: keys) else { return nil }
+        let name = required(entries, "name", in: node, "a listener").flatMap { self.name($0, "listener name") }
+        let what = "listener '\(name ?? "?")'"
+        let bind = required(entries, "bind", in: node, what).flatMap { bindAddress($0, "bind") }
+        let backendPort = required(entries, "backend_port", in: node, what).flatMap { port($0, "backend_port") }
+        let classification = required(entries, "class", in: node, what).flatMap { listenerClass($0) }
+        let balance = entries["balance"].flatMap { choice($0.value, "balance", as: BalanceAlgorithm.self) }
+        guard let name, let bind, let backendPort, let classification else { return nil }
+        return ListenerConfiguration(
+            name: name, bind: bind, backendPort: backendPort, classification: classification, balance: balance)
+    }
+
+    private mutating func listenerClass(_ node: Node) -> ListenerClassification? {
+        guard let text = string(node, "class") else { return nil }
+        switch text {
+        case "device": return .fixed(.device)
+        case "console": return .fixed(.console)
+        case "by-sni", "by-path":
+            fail(node, "class '\(text)' is not supported by this version (use device or console)")
+            return nil
+        default:
+            fail(node, "class '\(text)' is not one of: device, console, by-sni, by-path")
+            return nil
+        }
+    }
+
+    /// Two listening sockets collide when they share a port and an address, or one is a wildcard.
+    static func overlap(_ a: Endpoint, _ b: Endpoint) -> Bool {
+        let wildcards: Set<String> = ["0.0.0.0", "::"]
+        return a.port == b.port && (a.host == b.host || wildcards.contains(a.host) || wildcards.contains(b.host))
+    }
+
+    /// The value nodes of a mapping by key, for pointing at one entry after the fact.
+    private func mappingEntries(_ node: Node) -> [String: Node] {
+        guard case .mapping(let mapping) = node else { return [:] }
+        var entries: [String: Node] = [:]
+        for (key, value) in mapping { if let name = key.scalar?.string { entries[name] = value } }
+        return entries
+    }
+
+    // MARK: - Nodes
+
+    private mutating func nodeList(_ node: Node) -> [NodeConfiguration]? {
+        guard let items = sequence(node, "nodes") else { return nil }
+        if items.isEmpty { fail(node, "nodes must name at least one node") }
+        var nodes: [NodeConfiguration] = []
+        var hosts: [String: NodeID] = [:]
+        var ids: Set<NodeID> = []
+        for item in items {
+            guard let entries = mapping(item, "a node", allowed: ["id", "host"]) else { continue }
+            var id = required(entries, "id", in: item, "a node").flatMap { name($0, "node id") }
+            if let known = id, ids.contains(known) {
+                fail(entries["id"]?.value, "duplicate node id '\(known)'")
+                id = nil
+            }
+            if let id { ids.insert(id) }
+            let host = required(entries, "host", in: item, "node '\(id ?? "?")'").flatMap { self.host($0, "host") }
+            guard let id, let host else { continue }
+            if let other = hosts[host] {
+                fail(entries["host"]?.value, "node '\(id)' has the same host as node '\(other)' (\(host))")
+                continue
+            }
+            hosts[host] = id
+            nodes.append(NodeConfiguration(id: id, host: host))
+        }
+        return nodes
+    }
+
+    // MARK: - Sections
+
+    private mutating func health(_ node: Node) -> HealthSettings? {
+        guard let entries = mapping(node, "health", allowed: ["interval", "timeout", "rise", "fall", "port"]) else {
+            return nil
+        }
+        var health = HealthSettings()
+        if let value = entries["interval"]?.value, let d = duration(value, "health interval") { health.interval = d }
+        if let value = entries["timeout"]?.value, let d = duration(value, "health timeout") { health.timeout = d }
+        if let value = entries["rise"]?.value, let n = integer(value, "health rise", in: 1...100) { health.rise = n }
+        if let value = entries["fall"]?.value, let n = integer(value, "health fall", in: 1...100) { health.fall = n }
+        if let value = entries["port"]?.value { health.port = port(value, "health port") }
+        return health
+    }
+
+    private mutating func timeouts(_ node: Node) -> TimeoutSettings? {
+        guard let entries = mapping(node, "timeouts", allowed: ["connect", "idle"]) else { return nil }
+        var timeouts = TimeoutSettings()
+        if let value = entries["connect"]?.value, let d = duration(value, "connect timeout") { timeouts.connect = d }
+        if let value = entries["idle"]?.value, let d = duration(value, "idle timeout") { timeouts.idle = d }
+        return timeouts
+    }
+
+    /// A section holding exactly one of `url` or `command`, plus `extraKeys`.
+    private mutating func nodeAction(
+        _ node: Node, _ what: String, extraKeys: Set<String>
+    ) -> (NodeAction, [String: Entry])? {
+        guard let entries = mapping(node, what, allowed: extraKeys.union(["url", "command"])) else { return nil }
+        switch (entries["url"], entries["command"]) {
+        case (let url?, nil):
+            guard let text = string(url.value, "\(what) url") else { return nil }
+            guard text.hasPrefix("http://") || text.hasPrefix("https://") else {
+                fail(url.value, "\(what) url '\(text)' must start with http:// or https://")
+                return nil
+            }
+            return (.url(text), entries)
+        case (nil, let command?):
+            guard let items = sequence(command.value, "\(what) command") else { return nil }
+            let words = items.compactMap { string($0, "\(what) command word") }
+            guard words.count == items.count else { return nil }
+            guard !words.isEmpty else {
+                fail(command.value, "\(what) command must name a program")
+                return nil
+            }
+            return (.command(words), entries)
+        case (_?, let command?):
+            fail(command.keyNode, "\(what) takes either 'url' or 'command', not both")
+            return nil
+        case (nil, nil):
+            fail(node, "\(what) needs 'url' or 'command'")
+            return nil
+        }
+    }
+
+    private mutating func reconnect(_ node: Node) -> ReconnectSettings? {
+        guard let (action, entries) = nodeAction(node, "reconnect", extraKeys: ["timeout", "retries"]) else {
+            return nil
+        }
+        var reconnect = ReconnectSettings(action: action)
+        if let value = entries["timeout"]?.value, let d = duration(value, "reconnect timeout") { reconnect.timeout = d }
+        if let value = entries["retries"]?.value, let n = integer(value, "reconnect retries", in: 0...100) {
+            reconnect.retries = n
+        }
+        return reconnect
+    }
+
+    private mutating func update(_ node: Node) -> UpdateSettings? {
+        guard let entries = mapping(node, "update", allowed: ["console", "drain_timeout"]) else { return nil }
+        var update = UpdateSettings()
+        if let value = entries["console"]?.value, let policy = choice(value, "update console", as: ConsolePolicy.self) {
+            update.console = policy
+        }
+        if let value = entries["drain_timeout"]?.value, let d = duration(value, "drain_timeout", atLeast: .zero) {
+            update.drainTimeout = d
+        }
+        return update
+    }
+
+    private mutating func admin(_ node: Node) -> AdminSettings? {
+        guard let entries = mapping(node, "admin", allowed: ["bind", "token_file"]) else { return nil }
+        guard let bindNode = required(entries, "bind", in: node, "admin"),
+            let bind = bindAddress(bindNode, "admin bind")
+        else { return nil }
+        return AdminSettings(bind: bind, tokenFile: entries["token_file"].flatMap { path($0.value, "admin token_file") })
+    }
+}

@@ -1,0 +1,172 @@
+/// A host and port, as written in the configuration (`10.0.0.11:30001`, `[::1]:8443`).
+public struct Endpoint: Sendable, Hashable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+}
+
+/// One listening socket and how its connections are classified and balanced.
+public struct ListenerConfiguration: Sendable, Hashable {
+    public var name: String
+    public var bind: Endpoint
+    public var backendPort: Int
+    public var classification: ListenerClassification
+    public var balance: BalanceAlgorithm
+
+    public init(
+        name: String,
+        bind: Endpoint,
+        backendPort: Int,
+        classification: ListenerClassification,
+        balance: BalanceAlgorithm? = nil
+    ) {
+        self.name = name
+        self.bind = bind
+        self.backendPort = backendPort
+        self.classification = classification
+        self.balance = balance ?? Self.defaultBalance(for: classification)
+    }
+
+    /// Consoles keep per-server sessions, so they stick to a node; devices spread by load.
+    public static func defaultBalance(for classification: ListenerClassification) -> BalanceAlgorithm {
+        switch classification {
+        case .fixed(.console): .source
+        case .fixed(.device): .leastConnections
+        }
+    }
+}
+
+/// One UMS Server behind the balancer.
+public struct NodeConfiguration: Sendable, Hashable {
+    public var id: NodeID
+    public var host: String
+
+    public init(id: NodeID, host: String) {
+        self.id = id
+        self.host = host
+    }
+}
+
+/// Active health checking of the nodes.
+public struct HealthSettings: Sendable, Hashable {
+    public var interval: Duration = .seconds(2)
+    public var timeout: Duration = .seconds(1)
+    public var rise = 2
+    public var fall = 3
+    /// The port the TCP connect probe tries; `nil` means the first listener's backend port.
+    public var port: Int?
+
+    public init() {}
+}
+
+/// Per-connection time limits.
+public struct TimeoutSettings: Sendable, Hashable {
+    /// How long one connect attempt to a node may take before the next node is tried.
+    public var connect: Duration = .seconds(3)
+    /// A connection with no bytes moving either way for this long is closed.
+    public var idle: Duration = .seconds(3600)
+
+    public init() {}
+}
+
+/// What the console may reach while an update runs (`update.console`).
+public enum ConsolePolicy: String, Sendable, Hashable, CaseIterable {
+    /// Never to a node in update mode.
+    case normalOnly = "normal-only"
+    /// No console logins anywhere while an update runs.
+    case freeze
+    /// No restriction.
+    case allow
+}
+
+/// The `update` section.
+public struct UpdateSettings: Sendable, Hashable {
+    public var console: ConsolePolicy = .normalOnly
+    public var drainTimeout: Duration = .seconds(30)
+
+    public init() {}
+}
+
+/// How a probe or action reaches a node: an HTTP URL template or an operator command.
+public enum NodeAction: Sendable, Hashable {
+    /// A URL with `{host}` and `{id}` placeholders.
+    case url(String)
+    /// A program and its arguments, with the same placeholders.
+    case command([String])
+}
+
+/// The `status` section: how each node's mode is read.
+public struct StatusProbeSettings: Sendable, Hashable {
+    public var action: NodeAction
+    public var timeout: Duration?
+
+    public init(action: NodeAction, timeout: Duration? = nil) {
+        self.action = action
+        self.timeout = timeout
+    }
+}
+
+/// The `reconnect` section: how a node is told to leave update mode.
+public struct ReconnectSettings: Sendable, Hashable {
+    public var action: NodeAction
+    public var timeout: Duration = .seconds(120)
+    public var retries = 5
+
+    public init(action: NodeAction) {
+        self.action = action
+    }
+}
+
+/// The `state` section: where the update run and journal are kept.
+public struct StateSettings: Sendable, Hashable {
+    public var path: String
+
+    public init(path: String) {
+        self.path = path
+    }
+}
+
+/// The `admin` section: the admin HTTP API.
+public struct AdminSettings: Sendable, Hashable {
+    public var bind: Endpoint
+    public var tokenFile: String?
+
+    public init(bind: Endpoint, tokenFile: String? = nil) {
+        self.bind = bind
+        self.tokenFile = tokenFile
+    }
+}
+
+/// A whole, validated configuration: an immutable snapshot that is swapped, never edited in place.
+public struct BalancerConfiguration: Sendable, Hashable {
+    public var listeners: [ListenerConfiguration]
+    public var nodes: [NodeConfiguration]
+    public var health = HealthSettings()
+    public var timeouts = TimeoutSettings()
+    /// Event-loop threads; `nil` means one per core.
+    public var threads: Int?
+    public var shutdownGrace: Duration = .seconds(30)
+    public var status: StatusProbeSettings?
+    public var reconnect: ReconnectSettings?
+    public var update = UpdateSettings()
+    public var state: StateSettings?
+    public var admin: AdminSettings?
+
+    public init(listeners: [ListenerConfiguration], nodes: [NodeConfiguration]) {
+        self.listeners = listeners
+        self.nodes = nodes
+    }
+
+    /// The port TCP health probes connect to.
+    public var healthPort: Int? {
+        health.port ?? listeners.first?.backendPort
+    }
+}

@@ -1,0 +1,85 @@
+import BalancerCore
+import Logging
+import NIOCore
+
+/// What the access log says about one proxied connection; filled in as the connection lives.
+/// Both of its channels run on one event loop, so this needs no lock.
+final class ConnectionRecord {
+    let started = NIODeadline.now()
+    var logger: Logger
+    var node: NodeID?
+    var trafficClass: TrafficClass
+    /// The first reason the connection ended; later ones are consequences.
+    private(set) var outcome: String?
+    var reason: String?
+    var clientGlue: GlueHandler?
+    var nodeGlue: GlueHandler?
+
+    init(logger: Logger, trafficClass: TrafficClass) {
+        self.logger = logger
+        self.trafficClass = trafficClass
+    }
+
+    func end(_ outcome: String, reason: String? = nil) {
+        guard self.outcome == nil else { return }
+        self.outcome = outcome
+        if let reason { self.reason = reason }
+    }
+
+    /// Writes the one access-log line of this connection.
+    func log() {
+        var metadata: Logger.Metadata = [
+            "class": "\(trafficClass)",
+            "node": "\(node ?? "-")",
+            "bytes_in": "\(clientGlue?.bytesRead ?? 0)",
+            "bytes_out": "\(nodeGlue?.bytesRead ?? 0)",
+            "duration_ms": "\((NIODeadline.now() - started).nanoseconds / 1_000_000)",
+            "outcome": "\(outcome ?? "closed")",
+        ]
+        if let reason { metadata["reason"] = "\(reason)" }
+        let level: Logger.Level = outcome == "refused" || outcome == "unavailable" ? .warning : .info
+        logger.log(level: level, "connection", metadata: metadata)
+    }
+}
+
+@available(*, unavailable)
+extension ConnectionRecord: Sendable {}
+
+/// Sits at the head of each side's pipeline: closes a connection that has been idle too long and
+/// notes the first error, so the access log says why a connection ended.
+final class ConnectionGuard: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+
+    private let record: ConnectionRecord
+    private let side: String
+
+    init(record: ConnectionRecord, side: String) {
+        self.record = record
+        self.side = side
+    }
+
+    /// Tells a connection the balancer is closing it for good.
+    struct ShutdownEvent: Sendable {}
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ShutdownEvent {
+            record.end("shutdown")
+            context.close(promise: nil)
+            return
+        }
+        if event is IdleStateHandler.IdleStateEvent {
+            record.end("idle-timeout")
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        record.end("error", reason: "\(side): \(error)")
+        context.fireErrorCaught(error)
+    }
+}
+
+@available(*, unavailable)
+extension ConnectionGuard: Sendable {}

@@ -1,0 +1,77 @@
+import BalancerCore
+import NIOConcurrencyHelpers
+
+/// Where one connect attempt goes.
+public struct NodeTarget: Sendable, Hashable {
+    public var node: NodeID
+    public var host: String
+    public var port: Int
+}
+
+/// Where a new connection goes.
+public enum Route: Sendable, Hashable {
+    /// Try these, in order.
+    case targets([NodeTarget])
+    /// Nobody can take it.
+    case refused(Refusal)
+}
+
+/// The shared, lock-protected routing state: every event loop asks it per new connection and
+/// the probes write into it. Critical sections are short and never `await`.
+public final class NodeDirectory: Sendable {
+    private struct State {
+        var table: RoutingTable
+        var hosts: [NodeID: String]
+    }
+
+    private let state: NIOLockedValueBox<State>
+
+    /// A directory of `nodes`, all in the state given by `initial`.
+    public init(nodes: [NodeConfiguration], consolePolicy: ConsolePolicy, initial: (NodeID) -> NodeStatus) {
+        let table = RoutingTable(nodes: nodes.map { initial($0.id) }, consolePolicy: consolePolicy)
+        let hosts = Dictionary(uniqueKeysWithValues: nodes.map { ($0.id, $0.host) })
+        state = NIOLockedValueBox(State(table: table, hosts: hosts))
+    }
+
+    /// Routing decision plus the address of every node to try, in order.
+    public func route(
+        _ trafficClass: TrafficClass,
+        algorithm: BalanceAlgorithm,
+        clientKey: String,
+        port: Int
+    ) -> Route {
+        state.withLockedValue { state in
+            switch state.table.route(trafficClass, algorithm: algorithm, clientKey: clientKey) {
+            case .refuse(let refusal):
+                return .refused(refusal)
+            case .tryNodes(let ids):
+                return .targets(ids.compactMap { id in
+                    state.hosts[id].map { NodeTarget(node: id, host: $0, port: port) }
+                })
+            }
+        }
+    }
+
+    /// Counts a connection or connect attempt against `node` (for least-connections).
+    public func connectionOpened(to node: NodeID) {
+        state.withLockedValue { $0.table.connectionOpened(to: node) }
+    }
+
+    /// Releases a count taken by `connectionOpened(to:)`.
+    public func connectionClosed(from node: NodeID) {
+        state.withLockedValue { $0.table.connectionClosed(from: node) }
+    }
+
+    /// Changes one node's state; returns the state before when anything changed.
+    @discardableResult
+    public func update(_ node: NodeID, _ change: @Sendable (inout NodeStatus) -> Void) -> NodeStatus? {
+        state.withLockedValue { $0.table.update(node, change) }
+    }
+
+    /// Every node's state with its connection count, in configuration order.
+    public func snapshot() -> [(status: NodeStatus, connections: Int)] {
+        state.withLockedValue { state in
+            state.table.nodes.map { ($0, state.table.connections(to: $0.id)) }
+        }
+    }
+}

@@ -1,0 +1,49 @@
+import NIOCore
+import NIOPosix
+
+/// Loopback client connections for tests, as async sequences of bytes.
+public enum TestClient {
+    public typealias Connection = NIOAsyncChannel<ByteBuffer, ByteBuffer>
+
+    /// Connects to `address`; the outbound side can be half-closed with `finish()`.
+    public static func connect(
+        to address: SocketAddress,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws -> Connection {
+        try await ClientBootstrap(group: group)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .connect(to: address) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try Connection(
+                        wrappingChannelSynchronously: channel,
+                        configuration: .init(isOutboundHalfClosureEnabled: true)
+                    )
+                }
+            }
+    }
+
+    /// Reads until the peer closes or `limit` bytes arrived; returns everything read.
+    public static func readAll(
+        _ inbound: NIOAsyncChannelInboundStream<ByteBuffer>,
+        limit: Int = .max
+    ) async throws -> ByteBuffer {
+        var received = ByteBuffer()
+        for try await var chunk in inbound {
+            received.writeBuffer(&chunk)
+            if received.readableBytes >= limit { break }
+        }
+        return received
+    }
+
+    /// Reads one `\n`-terminated line (without the newline), or nil if the peer closed first.
+    public static func readLine(
+        _ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
+    ) async throws -> String? {
+        var line = ""
+        while let chunk = try await iterator.next() {
+            line += String(buffer: chunk)
+            if line.hasSuffix("\n") { return String(line.dropLast()) }
+        }
+        return nil
+    }
+}

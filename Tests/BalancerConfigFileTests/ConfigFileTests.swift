@@ -1,0 +1,193 @@
+import BalancerConfigFile
+import BalancerCore
+import Testing
+
+@Suite struct ConfigFileTests {
+    let valid = """
+        listeners:
+          - name: devices
+            bind: 0.0.0.0:30001
+            backend_port: 30001
+            class: device
+          - name: console
+            bind: "[::1]:8444"
+            backend_port: 8443
+            class: console
+            balance: source
+        nodes:
+          - { id: ums1, host: 10.0.0.11 }
+          - { id: ums2, host: ums2.example.com }
+        health: { interval: 500ms, timeout: 1s, rise: 1, fall: 2 }
+        timeouts: { connect: 2s, idle: 10m }
+        threads: 1
+        shutdown_grace: 5s
+        update: { console: freeze, drain_timeout: 1m }
+        status: { url: "http://{host}:9901/status" }
+        reconnect: { command: [/usr/local/bin/reconnect, "{id}"], retries: 2 }
+        state: { path: state/balancer.sqlite }
+        admin: { bind: 127.0.0.1:9900, token_file: admin.token }
+        """
+
+    func errors(_ text: String) -> [String] {
+        do {
+            _ = try ConfigFile.parse(text, file: "b.yaml", baseDirectory: "/etc/ums")
+            return []
+        } catch {
+            return error.errors.map(\.description)
+        }
+    }
+
+    @Test func readsEveryKey() throws {
+        let config = try ConfigFile.parse(valid, file: "b.yaml", baseDirectory: "/etc/ums")
+        #expect(config.listeners.map(\.name) == ["devices", "console"])
+        #expect(config.listeners[0].bind == Endpoint(host: "0.0.0.0", port: 30001))
+        #expect(config.listeners[0].classification == .fixed(.device))
+        #expect(config.listeners[0].balance == .leastConnections)
+        #expect(config.listeners[1].bind == Endpoint(host: "::1", port: 8444))
+        #expect(config.listeners[1].balance == .source)
+        #expect(config.nodes == [NodeConfiguration(id: "ums1", host: "10.0.0.11"), NodeConfiguration(id: "ums2", host: "ums2.example.com")])
+        #expect(config.health.interval == .milliseconds(500))
+        #expect(config.health.fall == 2)
+        #expect(config.timeouts.idle == .seconds(600))
+        #expect(config.threads == 1)
+        #expect(config.shutdownGrace == .seconds(5))
+        #expect(config.update.console == .freeze)
+        #expect(config.status?.action == .url("http://{host}:9901/status"))
+        #expect(config.reconnect?.action == .command(["/usr/local/bin/reconnect", "{id}"]))
+        #expect(config.reconnect?.retries == 2)
+        #expect(config.state?.path == "/etc/ums/state/balancer.sqlite")
+        #expect(config.admin?.tokenFile == "/etc/ums/admin.token")
+    }
+
+    @Test func defaultsFillWhatIsLeftOut() throws {
+        let config = try ConfigFile.parse(
+            "listeners: [{name: d, bind: 127.0.0.1:30001, backend_port: 30001, class: console}]\nnodes: [{id: a, host: 127.0.0.11}]",
+            file: "b.yaml")
+        #expect(config.health == HealthSettings())
+        #expect(config.timeouts == TimeoutSettings())
+        #expect(config.threads == nil)
+        #expect(config.shutdownGrace == .seconds(30))
+        #expect(config.listeners[0].balance == .source)
+        #expect(config.healthPort == 30001)
+        #expect(config.status == nil && config.admin == nil)
+    }
+
+    @Test(arguments: [
+        (
+            "listeners: []\nnodes: []\nfoo: 1\n",
+            [
+                "b.yaml:1:12: listeners must name at least one listener",
+                "b.yaml:2:8: nodes must name at least one node",
+                "b.yaml:3:1: unknown key 'foo' in the configuration (expected one of: admin, health, listeners, nodes, reconnect, shutdown_grace, state, status, threads, timeouts, update)",
+            ]
+        ),
+        (
+            "nodes:\n  - { id: a, host: 10.0.0.1 }\n",
+            ["b.yaml:1:1: the configuration is missing required key 'listeners'"]
+        ),
+        (
+            """
+            listeners:
+              - name: d
+                bind: 0.0.0.0:70000
+                backend_port: 0
+                class: devices
+            nodes: [{ id: a, host: 10.0.0.1 }]
+            """,
+            [
+                "b.yaml:3:11: bind '0.0.0.0:70000': port 70000 is out of range 1-65535",
+                "b.yaml:4:19: backend_port 0 is out of range 1-65535",
+                "b.yaml:5:12: class 'devices' is not one of: device, console, by-sni, by-path",
+            ]
+        ),
+        (
+            """
+            listeners:
+              - { name: a, bind: 0.0.0.0:30001, backend_port: 30001, class: device }
+              - { name: a, bind: 127.0.0.1:30002, backend_port: 30001, class: device }
+              - { name: b, bind: 127.0.0.1:30001, backend_port: 30001, class: device }
+            nodes: [{ id: a, host: 10.0.0.1 }]
+            """,
+            [
+                "b.yaml:3:13: duplicate listener name 'a'",
+                "b.yaml:4:22: bind 127.0.0.1:30001 overlaps listener 'a' (0.0.0.0:30001)",
+            ]
+        ),
+        (
+            """
+            listeners: [{ name: a, bind: ums:30001, backend_port: 30001, class: device, speed: 3 }]
+            nodes:
+              - { id: ums1, host: 10.0.0.1 }
+              - { id: ums1, host: 10.0.0.2 }
+              - { id: ums3, host: "10.0.0.1" }
+              - { id: "bad id", host: "-bad-" }
+            """,
+            [
+                "b.yaml:1:30: bind 'ums:30001': 'ums' is not an IP address (write IPv6 as [::1]:PORT)",
+                "b.yaml:1:77: unknown key 'speed' in a listener (expected one of: backend_port, balance, bind, class, name)",
+                "b.yaml:4:11: duplicate node id 'ums1'",
+                "b.yaml:5:23: node 'ums3' has the same host as node 'ums1' (10.0.0.1)",
+                "b.yaml:6:11: node id 'bad id' may only hold letters, digits, '.', '_' and '-' (at most 64)",
+                "b.yaml:6:27: host '-bad-' is neither an IP address nor a host name",
+            ]
+        ),
+        (
+            """
+            listeners: [{ name: a, bind: 127.0.0.1:1, backend_port: 1, class: device }]
+            nodes: [{ id: a, host: 10.0.0.1 }]
+            health: { interval: 2, timeout: soon, rise: 0 }
+            timeouts: { connect: 1d }
+            threads: many
+            shutdown_grace: -1s
+            """,
+            [
+                "b.yaml:3:21: health interval '2' is not a duration (a number with ms, s, m or h, e.g. 500ms, 2s)",
+                "b.yaml:3:33: health timeout 'soon' is not a duration (a number with ms, s, m or h, e.g. 500ms, 2s)",
+                "b.yaml:3:45: health rise 0 is out of range 1-100",
+                "b.yaml:4:22: connect timeout '1d' is not a duration (a number with ms, s, m or h, e.g. 500ms, 2s)",
+                "b.yaml:5:10: threads must be a whole number, not 'many'",
+                "b.yaml:6:17: shutdown_grace '-1s' is not a duration (a number with ms, s, m or h, e.g. 500ms, 2s)",
+            ]
+        ),
+        (
+            "listeners: [\n",
+            ["b.yaml:2:1: YAML syntax: did not find expected node content"]
+        ),
+        (
+            "listeners: 1\nlisteners: 2\n",
+            ["b.yaml:1:1: duplicate key 'listeners'"]
+        ),
+        (
+            """
+            listeners: [{ name: a, bind: 127.0.0.1:1, backend_port: 1, class: device }]
+            nodes: [{ id: a, host: 10.0.0.1 }]
+            status: { url: "ftp://x", command: [a] }
+            reconnect: { timeout: 1s }
+            update: { console: never }
+            admin: { token_file: t }
+            """,
+            [
+                "b.yaml:3:27: status takes either 'url' or 'command', not both",
+                "b.yaml:4:12: reconnect needs 'url' or 'command'",
+                "b.yaml:5:20: update console 'never' is not one of: normal-only, freeze, allow",
+                "b.yaml:6:8: admin is missing required key 'bind'",
+            ]
+        ),
+    ])
+    func reportsEveryProblemWithFileLineAndColumn(text: String, expected: [String]) {
+        #expect(errors(text) == expected)
+    }
+
+    @Test func anEmptyFileSaysWhatIsRequired() {
+        #expect(errors("") == ["b.yaml:1:1: the file is empty: 'listeners' and 'nodes' are required"])
+    }
+
+    @Test func aMissingFileIsAnErrorAtItsName() {
+        #expect(throws: ConfigErrors.self) { try ConfigFile.load(path: "/nonexistent/ums.yaml") }
+        do {
+            _ = try ConfigFile.load(path: "/nonexistent/ums.yaml")
+        } catch {
+            #expect(error.description == "/nonexistent/ums.yaml:1:1: no such file")
+        }
+    }
+}

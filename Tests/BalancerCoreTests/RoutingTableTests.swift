@@ -1,0 +1,63 @@
+import BalancerCore
+import Testing
+
+@Suite struct RoutingTableTests {
+    func table(_ states: [(NodeID, NodeHealth, NodeMode)]) -> RoutingTable {
+        RoutingTable(nodes: states.map { NodeStatus(id: $0.0, health: $0.1, mode: $0.2) })
+    }
+
+    @Test func deviceConnectionsGoToTheNodeWithFewestConnections() {
+        var routing = table([("ums1", .up, .normal), ("ums2", .up, .normal), ("ums3", .up, .normal)])
+        var chosen: [NodeID: Int] = [:]
+        for _ in 0..<99 {
+            guard case .tryNodes(let order) = routing.route(.device, algorithm: .leastConnections, clientKey: "c") else {
+                Issue.record("refused")
+                return
+            }
+            routing.connectionOpened(to: order[0])
+            chosen[order[0], default: 0] += 1
+        }
+        #expect(chosen == ["ums1": 33, "ums2": 33, "ums3": 33])
+        #expect(routing.connections(to: "ums2") == 33)
+    }
+
+    @Test func closedConnectionsAreReleased() {
+        var routing = table([("ums1", .up, .normal)])
+        routing.connectionOpened(to: "ums1")
+        routing.connectionOpened(to: "ums1")
+        routing.connectionClosed(from: "ums1")
+        #expect(routing.connections(to: "ums1") == 1)
+        routing.connectionClosed(from: "ums1")
+        routing.connectionClosed(from: "ums1")
+        #expect(routing.connections(to: "ums1") == 0)
+    }
+
+    @Test func downNodesAreNotTried() {
+        var routing = table([("ums1", .down, .normal), ("ums2", .up, .normal)])
+        #expect(routing.route(.device, algorithm: .roundRobin, clientKey: "c") == .tryNodes(["ums2"]))
+    }
+
+    @Test func refusalNamesEveryNodeAndWhy() {
+        var routing = table([("ums1", .up, .update), ("ums2", .up, .installing), ("ums3", .down, .normal)])
+        guard case .refuse(let refusal) = routing.route(.console, algorithm: .source, clientKey: "c") else {
+            Issue.record("expected a refusal")
+            return
+        }
+        #expect(refusal.description == "console refused: ums1 update, ums2 installing, ums3 down")
+    }
+
+    @Test func replacingNodesKeepsTheStateOfNodesThatStay() {
+        var routing = table([("ums1", .up, .update), ("ums2", .down, .normal)])
+        routing.update("ums1") { $0.admin = .draining }
+        routing.replaceNodes(with: [NodeStatus(id: "ums1"), NodeStatus(id: "ums3", health: .up, mode: .normal)])
+        #expect(routing.nodes.map(\.id) == ["ums1", "ums3"])
+        #expect(routing.status(of: "ums1") == NodeStatus(id: "ums1", health: .up, mode: .update, admin: .draining))
+    }
+
+    @Test func updateReportsThePreviousStateOnlyOnChange() {
+        var routing = table([("ums1", .up, .normal)])
+        #expect(routing.update("ums1") { $0.health = .up } == nil)
+        #expect(routing.update("ums1") { $0.health = .down }?.health == .up)
+        #expect(routing.update("nope") { $0.health = .down } == nil)
+    }
+}
