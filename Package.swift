@@ -5,7 +5,7 @@ let package = Package(
     name: "ums-balancer",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "ums-balancer", targets: ["ums-balancer"]),
+        .executable(name: "ums-balancer", targets: ["ums-balancer"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -61,7 +61,10 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
-        .testTarget(name: "EndToEndTests", dependencies: ["BalancerTesting", "BalancerCore"]),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["BalancerTesting", .product(name: "NIOCore", package: "swift-nio")]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -14,7 +14,8 @@ struct CheckConfigCommand: ParsableCommand {
         do {
             let configuration = try ConfigFile.load(path: options.config)
             print(
-                "\(options.config): OK (\(configuration.listeners.count) listeners, \(configuration.nodes.count) nodes)")
+                "\(options.config): OK (\(configuration.listeners.count) listeners, \(configuration.nodes.count) nodes)"
+            )
         } catch {
             printError(error.description)
             throw ExitCode(1)

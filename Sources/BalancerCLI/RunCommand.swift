@@ -103,7 +103,8 @@ func raiseOpenFileLimit(logger: Logger) {
         limit.rlim_cur = limit.rlim_max
         _ = setrlimit(resource, &limit)
     }
-    logger.info("open file limit", metadata: ["limit": "\(limit.rlim_cur)", "max_connections": "\(limit.rlim_cur / 2)"])
+    logger.info(
+        "open file limit", metadata: ["limit": "\(limit.rlim_cur)", "max_connections": "\(limit.rlim_cur / 2)"])
 }
 
 func printError(_ text: String) {

@@ -26,7 +26,8 @@ extension ConfigReader {
         }
         if let node = entries["status"]?.value {
             configuration.status = nodeAction(node, "status", extraKeys: ["timeout"]).map { action, entries in
-                StatusProbeSettings(action: action, timeout: entries["timeout"].flatMap { duration($0.value, "status timeout") })
+                StatusProbeSettings(
+                    action: action, timeout: entries["timeout"].flatMap { duration($0.value, "status timeout") })
             }
         }
         if let node = entries["reconnect"]?.value { configuration.reconnect = reconnect(node) }
@@ -59,7 +60,9 @@ extension ConfigReader {
             }
             names[listener.name] = item
             if let clash = binds.first(where: { Self.overlap($0.endpoint, listener.bind) }) {
-                fail(entries["bind"] ?? item, "bind \(listener.bind) overlaps listener '\(clash.name)' (\(clash.endpoint))")
+                fail(
+                    entries["bind"] ?? item,
+                    "bind \(listener.bind) overlaps listener '\(clash.name)' (\(clash.endpoint))")
                 continue
             }
             binds.append((listener.bind, listener.name))
@@ -221,6 +224,7 @@ extension ConfigReader {
         guard let bindNode = required(entries, "bind", in: node, "admin"),
             let bind = bindAddress(bindNode, "admin bind")
         else { return nil }
-        return AdminSettings(bind: bind, tokenFile: entries["token_file"].flatMap { path($0.value, "admin token_file") })
+        return AdminSettings(
+            bind: bind, tokenFile: entries["token_file"].flatMap { path($0.value, "admin token_file") })
     }
 }

@@ -43,7 +43,9 @@ struct ConfigReader {
                 continue
             }
             guard allowed.contains(key) else {
-                fail(keyNode, "unknown key '\(key)' in \(what) (expected one of: \(allowed.sorted().joined(separator: ", ")))")
+                fail(
+                    keyNode,
+                    "unknown key '\(key)' in \(what) (expected one of: \(allowed.sorted().joined(separator: ", ")))")
                 continue
             }
             entries[key] = Entry(key: key, keyNode: keyNode, value: value)

@@ -37,7 +37,8 @@ public enum NodeSelector {
         case .source:
             // Rendezvous hashing: a client keeps its node while that node stays eligible, and
             // only the clients of a node that leaves move.
-            return nodes
+            return
+                nodes
                 .map { (id: $0.id, score: affinityScore(clientKey: clientKey, node: $0.id)) }
                 .sorted { ($0.score, $0.id) > ($1.score, $1.id) }
                 .map(\.id)

@@ -10,7 +10,8 @@ public struct Refusal: Sendable, Hashable, CustomStringConvertible {
 
     /// e.g. "console refused: ums1 update, ums2 installing, ums3 down".
     public var description: String {
-        let detail = reasons.isEmpty ? "no nodes configured" : reasons.map { "\($0.node) \($0.reason)" }.joined(separator: ", ")
+        let detail =
+            reasons.isEmpty ? "no nodes configured" : reasons.map { "\($0.node) \($0.reason)" }.joined(separator: ", ")
         return "\(trafficClass) refused: \(detail)"
     }
 

@@ -92,7 +92,8 @@ public final class Balancer: Service, Sendable {
                 accessLogger: accessLogger
             )
             do {
-                let channel = try await bootstrap(for: context).bind(host: listener.bind.host, port: listener.bind.port).get()
+                let channel = try await bootstrap(for: context).bind(host: listener.bind.host, port: listener.bind.port)
+                    .get()
                 listenerChannels.withLockedValue { $0[listener.name] = channel }
                 logger.notice(
                     "listening",
@@ -164,7 +165,8 @@ public final class Balancer: Service, Sendable {
         let deadline = ContinuousClock.now + configuration.shutdownGrace
         if await !connections.waitUntilEmpty(deadline: deadline) {
             logger.warning(
-                "shutdown grace over: closing remaining connections", metadata: ["open_connections": "\(connections.count)"])
+                "shutdown grace over: closing remaining connections",
+                metadata: ["open_connections": "\(connections.count)"])
             connections.closeAll()
             _ = await connections.waitUntilEmpty(deadline: .now + .seconds(2))
         }

@@ -32,9 +32,10 @@ final class HealthProber: Sendable {
     /// Probes every node once, together, then keeps probing each on its interval until cancelled.
     /// `firstRoundDone` runs once every node has had its first answer.
     func run(firstRoundDone: @Sendable () async throws -> Void) async throws {
-        var trackers = Dictionary(uniqueKeysWithValues: nodes.map {
-            ($0.id, HealthTracker(rise: settings.rise, fall: settings.fall))
-        })
+        var trackers = Dictionary(
+            uniqueKeysWithValues: nodes.map {
+                ($0.id, HealthTracker(rise: settings.rise, fall: settings.fall))
+            })
         await withTaskGroup(of: (NodeID, Result<Void, any Error>).self) { group in
             for node in nodes {
                 group.addTask { (node.id, await self.probe(node)) }

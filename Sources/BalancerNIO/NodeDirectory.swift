@@ -45,9 +45,10 @@ public final class NodeDirectory: Sendable {
             case .refuse(let refusal):
                 return .refused(refusal)
             case .tryNodes(let ids):
-                return .targets(ids.compactMap { id in
-                    state.hosts[id].map { NodeTarget(node: id, host: $0, port: port) }
-                })
+                return .targets(
+                    ids.compactMap { id in
+                        state.hosts[id].map { NodeTarget(node: id, host: $0, port: port) }
+                    })
             }
         }
     }

@@ -10,7 +10,8 @@ public final class LogCapture: Sendable {
         public var metadata: [String: String]
 
         public var description: String {
-            "\(level) \(message) " + metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            "\(level) \(message) "
+                + metadata.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
         }
     }
 

@@ -55,9 +55,11 @@ public final class TestBackend: Sendable {
                     }
                     child.closeFuture.whenComplete { _ in backend.stats.withLockedValue { $0.active -= 1 } }
                     try child.pipeline.syncOperations.addHandler(
-                        BackendHandler(name: name, behavior: behavior, written: { count in
-                            backend.stats.withLockedValue { $0.bytesWritten += count }
-                        }))
+                        BackendHandler(
+                            name: name, behavior: behavior,
+                            written: { count in
+                                backend.stats.withLockedValue { $0.bytesWritten += count }
+                            }))
                 }
             }
             .bind(host: host, port: port).get()

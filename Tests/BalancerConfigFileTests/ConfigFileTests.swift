@@ -45,7 +45,11 @@ import Testing
         #expect(config.listeners[0].balance == .leastConnections)
         #expect(config.listeners[1].bind == Endpoint(host: "::1", port: 8444))
         #expect(config.listeners[1].balance == .source)
-        #expect(config.nodes == [NodeConfiguration(id: "ums1", host: "10.0.0.11"), NodeConfiguration(id: "ums2", host: "ums2.example.com")])
+        #expect(
+            config.nodes == [
+                NodeConfiguration(id: "ums1", host: "10.0.0.11"),
+                NodeConfiguration(id: "ums2", host: "ums2.example.com"),
+            ])
         #expect(config.health.interval == .milliseconds(500))
         #expect(config.health.fall == 2)
         #expect(config.timeouts.idle == .seconds(600))

@@ -23,7 +23,9 @@ import Testing
                 TrafficClass.allCases.flatMap { trafficClass in
                     ConsolePolicy.allCases.flatMap { policy in
                         [false, true].map {
-                            Case(mode: mode, health: health, admin: admin, trafficClass: trafficClass, policy: policy, updateRunning: $0)
+                            Case(
+                                mode: mode, health: health, admin: admin, trafficClass: trafficClass, policy: policy,
+                                updateRunning: $0)
                         }
                     }
                 }

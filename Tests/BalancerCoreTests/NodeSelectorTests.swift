@@ -22,9 +22,12 @@ import Testing
     }
 
     @Test func roundRobinTakesEachNodeInTurnAndKeepsTheRestAsFailover() {
-        #expect(NodeSelector.order(nodes, algorithm: .roundRobin, rotation: 1, clientKey: "x") == ["ums2", "ums3", "ums1"])
-        #expect(NodeSelector.order(nodes, algorithm: .roundRobin, rotation: 5, clientKey: "x") == ["ums3", "ums1", "ums2"])
-        #expect(NodeSelector.order(nodes, algorithm: .roundRobin, rotation: -1, clientKey: "x") == ["ums3", "ums1", "ums2"])
+        #expect(
+            NodeSelector.order(nodes, algorithm: .roundRobin, rotation: 1, clientKey: "x") == ["ums2", "ums3", "ums1"])
+        #expect(
+            NodeSelector.order(nodes, algorithm: .roundRobin, rotation: 5, clientKey: "x") == ["ums3", "ums1", "ums2"])
+        #expect(
+            NodeSelector.order(nodes, algorithm: .roundRobin, rotation: -1, clientKey: "x") == ["ums3", "ums1", "ums2"])
     }
 
     @Test func sourceAffinityKeepsAClientOnItsNodeWhateverTheLoad() {
@@ -48,7 +51,9 @@ import Testing
     @Test func sourceAffinitySpreadsClientsOverAllNodes() {
         var counts: [NodeID: Int] = [:]
         for i in 0..<900 {
-            let node = NodeSelector.order(nodes, algorithm: .source, rotation: 0, clientKey: "192.168.\(i / 200).\(i % 200)").first!
+            let node = NodeSelector.order(
+                nodes, algorithm: .source, rotation: 0, clientKey: "192.168.\(i / 200).\(i % 200)"
+            ).first!
             counts[node, default: 0] += 1
         }
         #expect(counts.count == 3)

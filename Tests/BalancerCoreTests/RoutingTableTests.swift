@@ -10,7 +10,8 @@ import Testing
         var routing = table([("ums1", .up, .normal), ("ums2", .up, .normal), ("ums3", .up, .normal)])
         var chosen: [NodeID: Int] = [:]
         for _ in 0..<99 {
-            guard case .tryNodes(let order) = routing.route(.device, algorithm: .leastConnections, clientKey: "c") else {
+            guard case .tryNodes(let order) = routing.route(.device, algorithm: .leastConnections, clientKey: "c")
+            else {
                 Issue.record("refused")
                 return
             }

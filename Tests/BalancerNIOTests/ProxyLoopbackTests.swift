@@ -1,0 +1,189 @@
+import BalancerCore
+import BalancerNIO
+import BalancerTesting
+import NIOCore
+import NIOPosix
+import Testing
+
+/// The data path on real loopback sockets: what a device would notice, or must not.
+@Suite(.timeLimit(.minutes(1)))
+struct ProxyLoopbackTests {
+    @Test func eightMebibytesEachWayArriveByteIdentical() async throws {
+        let cluster = try await BackendCluster.start([.echo])
+        let balancer = try await RunningBalancer.start(cluster: cluster)
+        let size = 8 * 1024 * 1024
+        let sent = TestBackend.payload(size: size)
+        let connection = try await TestClient.connect(to: try balancer.address())
+        let received = try await connection.executeThenClose { inbound, outbound in
+            try await withThrowingTaskGroup(of: ByteBuffer?.self) { tasks in
+                tasks.addTask {
+                    var offset = 0
+                    while offset < size {
+                        let chunk = sent.getSlice(at: offset, length: min(256 * 1024, size - offset))!
+                        try await outbound.write(chunk)
+                        offset += chunk.readableBytes
+                    }
+                    outbound.finish()
+                    return nil
+                }
+                tasks.addTask { try await TestClient.readAll(inbound) }
+                var echoed: ByteBuffer?
+                for try await result in tasks { if let result { echoed = result } }
+                return echoed
+            }
+        }
+        #expect(received?.readableBytes == size)
+        #expect(received == sent)
+        try await balancer.stop()
+        #expect(balancer.accessLog.count == 1)
+        let line = try #require(balancer.accessLog.first)
+        #expect(line.metadata["bytes_in"] == "\(size)")
+        #expect(line.metadata["bytes_out"] == "\(size)")
+        #expect(line.metadata["node"] == "ums1")
+        #expect(line.metadata["outcome"] == "closed")
+        await cluster.stop()
+    }
+
+    @Test func aHalfClosedClientStillReceivesTheNodesFullAnswer() async throws {
+        let answerSize = 4 * 1024 * 1024
+        let cluster = try await BackendCluster.start([.answerAfterEOF(size: answerSize)])
+        let balancer = try await RunningBalancer.start(cluster: cluster)
+        let connection = try await TestClient.connect(to: try balancer.address())
+        let answer = try await connection.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "GET /device/00E0C5000001/profile"))
+            outbound.finish()
+            return try await TestClient.readAll(inbound)
+        }
+        #expect(answer == TestBackend.payload(size: answerSize))
+        try await balancer.stop()
+        await cluster.stop()
+    }
+
+    @Test func aNodeThatRefusesConnectionsIsSkippedWithoutTheClientNoticing() async throws {
+        let cluster = try await BackendCluster.start([.greetThenEcho, .greetThenEcho])
+        // Probes run rarely, so the balancer still believes ums1 is up after it stops listening.
+        let balancer = try await RunningBalancer.start(balance: .roundRobin, cluster: cluster) {
+            $0.health.interval = .seconds(3600)
+        }
+        await cluster.backends[0].stop()
+        var greetings: [String] = []
+        for _ in 0..<10 {
+            let connection = try await TestClient.connect(to: try balancer.address())
+            let greeting = try await connection.executeThenClose { inbound, outbound in
+                var iterator = inbound.makeAsyncIterator()
+                let line = try await TestClient.readLine(&iterator)
+                outbound.finish()
+                return line
+            }
+            greetings.append(greeting ?? "closed")
+        }
+        #expect(greetings == Array(repeating: "ums2", count: 10))
+        try await balancer.stop()
+        #expect(balancer.accessLog.count == 10)
+        #expect(balancer.accessLog.allSatisfy { $0.metadata["node"] == "ums2" && $0.metadata["outcome"] == "closed" })
+        await cluster.stop()
+    }
+
+    @Test func whenEveryNodeIsDownTheClientIsClosedPromptlyAndTheLogSaysWhy() async throws {
+        let cluster = try await BackendCluster.start([.echo, .echo])
+        await cluster.stop()
+        let balancer = try await RunningBalancer.start(cluster: cluster)
+        let started = ContinuousClock.now
+        let connection = try await TestClient.connect(to: try balancer.address())
+        let received = try await connection.executeThenClose { inbound, _ in try await TestClient.readAll(inbound) }
+        #expect(received.readableBytes == 0)
+        #expect(ContinuousClock.now - started < .seconds(1))
+        try await balancer.stop()
+        let line = try #require(balancer.accessLog.first)
+        #expect(line.level == .warning)
+        #expect(line.metadata["outcome"] == "refused")
+        #expect(line.metadata["reason"] == "device refused: ums1 down, ums2 down")
+    }
+
+    @Test func aSlowReaderDoesNotMakeTheBalancerBuffer() async throws {
+        let total = 128 * 1024 * 1024
+        let cluster = try await BackendCluster.start([.firehose(size: total)])
+        let balancer = try await RunningBalancer.start(cluster: cluster)
+        let connection = try await TestClient.connect(to: try balancer.address())
+        try await connection.executeThenClose { inbound, outbound in
+            // The client reads nothing for a while: the node may only get as far as the socket
+            // buffers on the way let it, never the whole stream into the balancer's memory.
+            try await Task.sleep(for: .milliseconds(1500))
+            let pushedWhileStalled = cluster.backends[0].bytesWritten
+            #expect(pushedWhileStalled > 0)
+            #expect(
+                pushedWhileStalled < 40 * 1024 * 1024,
+                "the balancer read \(pushedWhileStalled) bytes it could not pass on")
+            var count = 0
+            for try await chunk in inbound { count += chunk.readableBytes }
+            #expect(count == total)
+        }
+        try await balancer.stop()
+        await cluster.stop()
+    }
+
+    @Test func hundredConcurrentConnectionsSpreadOverThreeNodesByLeastConnections() async throws {
+        let cluster = try await BackendCluster.start([.greetThenEcho, .greetThenEcho, .greetThenEcho])
+        let balancer = try await RunningBalancer.start(cluster: cluster)
+        let address = try balancer.address()
+        let connections = try await withThrowingTaskGroup(of: TestClient.Connection.self) { tasks in
+            for _ in 0..<100 { tasks.addTask { try await TestClient.connect(to: address) } }
+            return try await tasks.reduce(into: []) { $0.append($1) }
+        }
+        var perNode: [String: Int] = [:]
+        for connection in connections {
+            var iterator = connection.inbound.makeAsyncIterator()
+            let node = try await TestClient.readLine(&iterator) ?? "closed"
+            perNode[node, default: 0] += 1
+        }
+        #expect(perNode.keys.sorted() == ["ums1", "ums2", "ums3"])
+        #expect(perNode.values.allSatisfy { (33...34).contains($0) }, "\(perNode)")
+        #expect(cluster.backends.map(\.active).reduce(0, +) == 100)
+        #expect(balancer.balancer.directory.snapshot().map(\.connections).reduce(0, +) == 100)
+        for connection in connections { try await connection.channel.close() }
+        try await balancer.stop()
+        await cluster.stop()
+    }
+
+    @Test func consoleConnectionsFromOneClientStayOnOneNode() async throws {
+        let cluster = try await BackendCluster.start([.greetThenEcho, .greetThenEcho, .greetThenEcho])
+        let balancer = try await RunningBalancer.start(listeners: [("console", .console)], cluster: cluster)
+        var nodes: Set<String> = []
+        for _ in 0..<12 {
+            let connection = try await TestClient.connect(to: try balancer.address("console"))
+            let node = try await connection.executeThenClose { inbound, outbound in
+                var iterator = inbound.makeAsyncIterator()
+                defer { outbound.finish() }
+                return try await TestClient.readLine(&iterator)
+            }
+            nodes.insert(node ?? "closed")
+        }
+        #expect(nodes.count == 1)
+        #expect(!nodes.contains("closed"))
+        try await balancer.stop()
+        await cluster.stop()
+    }
+
+    @Test func anIdleConnectionIsClosedAfterTheIdleTimeout() async throws {
+        let cluster = try await BackendCluster.start([.echo])
+        let balancer = try await RunningBalancer.start(cluster: cluster) { $0.timeouts.idle = .milliseconds(300) }
+        let started = ContinuousClock.now
+        let connection = try await TestClient.connect(to: try balancer.address())
+        let received = try await connection.executeThenClose { inbound, _ in try await TestClient.readAll(inbound) }
+        let elapsed = ContinuousClock.now - started
+        #expect(received.readableBytes == 0)
+        #expect(elapsed >= .milliseconds(250) && elapsed < .seconds(5))
+        try await balancer.stop()
+        #expect(balancer.accessLog.first?.metadata["outcome"] == "idle-timeout")
+        await cluster.stop()
+    }
+
+    @Test func listenersOpenOnlyAfterTheFirstProbeRound() async throws {
+        let cluster = try await BackendCluster.start([.greetThenEcho])
+        let balancer = try await RunningBalancer.start(cluster: cluster)
+        // By the time the listener accepts, the node's health is known, so the first connection is served.
+        #expect(balancer.balancer.directory.snapshot().first?.status.health == .up)
+        try await balancer.stop()
+        await cluster.stop()
+    }
+}

@@ -1,0 +1,110 @@
+import BalancerTesting
+import Foundation
+import NIOCore
+import Testing
+
+/// The `ums-balancer` executable as an operator runs it.
+@Suite(.timeLimit(.minutes(2)))
+struct BalancerProcessTests {
+    func config(listenPort: Int, backendPort: Int, grace: String = "10s") -> String {
+        """
+        listeners:
+          - { name: devices, bind: 127.0.0.1:\(listenPort), backend_port: \(backendPort), class: device }
+        nodes:
+          - { id: ums1, host: 127.0.0.1 }
+        health: { interval: 1h }
+        shutdown_grace: \(grace)
+        threads: 1
+        """
+    }
+
+    @Test func checkConfigAcceptsAValidFile() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = try dir.write("ok.yaml", config(listenPort: 30001, backendPort: 30001))
+        let result = try await ProcessHarness.run("ums-balancer", ["check-config", "--config", path])
+        #expect(result.status == 0)
+        #expect(result.output.contains("OK"))
+    }
+
+    @Test func checkConfigPrintsOneLinePerProblemAndExitsOne() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let path = try dir.write(
+            "bad.yaml",
+            """
+            listeners:
+              - { name: d, bind: 127.0.0.1:99999, backend_port: 30001, class: device }
+            nodes:
+              - { id: ums1, host: 127.0.0.1, port: 3 }
+            """)
+        let result = try await ProcessHarness.run("ums-balancer", ["check-config", "--config", path])
+        #expect(result.status == 1)
+        #expect(
+            result.output.split(separator: "\n").map(String.init) == [
+                "\(path):2:22: bind '127.0.0.1:99999': port 99999 is out of range 1-65535",
+                "\(path):4:34: unknown key 'port' in a node (expected one of: host, id)",
+            ])
+    }
+
+    @Test func runRefusesAnInvalidConfigWithTheSameMessages() async throws {
+        let result = try await ProcessHarness.run("ums-balancer", ["run", "--config", "/nonexistent.yaml"])
+        #expect(result.status == 1)
+        #expect(result.output.contains("/nonexistent.yaml:1:1: no such file"))
+    }
+
+    @Test func sigtermLetsOpenConnectionsFinishThenExitsZero() async throws {
+        let backend = try await TestBackend.start(name: "ums1", behavior: .echo)
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let port = try FreePort.pick()
+        let path = try dir.write("b.yaml", config(listenPort: port, backendPort: backend.port))
+        let balancer = try ProcessHarness("ums-balancer", ["run", "--config", path])
+        defer { balancer.kill() }
+        try await balancer.waitForOutput("listening")
+
+        let address = try SocketAddress(ipAddress: "127.0.0.1", port: port)
+        let connections = try await withThrowingTaskGroup(of: TestClient.Connection.self) { tasks in
+            for _ in 0..<3 { tasks.addTask { try await TestClient.connect(to: address) } }
+            return try await tasks.reduce(into: []) { $0.append($1) }
+        }
+        for connection in connections { try await connection.channel.writeAndFlush(ByteBuffer(string: "before ")) }
+
+        balancer.send(SIGTERM)
+        try await balancer.waitForOutput("stopped accepting")
+        #expect(balancer.process.isRunning)
+        await #expect(throws: (any Error).self) { _ = try await TestClient.connect(to: address) }
+
+        // Open connections keep working after the signal, and the balancer exits once they are done.
+        for connection in connections {
+            try await connection.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: "after"))
+                outbound.finish()
+                #expect(String(buffer: try await TestClient.readAll(inbound)) == "before after")
+            }
+        }
+        #expect(try await balancer.waitForExit(timeout: .seconds(10)) == 0)
+        #expect(balancer.output.contains("shut down"))
+        await backend.stop()
+    }
+
+    @Test func connectionsStillOpenAtTheGraceDeadlineAreClosedAndTheExitIsZero() async throws {
+        let backend = try await TestBackend.start(name: "ums1", behavior: .echo)
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let port = try FreePort.pick()
+        let path = try dir.write("b.yaml", config(listenPort: port, backendPort: backend.port, grace: "500ms"))
+        let balancer = try ProcessHarness("ums-balancer", ["run", "--config", path])
+        defer { balancer.kill() }
+        try await balancer.waitForOutput("listening")
+        let connection = try await TestClient.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: port))
+        let started = ContinuousClock.now
+        balancer.send(SIGTERM)
+        let received = try await connection.executeThenClose { inbound, _ in try await TestClient.readAll(inbound) }
+        #expect(received.readableBytes == 0)
+        #expect(try await balancer.waitForExit(timeout: .seconds(10)) == 0)
+        #expect(ContinuousClock.now - started >= .milliseconds(400))
+        #expect(balancer.output.contains("outcome=shutdown"))
+        await backend.stop()
+    }
+}
