@@ -72,31 +72,80 @@ extension ConfigReader {
     }
 
     private mutating func listener(_ node: Node) -> ListenerConfiguration? {
-        let keys: Set<String> = ["name", "bind", "backend_port", "class", "balance"]
+        let keys: Set<String> = ["name", "bind", "backend_port", "class", "balance", "sni", "handshake_timeout"]
         guard let entries = mapping(node, "a listener", allowed: keys) else { return nil }
         let name = required(entries, "name", in: node, "a listener").flatMap { self.name($0, "listener name") }
         let what = "listener '\(name ?? "?")'"
         let bind = required(entries, "bind", in: node, what).flatMap { bindAddress($0, "bind") }
         let backendPort = required(entries, "backend_port", in: node, what).flatMap { port($0, "backend_port") }
-        let classification = required(entries, "class", in: node, what).flatMap { listenerClass($0) }
+        let classification = required(entries, "class", in: node, what).flatMap { listenerClass($0, entries, in: node) }
         let balance = entries["balance"].flatMap { choice($0.value, "balance", as: BalanceAlgorithm.self) }
+        if let balance, balance != .source, classification == .fixed(.console), let entry = entries["balance"] {
+            fail(entry.value, "a console listener always balances by client address (source): sessions are per server")
+        }
+        let handshakeTimeout = entries["handshake_timeout"].flatMap { duration($0.value, "handshake_timeout") }
         guard let name, let bind, let backendPort, let classification else { return nil }
-        return ListenerConfiguration(
-            name: name, bind: bind, backendPort: backendPort, classification: classification, balance: balance)
+        var listener = ListenerConfiguration(
+            name: name, bind: bind, backendPort: backendPort, classification: classification,
+            balance: balance ?? .leastConnections)
+        if let handshakeTimeout { listener.handshakeTimeout = handshakeTimeout }
+        return listener
     }
 
-    private mutating func listenerClass(_ node: Node) -> ListenerClassification? {
+    private mutating func listenerClass(_ node: Node, _ entries: [String: Entry], in listener: Node) -> ListenerClassification? {
         guard let text = string(node, "class") else { return nil }
+        if text != "by-sni", let sni = entries["sni"] {
+            fail(sni.keyNode, "'sni' only applies to class by-sni")
+        }
         switch text {
         case "device": return .fixed(.device)
         case "console": return .fixed(.console)
-        case "by-sni", "by-path":
-            fail(node, "class '\(text)' is not supported by this version (use device or console)")
+        case "by-sni":
+            guard let sni = required(entries, "sni", in: listener, "a by-sni listener") else { return nil }
+            return sniRules(sni).map(ListenerClassification.bySNI)
+        case "by-path":
+            fail(node, "class 'by-path' is not supported by this version (use device, console or by-sni)")
             return nil
         default:
             fail(node, "class '\(text)' is not one of: device, console, by-sni, by-path")
             return nil
         }
+    }
+
+    private mutating func sniRules(_ node: Node) -> SNIRules? {
+        guard let entries = mapping(node, "sni", allowed: ["console", "device", "default"]) else { return nil }
+        var patterns: [TrafficClass: [String]] = [:]
+        var seen: [String: TrafficClass] = [:]
+        for trafficClass in TrafficClass.allCases {
+            guard let list = entries[trafficClass.rawValue] else { continue }
+            guard let items = sequence(list.value, "sni \(trafficClass)") else { continue }
+            for item in items {
+                guard let pattern = string(item, "server name")?.lowercased() else { continue }
+                let bare = pattern.hasPrefix("*.") ? String(pattern.dropFirst(2)) : pattern
+                guard Self.isHostName(bare) else {
+                    fail(item, "server name '\(pattern)' is neither a host name nor *.domain")
+                    continue
+                }
+                if let other = seen[pattern] {
+                    fail(item, "server name '\(pattern)' is already listed under \(other)")
+                    continue
+                }
+                seen[pattern] = trafficClass
+                patterns[trafficClass, default: []].append(pattern)
+            }
+        }
+        let defaultClass = entries["default"].flatMap { choice($0.value, "sni default", as: TrafficClass.self) }
+        if entries["default"] == nil { fail(node, "sni is missing required key 'default' (device or console)") }
+        return defaultClass.map { SNIRules(patterns: patterns, defaultClass: $0) }
+    }
+
+    static func isHostName(_ text: String) -> Bool {
+        let labels = text.split(separator: ".", omittingEmptySubsequences: false)
+        return text.count <= 253 && !labels.isEmpty
+            && labels.allSatisfy { label in
+                !label.isEmpty && label.count <= 63 && !label.hasPrefix("-") && !label.hasSuffix("-")
+                    && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+            }
     }
 
     /// Two listening sockets collide when they share a port and an address, or one is a wildcard.

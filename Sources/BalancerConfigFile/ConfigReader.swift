@@ -179,13 +179,7 @@ struct ConfigReader {
     mutating func host(_ node: Node, _ what: String) -> String? {
         guard let text = string(node, what) else { return nil }
         if Self.isIPv4(text) || Self.isIPv6(text) { return text }
-        let labels = text.split(separator: ".", omittingEmptySubsequences: false)
-        let validName =
-            text.count <= 253 && !text.allSatisfy({ $0.isNumber || $0 == "." })
-            && labels.allSatisfy { label in
-                !label.isEmpty && label.count <= 63 && !label.hasPrefix("-") && !label.hasSuffix("-")
-                    && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
-            }
+        let validName = !text.allSatisfy({ $0.isNumber || $0 == "." }) && Self.isHostName(text)
         guard validName else {
             fail(node, "\(what) '\(text)' is neither an IP address nor a host name")
             return nil

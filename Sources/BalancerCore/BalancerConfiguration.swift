@@ -20,27 +20,27 @@ public struct ListenerConfiguration: Sendable, Hashable {
     public var backendPort: Int
     public var classification: ListenerClassification
     public var balance: BalanceAlgorithm
+    /// How long a classifying listener waits for the bytes it classifies by.
+    public var handshakeTimeout: Duration = .seconds(5)
 
     public init(
         name: String,
         bind: Endpoint,
         backendPort: Int,
         classification: ListenerClassification,
-        balance: BalanceAlgorithm? = nil
+        balance: BalanceAlgorithm = .leastConnections
     ) {
         self.name = name
         self.bind = bind
         self.backendPort = backendPort
         self.classification = classification
-        self.balance = balance ?? Self.defaultBalance(for: classification)
+        self.balance = balance
     }
 
-    /// Consoles keep per-server sessions, so they stick to a node; devices spread by load.
-    public static func defaultBalance(for classification: ListenerClassification) -> BalanceAlgorithm {
-        switch classification {
-        case .fixed(.console): .source
-        case .fixed(.device): .leastConnections
-        }
+    /// Consoles keep per-server sessions, so console traffic always sticks to a node by client
+    /// address; device traffic uses the listener's `balance`.
+    public func algorithm(for trafficClass: TrafficClass) -> BalanceAlgorithm {
+        trafficClass == .console ? .source : balance
     }
 }
 

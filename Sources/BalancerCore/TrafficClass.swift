@@ -12,6 +12,8 @@ public enum TrafficClass: String, Sendable, Hashable, CaseIterable, CustomString
 public enum ListenerClassification: Sendable, Hashable {
     /// Every connection has the same class.
     case fixed(TrafficClass)
+    /// Decided per connection from the TLS ClientHello's server name, without terminating TLS.
+    case bySNI(SNIRules)
 }
 
 /// How a listener picks among the eligible nodes.

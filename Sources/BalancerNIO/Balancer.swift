@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import BalancerCore
 import Logging
 import NIOConcurrencyHelpers
@@ -58,17 +59,18 @@ public final class Balancer: Service, Sendable {
     }
 
     public func run() async throws {
-        let prober = HealthProber(
+        let httpClient = makeHTTPClient()
+        let monitor = NodeMonitor(
             nodes: configuration.nodes,
-            settings: configuration.health,
-            port: configuration.healthPort ?? 0,
+            health: configuration.health,
+            probe: NodeProbe(kind: probeKind, timeout: probeTimeout, group: group, httpClient: httpClient),
             directory: directory,
-            group: group,
             logger: logger
         )
+        defer { if let httpClient { Task { try? await httpClient.shutdown() } } }
         do {
             try await cancelWhenGracefulShutdown {
-                try await prober.run(firstRoundDone: { try await self.openListeners() })
+                try await monitor.run(firstRoundDone: { try await self.openListeners() })
             }
         } catch is CancellationError {
             // Graceful shutdown: fall through to draining.
@@ -79,6 +81,27 @@ public final class Balancer: Service, Sendable {
         }
         listeningPromise.fail(CancellationError())
         await drain()
+    }
+
+    private var probeKind: NodeProbe.Kind {
+        switch configuration.status?.action {
+        case .url(let template): .httpStatus(urlTemplate: template)
+        case .command(let words): .command(words)
+        case nil: .tcpConnect(port: configuration.healthPort ?? 0)
+        }
+    }
+
+    private var probeTimeout: Duration {
+        configuration.status?.timeout ?? configuration.health.timeout
+    }
+
+    private func makeHTTPClient() -> HTTPClient? {
+        guard case .url = configuration.status?.action else { return nil }
+        var settings = HTTPClient.Configuration()
+        settings.timeout = .init(connect: TimeAmount(probeTimeout), read: TimeAmount(probeTimeout))
+        settings.redirectConfiguration = .disallow
+        settings.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 2)
+        return HTTPClient(eventLoopGroupProvider: .shared(group), configuration: settings)
     }
 
     // MARK: - Listeners
@@ -121,13 +144,18 @@ public final class Balancer: Service, Sendable {
                     registry.register(channel)
                     let record = ConnectionRecord(
                         logger: Self.connectionLogger(listener, channel: channel),
-                        trafficClass: listener.configuration.fixedClass
+                        trafficClass: listener.configuration.initialClass
                     )
-                    try channel.pipeline.syncOperations.addHandlers([
-                        IdleStateHandler(allTimeout: TimeAmount(listener.timeouts.idle)),
-                        ConnectionGuard(record: record, side: "client"),
-                        ProxyHandler(listener: listener, record: record),
-                    ])
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(IdleStateHandler(allTimeout: TimeAmount(listener.timeouts.idle)))
+                    try sync.addHandler(ConnectionGuard(record: record, side: "client"))
+                    if case .bySNI(let rules) = listener.configuration.classification {
+                        try sync.addHandler(
+                            SNIClassifier(
+                                rules: rules, timeout: listener.configuration.handshakeTimeout, record: record,
+                                listener: listener.configuration.name))
+                    }
+                    try sync.addHandler(ProxyHandler(listener: listener, record: record))
                 }
             }
     }
@@ -175,9 +203,11 @@ public final class Balancer: Service, Sendable {
 }
 
 extension ListenerConfiguration {
-    var fixedClass: TrafficClass {
+    /// The class a connection has before anything is known about it.
+    var initialClass: TrafficClass {
         switch classification {
         case .fixed(let trafficClass): trafficClass
+        case .bySNI(let rules): rules.defaultClass
         }
     }
 }

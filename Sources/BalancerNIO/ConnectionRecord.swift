@@ -12,6 +12,8 @@ final class ConnectionRecord {
     /// The first reason the connection ended; later ones are consequences.
     private(set) var outcome: String?
     var reason: String?
+    /// Client bytes read by a classifier before the splice.
+    var peekedBytes = 0
     var clientGlue: GlueHandler?
     var nodeGlue: GlueHandler?
 
@@ -31,13 +33,17 @@ final class ConnectionRecord {
         var metadata: Logger.Metadata = [
             "class": "\(trafficClass)",
             "node": "\(node ?? "-")",
-            "bytes_in": "\(clientGlue?.bytesRead ?? 0)",
+            "bytes_in": "\(peekedBytes + (clientGlue?.bytesRead ?? 0))",
             "bytes_out": "\(nodeGlue?.bytesRead ?? 0)",
             "duration_ms": "\((NIODeadline.now() - started).nanoseconds / 1_000_000)",
             "outcome": "\(outcome ?? "closed")",
         ]
         if let reason { metadata["reason"] = "\(reason)" }
-        let level: Logger.Level = outcome == "refused" || outcome == "unavailable" ? .warning : .info
+        let level: Logger.Level =
+            switch outcome {
+            case "refused", "unavailable", "handshake-failed": .warning
+            default: .info
+            }
         logger.log(level: level, "connection", metadata: metadata)
     }
 }

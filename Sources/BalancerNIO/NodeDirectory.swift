@@ -65,8 +65,13 @@ public final class NodeDirectory: Sendable {
 
     /// Changes one node's state; returns the state before when anything changed.
     @discardableResult
-    public func update(_ node: NodeID, _ change: @Sendable (inout NodeStatus) -> Void) -> NodeStatus? {
+    public func update(_ node: NodeID, _ change: (inout NodeStatus) -> Void) -> NodeStatus? {
         state.withLockedValue { $0.table.update(node, change) }
+    }
+
+    /// The current state of `node`.
+    public func status(of node: NodeID) -> NodeStatus? {
+        state.withLockedValue { $0.table.status(of: node) }
     }
 
     /// Every node's state with its connection count, in configuration order.

@@ -21,6 +21,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private let listener: ListenerContext
     private let record: ConnectionRecord
     private var failures: [String] = []
+    /// Bytes a classifier read before the node was chosen; the node gets them first.
+    private var initialBytes: ByteBuffer?
 
     init(listener: ListenerContext, record: ConnectionRecord) {
         self.listener = listener
@@ -28,14 +30,32 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        let channel = context.channel
-        channel.closeFuture.assumeIsolated().whenComplete { [record] _ in
+        context.channel.closeFuture.assumeIsolated().whenComplete { [record] _ in
             if record.node == nil { record.log() }
         }
-        let clientKey = channel.remoteAddress?.ipAddress ?? "unknown"
+        if case .fixed(let trafficClass) = listener.configuration.classification {
+            route(context: context, trafficClass: trafficClass, initialBytes: nil)
+        }
+        // Other listeners wait for a classifier's `ConnectionClassified`.
+        context.fireChannelActive()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let classified = event as? ConnectionClassified else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        record.logger[metadataKey: "classified"] = "\(classified.detail)"
+        route(context: context, trafficClass: classified.trafficClass, initialBytes: classified.bytes)
+    }
+
+    private func route(context: ChannelHandlerContext, trafficClass: TrafficClass, initialBytes: ByteBuffer?) {
+        record.trafficClass = trafficClass
+        self.initialBytes = initialBytes
+        let clientKey = context.channel.remoteAddress?.ipAddress ?? "unknown"
         switch listener.directory.route(
-            record.trafficClass,
-            algorithm: listener.configuration.balance,
+            trafficClass,
+            algorithm: listener.configuration.algorithm(for: trafficClass),
             clientKey: clientKey,
             port: listener.configuration.backendPort
         ) {
@@ -45,7 +65,6 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .targets(let targets):
             connect(context: context, targets: targets[...])
         }
-        context.fireChannelActive()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -122,6 +141,11 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.channel.closeFuture.and(nodeChannel.closeFuture).assumeIsolated().whenComplete { _ in
             directory.connectionClosed(from: target.node)
             record.log()
+        }
+        if let initialBytes, initialBytes.readableBytes > 0 {
+            record.peekedBytes = initialBytes.readableBytes
+            nodeChannel.writeAndFlush(initialBytes, promise: nil)
+            self.initialBytes = nil
         }
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         // Reading starts only now that both sides are glued: nothing is read before a node is there.

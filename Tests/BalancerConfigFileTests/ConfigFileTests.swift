@@ -71,7 +71,7 @@ import Testing
         #expect(config.timeouts == TimeoutSettings())
         #expect(config.threads == nil)
         #expect(config.shutdownGrace == .seconds(30))
-        #expect(config.listeners[0].balance == .source)
+        #expect(config.listeners[0].algorithm(for: .console) == .source)
         #expect(config.healthPort == 30001)
         #expect(config.status == nil && config.admin == nil)
     }
@@ -128,7 +128,7 @@ import Testing
             """,
             [
                 "b.yaml:1:30: bind 'ums:30001': 'ums' is not an IP address (write IPv6 as [::1]:PORT)",
-                "b.yaml:1:77: unknown key 'speed' in a listener (expected one of: backend_port, balance, bind, class, name)",
+                "b.yaml:1:77: unknown key 'speed' in a listener (expected one of: backend_port, balance, bind, class, handshake_timeout, name, sni)",
                 "b.yaml:4:11: duplicate node id 'ums1'",
                 "b.yaml:5:23: node 'ums3' has the same host as node 'ums1' (10.0.0.1)",
                 "b.yaml:6:11: node id 'bad id' may only hold letters, digits, '.', '_' and '-' (at most 64)",
@@ -180,6 +180,51 @@ import Testing
     ])
     func reportsEveryProblemWithFileLineAndColumn(text: String, expected: [String]) {
         #expect(errors(text) == expected)
+    }
+
+    @Test func readsSNIRules() throws {
+        let config = try ConfigFile.parse(
+            """
+            listeners:
+              - name: web
+                bind: 0.0.0.0:8443
+                backend_port: 8443
+                class: by-sni
+                handshake_timeout: 2s
+                sni: { console: [UMS-Console.example.com, "*.admin.example.com"], default: device }
+            nodes: [{ id: a, host: 10.0.0.1 }]
+            """, file: "b.yaml")
+        let listener = try #require(config.listeners.first)
+        #expect(listener.handshakeTimeout == .seconds(2))
+        guard case .bySNI(let rules) = listener.classification else {
+            Issue.record("not by-sni")
+            return
+        }
+        #expect(rules.defaultClass == .device)
+        #expect(rules.classify("ums-console.example.com") == .console)
+        #expect(rules.classify("x.admin.example.com") == .console)
+        #expect(listener.algorithm(for: .console) == .source)
+        #expect(listener.algorithm(for: .device) == .leastConnections)
+    }
+
+    @Test func reportsSNIAndBalanceMistakes() {
+        #expect(
+            errors(
+                """
+                listeners:
+                  - { name: a, bind: 0.0.0.0:1, backend_port: 1, class: by-sni, sni: { console: ["bad name", x.com, x.com] } }
+                  - { name: b, bind: 0.0.0.0:2, backend_port: 1, class: console, balance: round-robin }
+                  - { name: c, bind: 0.0.0.0:3, backend_port: 1, class: device, sni: { default: device } }
+                  - { name: d, bind: 0.0.0.0:4, backend_port: 1, class: by-sni }
+                nodes: [{ id: a, host: 10.0.0.1 }]
+                """) == [
+                    "b.yaml:2:70: sni is missing required key 'default' (device or console)",
+                    "b.yaml:2:82: server name 'bad name' is neither a host name nor *.domain",
+                    "b.yaml:2:101: server name 'x.com' is already listed under console",
+                    "b.yaml:3:75: a console listener always balances by client address (source): sessions are per server",
+                    "b.yaml:4:65: 'sni' only applies to class by-sni",
+                    "b.yaml:5:5: a by-sni listener is missing required key 'sni'",
+                ])
     }
 
     @Test func anEmptyFileSaysWhatIsRequired() {

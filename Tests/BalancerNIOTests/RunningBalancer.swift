@@ -74,7 +74,7 @@ final class RunningBalancer: Sendable {
                     bind: Endpoint(host: "127.0.0.1", port: try FreePort.pick()),
                     backendPort: cluster.port,
                     classification: .fixed($0.trafficClass),
-                    balance: balance
+                    balance: balance ?? .leastConnections
                 )
             },
             nodes: nodes ?? cluster.nodes

@@ -1,0 +1,4 @@
+@main
+enum NodeSimMain {
+    static func main() {}
+}
