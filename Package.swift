@@ -3,7 +3,7 @@ import PackageDescription
 
 let package = Package(
     name: "ums-balancer",
-    platforms: [.macOS(.v14)],
+    platforms: [.macOS(.v15)],
     products: [
         .executable(name: "ums-balancer", targets: ["ums-balancer"])
     ],
@@ -28,7 +28,7 @@ let package = Package(
         .target(
             name: "BalancerNIO",
             dependencies: [
-                "BalancerCore",
+                "BalancerCore", "BalancerStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
@@ -40,9 +40,17 @@ let package = Package(
             ]
         ),
         .target(
+            name: "BalancerStore",
+            dependencies: [
+                "BalancerCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "BalancerCLI",
             dependencies: [
-                "BalancerCore", "BalancerConfigFile", "BalancerNIO",
+                "BalancerCore", "BalancerConfigFile", "BalancerNIO", "BalancerStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -81,6 +89,7 @@ let package = Package(
         ),
         .testTarget(name: "UMSNodeSimulatorTests", dependencies: ["UMSNodeSimulator"]),
         .testTarget(name: "BalancerCoreTests", dependencies: ["BalancerCore"]),
+        .testTarget(name: "BalancerStoreTests", dependencies: ["BalancerStore", "BalancerCore", "BalancerTesting"]),
         .testTarget(name: "BalancerConfigFileTests", dependencies: ["BalancerConfigFile", "BalancerCore"]),
         .testTarget(
             name: "BalancerNIOTests",

@@ -2,6 +2,7 @@ import ArgumentParser
 import BalancerConfigFile
 import BalancerCore
 import BalancerNIO
+import BalancerStore
 import Foundation
 import Logging
 import NIOCore
@@ -51,12 +52,17 @@ extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// Runs a balancer until SIGTERM or SIGINT; a second signal exits at once.
 func runBalancer(configuration: BalancerConfiguration, logger: Logger) async throws {
+    // The state database is opened before anything listens: a broken one is an error at start.
+    let store = try configuration.state.map { try StateStore(path: $0.path) }
+    let initialRun = try await store?.loadRun()
     let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads ?? System.coreCount)
     let balancer = Balancer(
         configuration: configuration,
         group: group,
         logger: logger,
-        accessLogger: Logger(label: "ums-balancer.access")
+        accessLogger: Logger(label: "ums-balancer.access"),
+        store: store,
+        initialRun: initialRun
     )
     let services = ServiceGroup(
         configuration: .init(services: [balancer], logger: logger)

@@ -92,7 +92,9 @@ extension ConfigReader {
         return listener
     }
 
-    private mutating func listenerClass(_ node: Node, _ entries: [String: Entry], in listener: Node) -> ListenerClassification? {
+    private mutating func listenerClass(_ node: Node, _ entries: [String: Entry], in listener: Node)
+        -> ListenerClassification?
+    {
         guard let text = string(node, "class") else { return nil }
         if text != "by-sni", let sni = entries["sni"] {
             fail(sni.keyNode, "'sni' only applies to class by-sni")
@@ -257,13 +259,18 @@ extension ConfigReader {
     }
 
     private mutating func update(_ node: Node) -> UpdateSettings? {
-        guard let entries = mapping(node, "update", allowed: ["console", "drain_timeout"]) else { return nil }
+        guard let entries = mapping(node, "update", allowed: ["console", "drain_timeout", "slow_start"]) else {
+            return nil
+        }
         var update = UpdateSettings()
         if let value = entries["console"]?.value, let policy = choice(value, "update console", as: ConsolePolicy.self) {
             update.console = policy
         }
         if let value = entries["drain_timeout"]?.value, let d = duration(value, "drain_timeout", atLeast: .zero) {
             update.drainTimeout = d
+        }
+        if let value = entries["slow_start"]?.value, let d = duration(value, "slow_start", atLeast: .zero) {
+            update.slowStart = d
         }
         return update
     }

@@ -91,6 +91,8 @@ public enum ConsolePolicy: String, Sendable, Hashable, CaseIterable {
 public struct UpdateSettings: Sendable, Hashable {
     public var console: ConsolePolicy = .normalOnly
     public var drainTimeout: Duration = .seconds(30)
+    /// After a reconnect, a node's share of new connections grows to full over this long.
+    public var slowStart: Duration = .seconds(30)
 
     public init() {}
 }

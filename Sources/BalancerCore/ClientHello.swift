@@ -21,12 +21,16 @@ public enum ClientHello {
         var offset = 0
         while true {
             guard offset + 5 <= bytes.count else {
-                return bytes.count > maximumSize ? .invalid("ClientHello larger than \(maximumSize) bytes") : .needMoreData
+                return bytes.count > maximumSize
+                    ? .invalid("ClientHello larger than \(maximumSize) bytes") : .needMoreData
             }
             guard bytes[offset] == 0x16 else {
-                return .invalid(offset == 0 ? "not a TLS handshake" : "TLS record of another type inside the ClientHello")
+                return .invalid(
+                    offset == 0 ? "not a TLS handshake" : "TLS record of another type inside the ClientHello")
             }
-            guard bytes[offset + 1] == 0x03, bytes[offset + 2] <= 0x04 else { return .invalid("unknown TLS record version") }
+            guard bytes[offset + 1] == 0x03, bytes[offset + 2] <= 0x04 else {
+                return .invalid("unknown TLS record version")
+            }
             let length = Int(bytes[offset + 3]) << 8 | Int(bytes[offset + 4])
             guard length > 0, length <= 16_384 else { return .invalid("bad TLS record length \(length)") }
             guard offset + 5 + length <= bytes.count else {
@@ -38,7 +42,9 @@ public enum ClientHello {
             guard handshake.count >= 4 else { continue }
             guard handshake[0] == 0x01 else { return .invalid("first handshake message is not a ClientHello") }
             let messageLength = Int(handshake[1]) << 16 | Int(handshake[2]) << 8 | Int(handshake[3])
-            guard 4 + messageLength <= maximumSize else { return .invalid("ClientHello larger than \(maximumSize) bytes") }
+            guard 4 + messageLength <= maximumSize else {
+                return .invalid("ClientHello larger than \(maximumSize) bytes")
+            }
             if handshake.count >= 4 + messageLength {
                 return parseBody(handshake[4..<(4 + messageLength)])
             }
@@ -54,7 +60,8 @@ public enum ClientHello {
             let compressionLength = reader.uint8(), compressionLength >= 1, reader.skip(Int(compressionLength))
         else { return .invalid("malformed ClientHello") }
         if reader.isAtEnd { return .complete(serverName: nil) }
-        guard let extensionsLength = reader.uint16(), var extensions = reader.slice(Int(extensionsLength)), reader.isAtEnd
+        guard let extensionsLength = reader.uint16(), var extensions = reader.slice(Int(extensionsLength)),
+            reader.isAtEnd
         else { return .invalid("malformed ClientHello extensions") }
         while !extensions.isAtEnd {
             guard let type = extensions.uint16(), let length = extensions.uint16(),
@@ -65,7 +72,8 @@ public enum ClientHello {
                 return .invalid("malformed server_name extension")
             }
             while !list.isAtEnd {
-                guard let nameType = list.uint8(), let nameLength = list.uint16(), let name = list.bytes(Int(nameLength))
+                guard let nameType = list.uint8(), let nameLength = list.uint16(),
+                    let name = list.bytes(Int(nameLength))
                 else { return .invalid("malformed server_name extension") }
                 guard nameType == 0 else { continue }
                 guard let hostName = hostName(name) else { return .invalid("server name is not a host name") }

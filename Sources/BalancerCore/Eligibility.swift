@@ -2,6 +2,7 @@
 public enum IneligibilityReason: Sendable, Hashable, CustomStringConvertible {
     case down
     case draining
+    case drainingForReconnect
     case maintenance
     case mode(NodeMode)
     case consoleFrozen
@@ -10,6 +11,7 @@ public enum IneligibilityReason: Sendable, Hashable, CustomStringConvertible {
         switch self {
         case .down: "down"
         case .draining: "draining"
+        case .drainingForReconnect: "draining for reconnect"
         case .maintenance: "maintenance"
         case .mode(let mode): mode.rawValue
         case .consoleFrozen: "console frozen during update"
@@ -36,6 +38,7 @@ public enum Eligibility {
         case .draining: return .draining
         case .maintenance: return .maintenance
         }
+        guard !node.reconnectDrain else { return .drainingForReconnect }
         switch (trafficClass, node.mode) {
         case (.device, .normal), (.device, .update):
             return nil

@@ -2,10 +2,18 @@
 public struct NodeLoad: Sendable, Hashable {
     public var id: NodeID
     public var activeConnections: Int
+    /// Share of a full node's traffic, below 1 while the node slow-starts.
+    public var weight: Double
 
-    public init(id: NodeID, activeConnections: Int) {
+    public init(id: NodeID, activeConnections: Int, weight: Double = 1) {
         self.id = id
         self.activeConnections = activeConnections
+        self.weight = weight
+    }
+
+    /// Load as least-connections compares it: a slow-starting node looks busier than it is.
+    var effectiveLoad: Double {
+        Double(activeConnections + 1) / max(weight, 0.01)
     }
 }
 
@@ -32,7 +40,7 @@ public enum NodeSelector {
             // Stable sort of a rotated list: equal loads take turns instead of piling on the first node.
             return rotated(nodes, by: rotation)
                 .enumerated()
-                .sorted { ($0.element.activeConnections, $0.offset) < ($1.element.activeConnections, $1.offset) }
+                .sorted { ($0.element.effectiveLoad, $0.offset) < ($1.element.effectiveLoad, $1.offset) }
                 .map(\.element.id)
         case .source:
             // Rendezvous hashing: a client keeps its node while that node stays eligible, and

@@ -39,6 +39,8 @@ public struct NodeStatus: Sendable, Hashable {
     public var mode: NodeMode
     public var admin: AdminState
     public var version: String?
+    /// The balancer itself drained the node for its reconnect (kept apart from the operator's `admin`).
+    public var reconnectDrain = false
 
     public init(
         id: NodeID,

@@ -44,6 +44,7 @@ public struct RoutingTable: Sendable {
     public private(set) var nodes: [NodeStatus]
     private var activeConnections: [NodeID: Int] = [:]
     private var rotation = 0
+    private var slowStarts: [NodeID: (since: ContinuousClock.Instant, duration: Duration)] = [:]
     public var consolePolicy: ConsolePolicy
     /// An update run is in progress, reconnecting or stalled.
     public var updateRunning = false
@@ -67,7 +68,8 @@ public struct RoutingTable: Sendable {
     public mutating func route(
         _ trafficClass: TrafficClass,
         algorithm: BalanceAlgorithm,
-        clientKey: String
+        clientKey: String,
+        now: ContinuousClock.Instant = .now
     ) -> RoutingDecision {
         var eligible: [NodeLoad] = []
         var reasons: [(node: NodeID, reason: IneligibilityReason)] = []
@@ -77,7 +79,10 @@ public struct RoutingTable: Sendable {
             {
                 reasons.append((node.id, reason))
             } else {
-                eligible.append(NodeLoad(id: node.id, activeConnections: connections(to: node.id)))
+                eligible.append(
+                    NodeLoad(
+                        id: node.id, activeConnections: connections(to: node.id), weight: weight(of: node.id, now: now))
+                )
             }
         }
         guard !eligible.isEmpty else {
@@ -85,6 +90,23 @@ public struct RoutingTable: Sendable {
         }
         rotation &+= 1
         return .tryNodes(NodeSelector.order(eligible, algorithm: algorithm, rotation: rotation, clientKey: clientKey))
+    }
+
+    /// Lets `id` take a growing share of new connections over `duration`, from 10% up, so a node
+    /// coming back is not flooded by every client at once.
+    public mutating func slowStart(_ id: NodeID, over duration: Duration, now: ContinuousClock.Instant = .now) {
+        slowStarts[id] = duration > .zero ? (now, duration) : nil
+    }
+
+    /// The node's share of traffic at `now`: 1 unless it slow-starts.
+    public mutating func weight(of id: NodeID, now: ContinuousClock.Instant) -> Double {
+        guard let slowStart = slowStarts[id] else { return 1 }
+        let elapsed = (now - slowStart.since) / slowStart.duration
+        guard elapsed < 1 else {
+            slowStarts[id] = nil
+            return 1
+        }
+        return max(0.1, elapsed)
     }
 
     /// Counts a connection (or a connect attempt) against `id`.

@@ -17,7 +17,8 @@ public struct SNIRules: Sendable, Hashable {
         for trafficClass in order where patterns[trafficClass, default: []].contains(name) {
             return trafficClass
         }
-        for trafficClass in order where patterns[trafficClass, default: []].contains(where: { Self.wildcard($0, matches: name) }) {
+        for trafficClass in order
+        where patterns[trafficClass, default: []].contains(where: { Self.wildcard($0, matches: name) }) {
             return trafficClass
         }
         return defaultClass

@@ -1,5 +1,7 @@
 import AsyncHTTPClient
 import BalancerCore
+import BalancerStore
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -31,23 +33,52 @@ public final class Balancer: Service, Sendable {
     private let accessLogger: Logger
     private let listenerChannels = NIOLockedValueBox<[String: any Channel]>([:])
     private let listeningPromise: EventLoopPromise<Void>
+    private let httpClient: HTTPClient?
+    /// The append-only event journal (in the state database when one is configured).
+    public let journal: Journal
+    private let store: StateStore?
+    private let coordinator: UpdateCoordinator
 
+    /// A balancer for `configuration`; `store` keeps the update run and journal, `initialRun` is the
+    /// run persisted there (load it first, so status shows it before the first probe).
     public init(
         configuration: BalancerConfiguration,
         group: any EventLoopGroup,
         logger: Logger,
-        accessLogger: Logger? = nil
+        accessLogger: Logger? = nil,
+        store: StateStore? = nil,
+        initialRun: UpdateRun? = nil
     ) {
         self.configuration = configuration
         self.group = group
         self.logger = logger
         self.accessLogger = accessLogger ?? logger
+        self.store = store
+        self.journal = Journal(store: store, logger: logger)
         // Without a status probe a reachable node is taken to be a UMS Server in normal mode.
         let assumedMode: NodeMode = configuration.status == nil ? .normal : .unknown
         self.directory = NodeDirectory(nodes: configuration.nodes, consolePolicy: configuration.update.console) {
             NodeStatus(id: $0, health: .down, mode: assumedMode)
         }
         self.listeningPromise = group.next().makePromise(of: Void.self)
+        let httpClient = Self.makeHTTPClient(configuration, group: group)
+        self.httpClient = httpClient
+        let caller = configuration.reconnect.map {
+            ReconnectCaller(action: $0.action, callTimeout: min($0.timeout, .seconds(10)), httpClient: httpClient)
+        }
+        self.coordinator = UpdateCoordinator(
+            configuration: configuration, initialRun: initialRun, directory: directory, caller: caller,
+            store: store, journal: journal, logger: logger)
+    }
+
+    /// The update run as it stands.
+    public func updateRun() async -> UpdateRun {
+        await coordinator.run
+    }
+
+    /// Re-arms a stalled update run; false when it is not stalled.
+    public func retryReconnect(actor: String) async -> Bool {
+        await coordinator.retryReconnect(actor: actor)
     }
 
     /// Completes once every listener is open; fails if one cannot be.
@@ -59,28 +90,47 @@ public final class Balancer: Service, Sendable {
     }
 
     public func run() async throws {
-        let httpClient = makeHTTPClient()
+        let coordinator = self.coordinator
+        let journal = self.journal
         let monitor = NodeMonitor(
             nodes: configuration.nodes,
             health: configuration.health,
             probe: NodeProbe(kind: probeKind, timeout: probeTimeout, group: group, httpClient: httpClient),
             directory: directory,
-            logger: logger
+            journal: journal,
+            logger: logger,
+            onChange: { await coordinator.nodesChanged() }
         )
-        defer { if let httpClient { Task { try? await httpClient.shutdown() } } }
+        journal.record(
+            .balancer, "started with \(configuration.nodes.count) nodes and \(configuration.listeners.count) listeners")
+        let journalWriter = Task { await journal.run() }
+        await coordinator.resume()
         do {
             try await cancelWhenGracefulShutdown {
-                try await monitor.run(firstRoundDone: { try await self.openListeners() })
+                try await withThrowingTaskGroup(of: Void.self) { tasks in
+                    tasks.addTask { try await coordinator.run() }
+                    tasks.addTask { try await monitor.run(firstRoundDone: { try await self.openListeners() }) }
+                    try await tasks.next()
+                }
             }
         } catch is CancellationError {
             // Graceful shutdown: fall through to draining.
         } catch {
             listeningPromise.fail(error)
             await closeListeners()
+            await stopBackground(journalWriter)
             throw error
         }
         listeningPromise.fail(CancellationError())
         await drain()
+        await stopBackground(journalWriter)
+    }
+
+    private func stopBackground(_ journalWriter: Task<Void, Never>) async {
+        journal.record(.balancer, "stopped")
+        journal.finish()
+        await journalWriter.value
+        try? await httpClient?.shutdown()
     }
 
     private var probeKind: NodeProbe.Kind {
@@ -95,10 +145,15 @@ public final class Balancer: Service, Sendable {
         configuration.status?.timeout ?? configuration.health.timeout
     }
 
-    private func makeHTTPClient() -> HTTPClient? {
-        guard case .url = configuration.status?.action else { return nil }
+    private static func makeHTTPClient(_ configuration: BalancerConfiguration, group: any EventLoopGroup) -> HTTPClient?
+    {
+        let usesHTTP = [configuration.status?.action, configuration.reconnect?.action].contains {
+            if case .url = $0 { true } else { false }
+        }
+        guard usesHTTP else { return nil }
         var settings = HTTPClient.Configuration()
-        settings.timeout = .init(connect: TimeAmount(probeTimeout), read: TimeAmount(probeTimeout))
+        let timeout = TimeAmount(configuration.status?.timeout ?? configuration.health.timeout)
+        settings.timeout = .init(connect: timeout, read: .seconds(10))
         settings.redirectConfiguration = .disallow
         settings.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 2)
         return HTTPClient(eventLoopGroupProvider: .shared(group), configuration: settings)
@@ -112,7 +167,8 @@ public final class Balancer: Service, Sendable {
                 configuration: listener,
                 directory: directory,
                 timeouts: configuration.timeouts,
-                accessLogger: accessLogger
+                accessLogger: accessLogger,
+                journal: journal
             )
             do {
                 let channel = try await bootstrap(for: context).bind(host: listener.bind.host, port: listener.bind.port)

@@ -69,6 +69,21 @@ public final class NodeDirectory: Sendable {
         state.withLockedValue { $0.table.update(node, change) }
     }
 
+    /// Marks whether an update run is under way (what the `freeze` console policy looks at).
+    public func setUpdateRunning(_ running: Bool) {
+        state.withLockedValue { $0.table.updateRunning = running }
+    }
+
+    /// Starts `node`'s slow start: a growing share of new connections over `duration`.
+    public func slowStart(_ node: NodeID, over duration: Duration) {
+        state.withLockedValue { $0.table.slowStart(node, over: duration) }
+    }
+
+    /// Connections and connect attempts currently counted against `node`.
+    public func connections(to node: NodeID) -> Int {
+        state.withLockedValue { $0.table.connections(to: node) }
+    }
+
     /// The current state of `node`.
     public func status(of node: NodeID) -> NodeStatus? {
         state.withLockedValue { $0.table.status(of: node) }

@@ -1,4 +1,5 @@
 import BalancerCore
+import BalancerStore
 import Logging
 
 /// Probes every node on its interval and folds the outcomes, damped by rise/fall, into the node
@@ -10,9 +11,21 @@ final class NodeMonitor: Sendable {
     private let rise: Int
     private let fall: Int
     private let directory: NodeDirectory
+    private let journal: Journal
     private let logger: Logger
+    private let onChange: @Sendable () async -> Void
 
-    init(nodes: [NodeConfiguration], health: HealthSettings, probe: NodeProbe, directory: NodeDirectory, logger: Logger) {
+    init(
+        nodes: [NodeConfiguration],
+        health: HealthSettings,
+        probe: NodeProbe,
+        directory: NodeDirectory,
+        journal: Journal,
+        logger: Logger,
+        onChange: @escaping @Sendable () async -> Void
+    ) {
+        self.journal = journal
+        self.onChange = onChange
         self.nodes = nodes
         self.interval = health.interval
         self.rise = health.rise
@@ -41,6 +54,7 @@ final class NodeMonitor: Sendable {
                 observers[id] = observer
             }
         }
+        await onChange()
         try await firstRoundDone()
         try await withThrowingDiscardingTaskGroup { group in
             for node in nodes {
@@ -57,18 +71,22 @@ final class NodeMonitor: Sendable {
         while true {
             try await Task.sleep(until: next, clock: clock)
             next = max(next + interval, clock.now)
-            record(await probe.probe(node), for: node.id, observer: &observer)
+            if record(await probe.probe(node), for: node.id, observer: &observer) {
+                await onChange()
+            }
         }
     }
 
-    private func record(_ outcome: ProbeOutcome, for id: NodeID, observer: inout NodeObserver) {
+    /// Applies one outcome; true when the node's state changed.
+    @discardableResult
+    private func record(_ outcome: ProbeOutcome, for id: NodeID, observer: inout NodeObserver) -> Bool {
         var observed = observer
         guard let before = directory.update(id, { status in observed.record(outcome, into: &status) }) else {
             observer = observed
-            return
+            return false
         }
         observer = observed
-        guard let after = directory.status(of: id) else { return }
+        guard let after = directory.status(of: id) else { return true }
         var metadata: Logger.Metadata = ["node": "\(id)"]
         if case .failed(let reason) = outcome { metadata["probe"] = "\(reason)" }
         if observer.tracker.isFlapping { metadata["flapping"] = "true" }
@@ -83,5 +101,15 @@ final class NodeMonitor: Sendable {
         }
         let level: Logger.Level = after.health == .down ? .warning : .notice
         logger.log(level: level, "node changed", metadata: metadata)
+        let probeDetail = metadata["probe"].map { " (\($0))" } ?? ""
+        if before.health != after.health {
+            journal.record(.health, node: id, actor: "probe", "\(before.health) -> \(after.health)\(probeDetail)")
+        }
+        if before.mode != after.mode || before.version != after.version {
+            journal.record(
+                .mode, node: id, actor: "probe",
+                "\(before.mode) \(before.version ?? "-") -> \(after.mode) \(after.version ?? "-")")
+        }
+        return true
     }
 }

@@ -3,13 +3,6 @@ import BalancerCore
 import Foundation
 import NIOCore
 import NIOPosix
-import Subprocess
-
-#if canImport(System)
-import System
-#else
-import SystemPackage
-#endif
 
 /// One way of asking a node how it is: a TCP connect, an HTTP(S) GET of its status JSON, or an
 /// operator command printing that JSON. Every probe ends within its timeout, whatever the node does.
@@ -72,44 +65,15 @@ struct NodeProbe: Sendable {
     }
 
     private func command(_ words: [String]) async -> ProbeOutcome {
-        let timeout = self.timeout
-        do {
-            return try await withThrowingTaskGroup(of: ProbeOutcome.self) { tasks in
-                tasks.addTask {
-                    var options = PlatformOptions()
-                    // A hung command gets SIGTERM, then SIGKILL: it never outlives its probe for long.
-                    options.teardownSequence = [.gracefulShutDown(allowedDurationToNextStep: .milliseconds(500))]
-                    let program = words[0]
-                    let executable: Executable = program.contains("/") ? .path(FilePath(program)) : .name(program)
-                    let result = try await run(
-                        executable,
-                        arguments: Arguments(Array(words.dropFirst())),
-                        platformOptions: options,
-                        input: .none,
-                        output: .bytes(limit: NodeReport.maximumSize),
-                        error: .discarded
-                    )
-                    guard case .exited(0) = result.terminationStatus else {
-                        return .failed("status command ended with \(result.terminationStatus)")
-                    }
-                    do {
-                        return .answered(try NodeReport.parse(result.standardOutput))
-                    } catch {
-                        return .failed("\(error)")
-                    }
-                }
-                tasks.addTask {
-                    try await Task.sleep(for: timeout)
-                    return .failed("status command timed out after \(DurationText.format(timeout))")
-                }
-                let first = try await tasks.next()!
-                tasks.cancelAll()
-                return first
+        switch await CommandRunner.run(words, timeout: timeout, outputLimit: NodeReport.maximumSize) {
+        case .failure(let error):
+            return .failed("status command: \(error)")
+        case .success(let output):
+            do {
+                return .answered(try NodeReport.parse(output))
+            } catch {
+                return .failed("\(error)")
             }
-        } catch is CancellationError {
-            return .failed("cancelled")
-        } catch {
-            return .failed("status command failed: \(error)")
         }
     }
 }

@@ -1,4 +1,5 @@
 import BalancerCore
+import BalancerStore
 import Logging
 import NIOCore
 import NIOPosix
@@ -9,6 +10,7 @@ struct ListenerContext: Sendable {
     var directory: NodeDirectory
     var timeouts: TimeoutSettings
     var accessLogger: Logger
+    var journal: Journal
 }
 
 /// The first handler of an accepted connection: picks nodes, connects to the first that answers,
@@ -61,6 +63,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         ) {
         case .refused(let refusal):
             record.end("refused", reason: refusal.description)
+            listener.journal.record(.refusal, "\(listener.configuration.name): \(refusal)")
             context.close(promise: nil)
         case .targets(let targets):
             connect(context: context, targets: targets[...])
@@ -76,6 +79,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func connect(context: ChannelHandlerContext, targets: ArraySlice<NodeTarget>) {
         guard let target = targets.first else {
+            listener.journal.record(
+                .refusal,
+                "\(listener.configuration.name): \(record.trafficClass) unavailable: \(failures.joined(separator: ", "))"
+            )
             record.end(
                 "unavailable",
                 reason: "\(record.trafficClass) unavailable: every node failed: \(failures.joined(separator: ", "))")

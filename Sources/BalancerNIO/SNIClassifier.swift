@@ -64,8 +64,10 @@ final class SNIClassifier: ChannelInboundHandler, RemovableChannelHandler {
     private func reject(context: ChannelHandlerContext, reason: String, detail: String) {
         deadline?.cancel()
         guard context.channel.isActive else { return }
-        Counter(label: "ums_balancer_handshake_failures_total", dimensions: [("listener", listener), ("reason", reason)])
-            .increment()
+        Counter(
+            label: "ums_balancer_handshake_failures_total", dimensions: [("listener", listener), ("reason", reason)]
+        )
+        .increment()
         record.end("handshake-failed", reason: detail)
         context.close(promise: nil)
     }

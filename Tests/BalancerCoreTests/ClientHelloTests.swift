@@ -40,7 +40,9 @@ enum ClientHelloBuilder {
 
 @Suite struct ClientHelloTests {
     @Test func readsTheServerName() {
-        #expect(ClientHello.parse(ClientHelloBuilder.hello(serverName: "UMS-Console.Example.com")) == .complete(serverName: "ums-console.example.com"))
+        #expect(
+            ClientHello.parse(ClientHelloBuilder.hello(serverName: "UMS-Console.Example.com"))
+                == .complete(serverName: "ums-console.example.com"))
     }
 
     @Test func aHelloWithoutServerNameIsCompleteWithoutOne() {
@@ -57,7 +59,9 @@ enum ClientHelloBuilder {
     @Test func aHelloSplitOverSeveralRecordsIsReassembled() {
         let single = ClientHelloBuilder.hello(serverName: "device.example.com")
         let handshake = Array(single.dropFirst(5))
-        #expect(ClientHello.parse(ClientHelloBuilder.records(handshake, recordSize: 10)) == .complete(serverName: "device.example.com"))
+        #expect(
+            ClientHello.parse(ClientHelloBuilder.records(handshake, recordSize: 10))
+                == .complete(serverName: "device.example.com"))
     }
 
     @Test func plainHTTPIsNotAHello() {
@@ -70,7 +74,9 @@ enum ClientHelloBuilder {
     }
 
     @Test func aServerNameWithControlCharactersIsRejected() {
-        #expect(ClientHello.parse(ClientHelloBuilder.hello(serverName: "evil\u{0}.com")) == .invalid("server name is not a host name"))
+        #expect(
+            ClientHello.parse(ClientHelloBuilder.hello(serverName: "evil\u{0}.com"))
+                == .invalid("server name is not a host name"))
     }
 
     @Test func truncatedInnerLengthsAreMalformedNotCrashes() {
@@ -88,7 +94,8 @@ enum ClientHelloBuilder {
                 bytes[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
             }
             _ = ClientHello.parse(bytes.prefix(Int.random(in: 0...bytes.count, using: &generator)))
-            _ = ClientHello.parse((0..<Int.random(in: 0...64, using: &generator)).map { _ in UInt8.random(in: 0...255) })
+            _ = ClientHello.parse(
+                (0..<Int.random(in: 0...64, using: &generator)).map { _ in UInt8.random(in: 0...255) })
         }
     }
 }

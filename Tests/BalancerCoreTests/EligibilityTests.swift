@@ -11,9 +11,11 @@ import Testing
         var trafficClass: TrafficClass
         var policy: ConsolePolicy
         var updateRunning: Bool
+        var reconnectDrain: Bool
 
         var testDescription: String {
-            "\(trafficClass) \(mode) \(health) \(admin) \(policy.rawValue)\(updateRunning ? " during update" : "")"
+            "\(trafficClass) \(mode) \(health) \(admin)\(reconnectDrain ? " reconnect-drained" : "") \(policy.rawValue)"
+                + (updateRunning ? " during update" : "")
         }
     }
 
@@ -22,10 +24,12 @@ import Testing
             AdminState.allCases.flatMap { admin in
                 TrafficClass.allCases.flatMap { trafficClass in
                     ConsolePolicy.allCases.flatMap { policy in
-                        [false, true].map {
-                            Case(
-                                mode: mode, health: health, admin: admin, trafficClass: trafficClass, policy: policy,
-                                updateRunning: $0)
+                        [false, true].flatMap { updateRunning in
+                            [false, true].map {
+                                Case(
+                                    mode: mode, health: health, admin: admin, trafficClass: trafficClass,
+                                    policy: policy, updateRunning: updateRunning, reconnectDrain: $0)
+                            }
                         }
                     }
                 }
@@ -35,7 +39,7 @@ import Testing
 
     /// The rules, stated as the sets of states that may serve each class.
     static func expected(_ c: Case) -> Bool {
-        guard c.health == .up, c.admin == .active else { return false }
+        guard c.health == .up, c.admin == .active, !c.reconnectDrain else { return false }
         switch c.trafficClass {
         case .device:
             return [.normal, .update].contains(c.mode)
@@ -49,12 +53,13 @@ import Testing
     }
 
     @Test func theTableHasEveryCombination() {
-        #expect(Self.allCases.count == 5 * 2 * 3 * 2 * 3 * 2)
+        #expect(Self.allCases.count == 5 * 2 * 3 * 2 * 3 * 2 * 2)
     }
 
     @Test(arguments: allCases)
     func eligibilityFollowsTheRules(_ c: Case) {
-        let node = NodeStatus(id: "ums1", health: c.health, mode: c.mode, admin: c.admin)
+        var node = NodeStatus(id: "ums1", health: c.health, mode: c.mode, admin: c.admin)
+        node.reconnectDrain = c.reconnectDrain
         let eligible = Eligibility.isEligible(
             node, for: c.trafficClass, consolePolicy: c.policy, updateRunning: c.updateRunning)
         #expect(eligible == Self.expected(c))

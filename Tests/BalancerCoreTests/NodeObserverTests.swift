@@ -3,7 +3,8 @@ import Testing
 
 @Suite struct NodeReportTests {
     @Test func readsModeAndVersionAndIgnoresUnknownFields() throws {
-        let report = try NodeReport.parse(Array(#"{"id":"ums1","mode":"update","version":"12.07.100","extra":[1,2]}"#.utf8))
+        let report = try NodeReport.parse(
+            Array(#"{"id":"ums1","mode":"update","version":"12.07.100","extra":[1,2]}"#.utf8))
         #expect(report == NodeReport(mode: .update, version: "12.07.100", id: "ums1"))
     }
 

@@ -22,6 +22,28 @@ import Testing
         #expect(routing.connections(to: "ums2") == 33)
     }
 
+    @Test func aSlowStartingNodeTakesAGrowingShareOfNewConnections() {
+        var routing = table([("ums1", .up, .normal), ("ums2", .up, .normal)])
+        let start = ContinuousClock.now
+        routing.slowStart("ums2", over: .seconds(10), now: start)
+        func share(at offset: Duration) -> Int {
+            var copy = routing
+            var chosen = 0
+            for _ in 0..<100 {
+                guard
+                    case .tryNodes(let order) = copy.route(
+                        .device, algorithm: .leastConnections, clientKey: "c", now: start + offset)
+                else { return -1 }
+                copy.connectionOpened(to: order[0])
+                if order[0] == "ums2" { chosen += 1 }
+            }
+            return chosen
+        }
+        #expect(share(at: .zero) < 15)
+        #expect((40...60).contains(share(at: .seconds(11))))
+        #expect(share(at: .seconds(2)) < share(at: .seconds(6)))
+    }
+
     @Test func closedConnectionsAreReleased() {
         var routing = table([("ums1", .up, .normal)])
         routing.connectionOpened(to: "ums1")

@@ -1,0 +1,39 @@
+import AsyncHTTPClient
+import BalancerCore
+import NIOCore
+
+/// Calls a node's reconnect action: an HTTP POST or an operator command. Each call is bounded
+/// in time; the answer goes back to the update-run state machine, which owns retries.
+struct ReconnectCaller: Sendable {
+    let action: NodeAction
+    let callTimeout: Duration
+    let httpClient: HTTPClient?
+
+    func call(_ node: NodeConfiguration) async -> ReconnectAnswer {
+        switch action {
+        case .url(let template):
+            guard let httpClient else { return .rejected("no HTTP client") }
+            let url = NodeAction.substitute(template, node: node, forURL: true)
+            do {
+                var request = HTTPClientRequest(url: url)
+                request.method = .POST
+                let response = try await httpClient.execute(request, timeout: TimeAmount(callTimeout))
+                let body = try await response.body.collect(upTo: 16 * 1024)
+                let text = String(buffer: body).trimmingCharacters(in: .whitespacesAndNewlines).prefix(200)
+                let answer = "HTTP \(response.status.code)" + (text.isEmpty ? "" : ": \(text)")
+                return (200..<300).contains(response.status.code) ? .accepted(answer) : .rejected(answer)
+            } catch {
+                return .rejected(ProxyHandler.describe(error))
+            }
+        case .command(let words):
+            let filled = words.map { NodeAction.substitute($0, node: node, forURL: false) }
+            switch await CommandRunner.run(filled, timeout: callTimeout, outputLimit: 16 * 1024) {
+            case .success(let output):
+                let text = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+                return .accepted(text.isEmpty ? "exit 0" : String(text.prefix(200)))
+            case .failure(let error):
+                return .rejected(error.description)
+            }
+        }
+    }
+}
