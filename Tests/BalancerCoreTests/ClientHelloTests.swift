@@ -12,7 +12,8 @@ enum ClientHelloBuilder {
             extensions += [0x00, 0x00] + u16(list.count) + list
         }
         if extraExtensionBytes > 0 {
-            extensions += [0x00, 0x15] + u16(extraExtensionBytes) + Array(repeating: 0, count: extraExtensionBytes)  // padding
+            // The padding extension (21), to make a hello as large as a test needs.
+            extensions += [0x00, 0x15] + u16(extraExtensionBytes) + Array(repeating: 0, count: extraExtensionBytes)
         }
         var body: [UInt8] = [0x03, 0x03] + Array(repeating: 7, count: 32)
         body += [0x00]  // no session id
