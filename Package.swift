@@ -87,7 +87,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "UMSNodeSimulatorTests", dependencies: ["UMSNodeSimulator"]),
+        .testTarget(
+            name: "UMSNodeSimulatorTests",
+            dependencies: [
+                "UMSNodeSimulator",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(name: "BalancerCoreTests", dependencies: ["BalancerCore"]),
         .testTarget(name: "BalancerStoreTests", dependencies: ["BalancerStore", "BalancerCore", "BalancerTesting"]),
         .testTarget(name: "BalancerConfigFileTests", dependencies: ["BalancerConfigFile", "BalancerCore"]),

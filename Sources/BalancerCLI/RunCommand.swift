@@ -28,6 +28,9 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Lowest log level printed: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(name: .long, help: "Write the process ID here (for `ums-balancer reload --pid-file`).")
+    var pidFile: String?
+
     func run() async throws {
         let configuration: BalancerConfiguration
         do {
@@ -39,8 +42,17 @@ struct RunCommand: AsyncParsableCommand {
         bootstrapLogging(level: logLevel)
         let logger = Logger(label: "ums-balancer")
         raiseOpenFileLimit(logger: logger)
+        if let pidFile {
+            do {
+                try "\(getpid())\n".write(toFile: pidFile, atomically: true, encoding: .utf8)
+            } catch {
+                logger.critical("cannot write the pid file", metadata: ["path": "\(pidFile)", "error": "\(error)"])
+                throw ExitCode(1)
+            }
+        }
+        defer { if let pidFile { try? FileManager.default.removeItem(atPath: pidFile) } }
         do {
-            try await runBalancer(configuration: configuration, logger: logger)
+            try await runBalancer(configuration: configuration, configPath: options.config, logger: logger)
         } catch {
             logger.critical("cannot run", metadata: ["error": "\(error)"])
             throw ExitCode(1)
@@ -50,8 +62,8 @@ struct RunCommand: AsyncParsableCommand {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
-/// Runs a balancer until SIGTERM or SIGINT; a second signal exits at once.
-func runBalancer(configuration: BalancerConfiguration, logger: Logger) async throws {
+/// Runs a balancer until SIGTERM or SIGINT (a second one exits at once); SIGHUP reloads `configPath`.
+func runBalancer(configuration: BalancerConfiguration, configPath: String, logger: Logger) async throws {
     // The state database is opened before anything listens: a broken one is an error at start.
     let store = try configuration.state.map { try StateStore(path: $0.path) }
     let initialRun = try await store?.loadRun()
@@ -70,7 +82,12 @@ func runBalancer(configuration: BalancerConfiguration, logger: Logger) async thr
     try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask {
             var signals = 0
-            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup) {
+                if signal == .sighup {
+                    logger.notice("SIGHUP: reloading the configuration", metadata: ["path": "\(configPath)"])
+                    await reload(balancer, from: configPath, logger: logger)
+                    continue
+                }
                 signals += 1
                 if signals == 1 {
                     logger.notice("signal received: shutting down gracefully", metadata: ["signal": "\(signal)"])
@@ -85,6 +102,22 @@ func runBalancer(configuration: BalancerConfiguration, logger: Logger) async thr
         tasks.cancelAll()
     }
     try await group.shutdownGracefully()
+}
+
+/// Reads, validates and applies `path`; a bad file or a failed bind leaves the running configuration.
+func reload(_ balancer: Balancer, from path: String, logger: Logger) async {
+    let configuration: BalancerConfiguration
+    do {
+        configuration = try ConfigFile.load(path: path)
+    } catch {
+        balancer.reloadRejected(error.description)
+        return
+    }
+    do {
+        try await balancer.reload(to: configuration)
+    } catch {
+        // reload(to:) has recorded and logged why; nothing changed.
+    }
 }
 
 /// One line per event on standard error, metadata as key=value.

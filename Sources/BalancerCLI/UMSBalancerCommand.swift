@@ -5,7 +5,7 @@ public struct UMSBalancerCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "ums-balancer",
         abstract: "A TCP load balancer for IGEL UMS High-Availability clusters that knows about rolling updates.",
-        subcommands: [RunCommand.self, CheckConfigCommand.self]
+        subcommands: [RunCommand.self, CheckConfigCommand.self, ReloadCommand.self]
     )
 
     public init() {}

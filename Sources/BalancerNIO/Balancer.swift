@@ -8,7 +8,7 @@ import NIOCore
 import NIOPosix
 import ServiceLifecycle
 
-/// Listener failures at start: the whole start fails, nothing half-opens.
+/// Listener failures: at start the whole start fails, on reload the whole reload; nothing half-opens.
 public enum BalancerError: Error, CustomStringConvertible {
     /// A listener's address could not be bound.
     case bindFailed(listener: String, address: Endpoint, reason: String)
@@ -22,22 +22,31 @@ public enum BalancerError: Error, CustomStringConvertible {
 }
 
 /// The running balancer: probes the nodes, opens the listeners once every node has had its first
-/// probe, proxies connections, and on graceful shutdown stops accepting and lets connections finish
-/// up to `shutdown_grace`.
+/// probe, proxies connections, tracks the update run, reloads its configuration in place, and on
+/// graceful shutdown stops accepting and lets connections finish up to `shutdown_grace`.
 public final class Balancer: Service, Sendable {
-    public let configuration: BalancerConfiguration
     public let directory: NodeDirectory
+    /// Every client connection, across listeners (shutdown waits for these).
     public let connections = ConnectionRegistry()
-    private let group: any EventLoopGroup
-    private let logger: Logger
-    private let accessLogger: Logger
-    private let listenerChannels = NIOLockedValueBox<[String: any Channel]>([:])
-    private let listeningPromise: EventLoopPromise<Void>
-    private let httpClient: HTTPClient?
     /// The append-only event journal (in the state database when one is configured).
     public let journal: Journal
+    let group: any EventLoopGroup
+    let logger: Logger
+    let accessLogger: Logger
+    let state: NIOLockedValueBox<RuntimeState>
+    private let listeningPromise: EventLoopPromise<Void>
+    let httpClient: HTTPClient
     private let store: StateStore?
-    private let coordinator: UpdateCoordinator
+    let coordinator: UpdateCoordinator
+
+    /// What a reload replaces, under one lock.
+    struct RuntimeState {
+        var configuration: BalancerConfiguration
+        var listeners: [String: ListenerRuntime] = [:]
+        var generation = 1
+        var lastReload: ReloadReport
+        var monitor: Task<Void, any Error>?
+    }
 
     /// A balancer for `configuration`; `store` keeps the update run and journal, `initialRun` is the
     /// run persisted there (load it first, so status shows it before the first probe).
@@ -49,26 +58,32 @@ public final class Balancer: Service, Sendable {
         store: StateStore? = nil,
         initialRun: UpdateRun? = nil
     ) {
-        self.configuration = configuration
         self.group = group
         self.logger = logger
         self.accessLogger = accessLogger ?? logger
         self.store = store
         self.journal = Journal(store: store, logger: logger)
-        // Without a status probe a reachable node is taken to be a UMS Server in normal mode.
-        let assumedMode: NodeMode = configuration.status == nil ? .normal : .unknown
+        self.state = NIOLockedValueBox(
+            RuntimeState(configuration: configuration, lastReload: ReloadReport(ok: true, at: Date(), error: nil)))
         self.directory = NodeDirectory(nodes: configuration.nodes, consolePolicy: configuration.update.console) {
-            NodeStatus(id: $0, health: .down, mode: assumedMode)
+            Self.initialStatus(of: $0, configuration)
         }
         self.listeningPromise = group.next().makePromise(of: Void.self)
-        let httpClient = Self.makeHTTPClient(configuration, group: group)
-        self.httpClient = httpClient
-        let caller = configuration.reconnect.map {
-            ReconnectCaller(action: $0.action, callTimeout: min($0.timeout, .seconds(10)), httpClient: httpClient)
-        }
+        self.httpClient = Self.makeHTTPClient(group: group)
         self.coordinator = UpdateCoordinator(
-            configuration: configuration, initialRun: initialRun, directory: directory, caller: caller,
+            configuration: configuration, initialRun: initialRun, directory: directory, httpClient: httpClient,
             store: store, journal: journal, logger: logger)
+    }
+
+    /// A node's state before its first probe. Without a status probe a reachable node is taken to
+    /// be a UMS Server in normal mode.
+    static func initialStatus(of id: NodeID, _ configuration: BalancerConfiguration) -> NodeStatus {
+        NodeStatus(id: id, health: .down, mode: configuration.status == nil ? .normal : .unknown)
+    }
+
+    /// The configuration in force.
+    public var configuration: BalancerConfiguration {
+        state.withLockedValue { $0.configuration }
     }
 
     /// The update run as it stands.
@@ -86,30 +101,38 @@ public final class Balancer: Service, Sendable {
 
     /// The address a listener is bound to, once open.
     public func localAddress(ofListener name: String) -> SocketAddress? {
-        listenerChannels.withLockedValue { $0[name]?.localAddress }
+        state.withLockedValue { $0.listeners[name]?.channel.localAddress }
     }
+
+    // MARK: - Running
 
     public func run() async throws {
         let coordinator = self.coordinator
         let journal = self.journal
-        let monitor = NodeMonitor(
-            nodes: configuration.nodes,
-            health: configuration.health,
-            probe: NodeProbe(kind: probeKind, timeout: probeTimeout, group: group, httpClient: httpClient),
-            directory: directory,
-            journal: journal,
-            logger: logger,
-            onChange: { await coordinator.nodesChanged() }
-        )
+        let configuration = self.configuration
         journal.record(
             .balancer, "started with \(configuration.nodes.count) nodes and \(configuration.listeners.count) listeners")
         let journalWriter = Task { await journal.run() }
         await coordinator.resume()
+        let opened = AsyncStream<Result<Void, any Error>>.makeStream()
+        startMonitor(configuration) {
+            do {
+                try await self.openListeners(configuration.listeners)
+                self.listeningPromise.succeed()
+                opened.continuation.yield(.success(()))
+            } catch {
+                opened.continuation.yield(.failure(error))
+                throw error
+            }
+        }
         do {
             try await cancelWhenGracefulShutdown {
                 try await withThrowingTaskGroup(of: Void.self) { tasks in
                     tasks.addTask { try await coordinator.run() }
-                    tasks.addTask { try await monitor.run(firstRoundDone: { try await self.openListeners() }) }
+                    for await result in opened.stream {
+                        try result.get()
+                        break
+                    }
                     try await tasks.next()
                 }
             }
@@ -117,23 +140,55 @@ public final class Balancer: Service, Sendable {
             // Graceful shutdown: fall through to draining.
         } catch {
             listeningPromise.fail(error)
+            stopMonitor()
             await closeListeners()
             await stopBackground(journalWriter)
             throw error
         }
         listeningPromise.fail(CancellationError())
+        stopMonitor()
         await drain()
         await stopBackground(journalWriter)
+    }
+
+    /// (Re)starts probing with `configuration`'s nodes and probe; `firstRoundDone` runs once after
+    /// the first probe of every node.
+    func startMonitor(
+        _ configuration: BalancerConfiguration,
+        firstRoundDone: @escaping @Sendable () async throws -> Void = {}
+    ) {
+        let coordinator = self.coordinator
+        let monitor = NodeMonitor(
+            nodes: configuration.nodes,
+            health: configuration.health,
+            probe: NodeProbe(
+                kind: Self.probeKind(configuration), timeout: configuration.status?.timeout ?? configuration.health.timeout,
+                group: group, httpClient: httpClient),
+            directory: directory,
+            journal: journal,
+            logger: logger,
+            onChange: { await coordinator.nodesChanged() }
+        )
+        let task = Task { try await monitor.run(firstRoundDone: firstRoundDone) }
+        let previous = state.withLockedValue { state in
+            defer { state.monitor = task }
+            return state.monitor
+        }
+        previous?.cancel()
+    }
+
+    private func stopMonitor() {
+        state.withLockedValue { $0.monitor }?.cancel()
     }
 
     private func stopBackground(_ journalWriter: Task<Void, Never>) async {
         journal.record(.balancer, "stopped")
         journal.finish()
         await journalWriter.value
-        try? await httpClient?.shutdown()
+        try? await httpClient.shutdown()
     }
 
-    private var probeKind: NodeProbe.Kind {
+    private static func probeKind(_ configuration: BalancerConfiguration) -> NodeProbe.Kind {
         switch configuration.status?.action {
         case .url(let template): .httpStatus(urlTemplate: template)
         case .command(let words): .command(words)
@@ -141,129 +196,38 @@ public final class Balancer: Service, Sendable {
         }
     }
 
-    private var probeTimeout: Duration {
-        configuration.status?.timeout ?? configuration.health.timeout
-    }
-
-    private static func makeHTTPClient(_ configuration: BalancerConfiguration, group: any EventLoopGroup) -> HTTPClient?
-    {
-        let usesHTTP = [configuration.status?.action, configuration.reconnect?.action].contains {
-            if case .url = $0 { true } else { false }
-        }
-        guard usesHTTP else { return nil }
+    private static func makeHTTPClient(group: any EventLoopGroup) -> HTTPClient {
         var settings = HTTPClient.Configuration()
-        let timeout = TimeAmount(configuration.status?.timeout ?? configuration.health.timeout)
-        settings.timeout = .init(connect: timeout, read: .seconds(10))
+        settings.timeout = .init(connect: .seconds(5), read: .seconds(10))
         settings.redirectConfiguration = .disallow
         settings.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 2)
         return HTTPClient(eventLoopGroupProvider: .shared(group), configuration: settings)
     }
 
-    // MARK: - Listeners
-
-    private func openListeners() async throws {
-        for listener in configuration.listeners {
-            let context = ListenerContext(
-                configuration: listener,
-                directory: directory,
-                timeouts: configuration.timeouts,
-                accessLogger: accessLogger,
-                journal: journal
-            )
-            do {
-                let channel = try await bootstrap(for: context).bind(host: listener.bind.host, port: listener.bind.port)
-                    .get()
-                listenerChannels.withLockedValue { $0[listener.name] = channel }
-                logger.notice(
-                    "listening",
-                    metadata: [
-                        "listener": "\(listener.name)", "address": "\(listener.bind)",
-                        "class": "\(listener.classification)", "balance": "\(listener.balance.rawValue)",
-                    ])
-            } catch {
-                throw BalancerError.bindFailed(listener: listener.name, address: listener.bind, reason: "\(error)")
-            }
-        }
-        listeningPromise.succeed()
-    }
-
-    private func bootstrap(for listener: ListenerContext) -> ServerBootstrap {
-        let registry = connections
-        return ServerBootstrap(group: group)
-            .serverChannelOption(.backlog, value: 4096)
-            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.autoRead, value: false)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    registry.register(channel)
-                    let record = ConnectionRecord(
-                        logger: Self.connectionLogger(listener, channel: channel),
-                        trafficClass: listener.configuration.initialClass
-                    )
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(IdleStateHandler(allTimeout: TimeAmount(listener.timeouts.idle)))
-                    try sync.addHandler(ConnectionGuard(record: record, side: "client"))
-                    if case .bySNI(let rules) = listener.configuration.classification {
-                        try sync.addHandler(
-                            SNIClassifier(
-                                rules: rules, timeout: listener.configuration.handshakeTimeout, record: record,
-                                listener: listener.configuration.name))
-                    }
-                    try sync.addHandler(ProxyHandler(listener: listener, record: record))
-                }
-            }
-    }
-
-    private static func connectionLogger(_ listener: ListenerContext, channel: any Channel) -> Logger {
-        var logger = listener.accessLogger
-        logger[metadataKey: "listener"] = "\(listener.configuration.name)"
-        logger[metadataKey: "client"] = "\(channel.remoteAddress.map(Self.describe) ?? "unknown")"
-        return logger
-    }
-
-    static func describe(_ address: SocketAddress) -> String {
-        guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
-        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
-    }
-
     // MARK: - Shutdown
 
-    private func closeListeners() async {
-        let channels = listenerChannels.withLockedValue { channels in
-            defer { channels = [:] }
-            return Array(channels.values)
+    func closeListeners() async {
+        let listeners = state.withLockedValue { state in
+            defer { state.listeners = [:] }
+            return Array(state.listeners.values)
         }
-        for channel in channels {
-            try? await channel.close()
+        for listener in listeners {
+            try? await listener.channel.close()
         }
     }
 
     private func drain() async {
         await closeListeners()
-        let open = connections.count
+        let grace = configuration.shutdownGrace
         logger.notice(
             "shutting down: stopped accepting",
-            metadata: ["open_connections": "\(open)", "grace": "\(DurationText.format(configuration.shutdownGrace))"])
-        let deadline = ContinuousClock.now + configuration.shutdownGrace
-        if await !connections.waitUntilEmpty(deadline: deadline) {
+            metadata: ["open_connections": "\(connections.count)", "grace": "\(DurationText.format(grace))"])
+        if await !connections.waitUntilEmpty(deadline: ContinuousClock.now + grace) {
             logger.warning(
-                "shutdown grace over: closing remaining connections",
-                metadata: ["open_connections": "\(connections.count)"])
+                "shutdown grace over: closing remaining connections", metadata: ["open_connections": "\(connections.count)"])
             connections.closeAll()
             _ = await connections.waitUntilEmpty(deadline: .now + .seconds(2))
         }
         logger.notice("shut down")
-    }
-}
-
-extension ListenerConfiguration {
-    /// The class a connection has before anything is known about it.
-    var initialClass: TrafficClass {
-        switch classification {
-        case .fixed(let trafficClass): trafficClass
-        case .bySNI(let rules): rules.defaultClass
-        }
     }
 }

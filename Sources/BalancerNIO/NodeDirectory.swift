@@ -69,6 +69,28 @@ public final class NodeDirectory: Sendable {
         state.withLockedValue { $0.table.update(node, change) }
     }
 
+    /// Takes a reloaded node list: nodes that stay keep their state (unless listed in `reset`, for a
+    /// changed address), new ones start from `initial`, removed ones take no new connections.
+    public func replaceNodes(
+        _ nodes: [NodeConfiguration],
+        consolePolicy: ConsolePolicy,
+        reset: Set<NodeID>,
+        initial: (NodeID) -> NodeStatus
+    ) {
+        state.withLockedValue { state in
+            state.table.replaceNodes(
+                with: nodes.map { node in
+                    guard reset.contains(node.id), let kept = state.table.status(of: node.id) else { return initial(node.id) }
+                    var fresh = initial(node.id)
+                    fresh.admin = kept.admin
+                    return fresh
+                },
+                replacing: reset)
+            state.table.consolePolicy = consolePolicy
+            state.hosts = Dictionary(uniqueKeysWithValues: nodes.map { ($0.id, $0.host) })
+        }
+    }
+
     /// Marks whether an update run is under way (what the `freeze` console policy looks at).
     public func setUpdateRunning(_ running: Bool) {
         state.withLockedValue { $0.table.updateRunning = running }

@@ -16,7 +16,7 @@ struct NodeProbe: Sendable {
     let kind: Kind
     let timeout: Duration
     let group: any EventLoopGroup
-    let httpClient: HTTPClient?
+    let httpClient: HTTPClient
 
     /// Probes `node` once.
     func probe(_ node: NodeConfiguration) async -> ProbeOutcome {
@@ -47,7 +47,6 @@ struct NodeProbe: Sendable {
     }
 
     private func httpStatus(_ node: NodeConfiguration, url: String) async -> ProbeOutcome {
-        guard let httpClient else { return .failed("no HTTP client") }
         do {
             var request = HTTPClientRequest(url: url)
             request.headers.add(name: "Accept", value: "application/json")

@@ -7,12 +7,11 @@ import NIOCore
 struct ReconnectCaller: Sendable {
     let action: NodeAction
     let callTimeout: Duration
-    let httpClient: HTTPClient?
+    let httpClient: HTTPClient
 
     func call(_ node: NodeConfiguration) async -> ReconnectAnswer {
         switch action {
         case .url(let template):
-            guard let httpClient else { return .rejected("no HTTP client") }
             let url = NodeAction.substitute(template, node: node, forURL: true)
             do {
                 var request = HTTPClientRequest(url: url)

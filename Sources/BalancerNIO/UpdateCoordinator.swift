@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import BalancerCore
 import BalancerStore
 import Foundation
@@ -8,10 +9,11 @@ import Logging
 /// and journals every step.
 actor UpdateCoordinator {
     private var machine: UpdateRunMachine
-    private let nodes: [NodeID: NodeConfiguration]
+    private var nodes: [NodeID: NodeConfiguration]
     private let directory: NodeDirectory
-    private let caller: ReconnectCaller?
-    private let slowStart: Duration
+    private let httpClient: HTTPClient
+    private var caller: ReconnectCaller?
+    private var slowStart: Duration
     private let store: StateStore?
     private let journal: Journal
     private let logger: Logger
@@ -21,21 +23,17 @@ actor UpdateCoordinator {
         configuration: BalancerConfiguration,
         initialRun: UpdateRun?,
         directory: NodeDirectory,
-        caller: ReconnectCaller?,
+        httpClient: HTTPClient,
         store: StateStore?,
         journal: Journal,
         logger: Logger
     ) {
-        let settings = UpdateRunMachine.Settings(
-            drainTimeout: configuration.update.drainTimeout,
-            reconnectTimeout: configuration.reconnect?.timeout ?? .seconds(120),
-            retries: configuration.reconnect?.retries ?? 5,
-            hasReconnectAction: configuration.reconnect != nil)
-        machine = UpdateRunMachine(run: initialRun ?? UpdateRun(), settings: settings)
+        machine = UpdateRunMachine(run: initialRun ?? UpdateRun(), settings: Self.settings(configuration))
         saved = initialRun
         nodes = Dictionary(uniqueKeysWithValues: configuration.nodes.map { ($0.id, $0) })
         self.directory = directory
-        self.caller = caller
+        self.httpClient = httpClient
+        self.caller = Self.caller(configuration, httpClient: httpClient)
         self.slowStart = configuration.update.slowStart
         self.store = store
         self.journal = journal
@@ -45,6 +43,28 @@ actor UpdateCoordinator {
 
     /// The run as it stands.
     var run: UpdateRun { machine.run }
+
+    /// Takes a reloaded configuration: node list, reconnect action and timings. The run carries over.
+    func reconfigure(_ configuration: BalancerConfiguration) {
+        machine.settings = Self.settings(configuration)
+        nodes = Dictionary(uniqueKeysWithValues: configuration.nodes.map { ($0.id, $0) })
+        caller = Self.caller(configuration, httpClient: httpClient)
+        slowStart = configuration.update.slowStart
+    }
+
+    private static func settings(_ configuration: BalancerConfiguration) -> UpdateRunMachine.Settings {
+        UpdateRunMachine.Settings(
+            drainTimeout: configuration.update.drainTimeout,
+            reconnectTimeout: configuration.reconnect?.timeout ?? .seconds(120),
+            retries: configuration.reconnect?.retries ?? 5,
+            hasReconnectAction: configuration.reconnect != nil)
+    }
+
+    private static func caller(_ configuration: BalancerConfiguration, httpClient: HTTPClient) -> ReconnectCaller? {
+        configuration.reconnect.map {
+            ReconnectCaller(action: $0.action, callTimeout: min($0.timeout, .seconds(10)), httpClient: httpClient)
+        }
+    }
 
     /// Picks a persisted run up again: nodes still on their way back are drained again.
     func resume() async {

@@ -22,6 +22,12 @@ public enum TestClient {
             }
     }
 
+    /// Closes a connection that was used without `executeThenClose`.
+    public static func close(_ connection: Connection) async {
+        connection.outbound.finish()
+        try? await connection.channel.close()
+    }
+
     /// Reads until the peer closes or `limit` bytes arrived; returns everything read.
     public static func readAll(
         _ inbound: NIOAsyncChannelInboundStream<ByteBuffer>,
@@ -32,6 +38,15 @@ public enum TestClient {
             received.writeBuffer(&chunk)
             if received.readableBytes >= limit { break }
         }
+        return received
+    }
+
+    /// Reads from an iterator already in use until the peer closes; returns everything read.
+    public static func readRest(
+        _ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator
+    ) async throws -> ByteBuffer {
+        var received = ByteBuffer()
+        while var chunk = try await iterator.next() { received.writeBuffer(&chunk) }
         return received
     }
 

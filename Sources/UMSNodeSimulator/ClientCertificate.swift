@@ -8,7 +8,8 @@ public func clientCertificateSubject(fromHeader header: String) -> String? {
     let decoded = header.removingPercentEncoding ?? header
     let begin = "-----BEGIN CERTIFICATE-----"
     let end = "-----END CERTIFICATE-----"
-    guard let start = decoded.range(of: begin), let stop = decoded.range(of: end, range: start.upperBound..<decoded.endIndex)
+    guard let start = decoded.range(of: begin),
+        let stop = decoded.range(of: end, range: start.upperBound..<decoded.endIndex)
     else { return nil }
     // Proxies fold the PEM's line breaks into spaces, tabs or nothing: drop all whitespace.
     let base64 = decoded[start.upperBound..<stop.lowerBound].filter { !$0.isWhitespace }

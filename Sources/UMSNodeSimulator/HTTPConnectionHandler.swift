@@ -78,7 +78,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
         let head = HTTPResponseHead(version: request.version, status: response.status, headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: response.body)))),
+        context.write(
+            wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: response.body)))),
             promise: nil)
         // Cleared before `.end`: the pipelining handler may deliver the next request from inside that write.
         busy = false

@@ -22,9 +22,10 @@ final class HTTPServer: Sendable {
     private let logger: Logger
     private let state: Locked<State>
 
-    init(name: String, host: String, port: Int, group: any EventLoopGroup, logger: Logger,
-        responder: @escaping HTTPResponder)
-    {
+    init(
+        name: String, host: String, port: Int, group: any EventLoopGroup, logger: Logger,
+        responder: @escaping HTTPResponder
+    ) {
         self.name = name
         self.host = host
         self.group = group

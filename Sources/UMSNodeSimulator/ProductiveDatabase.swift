@@ -60,7 +60,8 @@ final class ProductiveDatabase: Sendable {
     /// The registry row of node `id`, if any.
     func node(id: String) async throws -> ClusterNodeRow? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT id, version, mode, database FROM cluster_nodes WHERE id = ?",
+            try Row.fetchOne(
+                db, sql: "SELECT id, version, mode, database FROM cluster_nodes WHERE id = ?",
                 arguments: [id]
             ).map { ClusterNodeRow(id: $0["id"], version: $0["version"], mode: $0["mode"], database: $0["database"]) }
         }
@@ -78,7 +79,8 @@ final class ProductiveDatabase: Sendable {
             var outcome = NodeStateMachine.InstallOutcome.useLocalCopy
             // IMMEDIATE so that two nodes finishing at once see each other's new version.
             try db.inTransaction(.immediate) {
-                let others = try String.fetchAll(db, sql: "SELECT version FROM cluster_nodes WHERE id <> ?",
+                let others = try String.fetchAll(
+                    db, sql: "SELECT version FROM cluster_nodes WHERE id <> ?",
                     arguments: [id])
                 // An unparsable version counts as "not on target".
                 let versions = others.map { NodeVersion($0) ?? NodeVersion("0")! }

@@ -28,7 +28,8 @@ enum ProfileStore {
         if let existing { return existing }
         let settings = defaultSettings(mac: mac)
         return try await writer.write { db in
-            try db.execute(sql: "INSERT OR IGNORE INTO profiles (mac, settings) VALUES (?, ?)",
+            try db.execute(
+                sql: "INSERT OR IGNORE INTO profiles (mac, settings) VALUES (?, ?)",
                 arguments: [mac, settings])
             return try String.fetchOne(db, sql: "SELECT settings FROM profiles WHERE mac = ?", arguments: [mac])
                 ?? settings

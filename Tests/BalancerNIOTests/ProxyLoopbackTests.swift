@@ -140,7 +140,7 @@ struct ProxyLoopbackTests {
         #expect(perNode.values.allSatisfy { (33...34).contains($0) }, "\(perNode)")
         #expect(cluster.backends.map(\.active).reduce(0, +) == 100)
         #expect(balancer.balancer.directory.snapshot().map(\.connections).reduce(0, +) == 100)
-        for connection in connections { try await connection.channel.close() }
+        for connection in connections { await TestClient.close(connection) }
         try await balancer.stop()
         await cluster.stop()
     }

@@ -1,0 +1,138 @@
+import BalancerCore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// One open listening socket, the settings its new connections follow, and its connections.
+final class ListenerRuntime: Sendable {
+    let channel: any Channel
+    let context: NIOLockedValueBox<ListenerContext>
+    let connections: ConnectionRegistry
+
+    init(channel: any Channel, context: NIOLockedValueBox<ListenerContext>, connections: ConnectionRegistry) {
+        self.channel = channel
+        self.context = context
+        self.connections = connections
+    }
+}
+
+extension Balancer {
+    /// Binds `listeners`; if one fails, closes those just bound and throws: all or nothing.
+    func bindListeners(
+        _ listeners: [ListenerConfiguration],
+        timeouts: TimeoutSettings
+    ) async throws -> [String: ListenerRuntime] {
+        var bound: [String: ListenerRuntime] = [:]
+        for listener in listeners {
+            let context = NIOLockedValueBox(makeContext(listener, timeouts: timeouts))
+            let registry = ConnectionRegistry()
+            do {
+                let channel = try await bootstrap(for: context, registry: registry)
+                    .bind(host: listener.bind.host, port: listener.bind.port).get()
+                bound[listener.name] = ListenerRuntime(channel: channel, context: context, connections: registry)
+            } catch {
+                for runtime in bound.values { try? await runtime.channel.close() }
+                throw BalancerError.bindFailed(listener: listener.name, address: listener.bind, reason: "\(error)")
+            }
+        }
+        return bound
+    }
+
+    /// Opens the listeners of the starting configuration.
+    func openListeners(_ listeners: [ListenerConfiguration]) async throws {
+        let bound = try await bindListeners(listeners, timeouts: configuration.timeouts)
+        state.withLockedValue { $0.listeners.merge(bound) { $1 } }
+        for listener in listeners { logListening(listener) }
+    }
+
+    func logListening(_ listener: ListenerConfiguration) {
+        logger.notice(
+            "listening",
+            metadata: [
+                "listener": "\(listener.name)", "address": "\(listener.bind)",
+                "class": "\(listener.classification.name)", "balance": "\(listener.balance.rawValue)",
+            ])
+    }
+
+    func makeContext(_ listener: ListenerConfiguration, timeouts: TimeoutSettings) -> ListenerContext {
+        ListenerContext(
+            configuration: listener,
+            directory: directory,
+            timeouts: timeouts,
+            accessLogger: accessLogger,
+            journal: journal
+        )
+    }
+
+    private func bootstrap(
+        for context: NIOLockedValueBox<ListenerContext>,
+        registry listenerConnections: ConnectionRegistry
+    ) -> ServerBootstrap {
+        let registry = connections
+        return ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 4096)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.autoRead, value: false)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    // Each connection takes the listener's settings as they are when it arrives.
+                    let listener = context.withLockedValue { $0 }
+                    registry.register(channel)
+                    listenerConnections.register(channel)
+                    let record = ConnectionRecord(
+                        logger: Self.connectionLogger(listener, channel: channel),
+                        trafficClass: listener.configuration.initialClass
+                    )
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(IdleStateHandler(allTimeout: TimeAmount(listener.timeouts.idle)))
+                    try sync.addHandler(ConnectionGuard(record: record, side: "client"))
+                    if case .bySNI(let rules) = listener.configuration.classification {
+                        try sync.addHandler(
+                            SNIClassifier(
+                                rules: rules, timeout: listener.configuration.handshakeTimeout, record: record,
+                                listener: listener.configuration.name))
+                    }
+                    try sync.addHandler(ProxyHandler(listener: listener, record: record))
+                }
+            }
+    }
+
+    func listenerRuntime(_ name: String) -> ListenerRuntime? {
+        state.withLockedValue { $0.listeners[name] }
+    }
+
+    private static func connectionLogger(_ listener: ListenerContext, channel: any Channel) -> Logger {
+        var logger = listener.accessLogger
+        logger[metadataKey: "listener"] = "\(listener.configuration.name)"
+        logger[metadataKey: "client"] = "\(channel.remoteAddress.map(Self.describe) ?? "unknown")"
+        return logger
+    }
+
+    static func describe(_ address: SocketAddress) -> String {
+        guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
+        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+}
+
+extension ListenerConfiguration {
+    /// The class a connection has before anything is known about it.
+    var initialClass: TrafficClass {
+        switch classification {
+        case .fixed(let trafficClass): trafficClass
+        case .bySNI(let rules): rules.defaultClass
+        }
+    }
+}
+
+extension ListenerClassification {
+    /// The `class` value as written in the configuration.
+    public var name: String {
+        switch self {
+        case .fixed(let trafficClass): trafficClass.rawValue
+        case .bySNI: "by-sni"
+        }
+    }
+}

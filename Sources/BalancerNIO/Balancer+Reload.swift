@@ -1,0 +1,100 @@
+import BalancerCore
+import Foundation
+import Logging
+
+/// How the last reload went: `{ok, at, error}` in the admin API.
+public struct ReloadReport: Sendable, Hashable {
+    public var ok: Bool
+    public var at: Date
+    /// `FILE:LINE:COL: message` lines of a rejected configuration, or why applying it failed.
+    public var error: String?
+
+    public init(ok: Bool, at: Date, error: String?) {
+        self.ok = ok
+        self.at = at
+        self.error = error
+    }
+}
+
+extension Balancer {
+    /// The configuration generation (1 at start, +1 per accepted reload) and the last reload's result.
+    public var reloadStatus: (generation: Int, lastReload: ReloadReport) {
+        state.withLockedValue { ($0.generation, $0.lastReload) }
+    }
+
+    /// Records a configuration that failed validation; the running one stays untouched.
+    public func reloadRejected(_ error: String) {
+        state.withLockedValue { $0.lastReload = ReloadReport(ok: false, at: Date(), error: error) }
+        logger.error("reload rejected: the running configuration stays", metadata: ["error": "\(error)"])
+        journal.record(.reload, "rejected: \(error)")
+    }
+
+    /// Applies a validated configuration as one step: new listeners bind first, and if one cannot,
+    /// nothing changes. Kept listeners keep their sockets and connections, removed ones stop
+    /// accepting and drain, and node state (health, mode, admin, update run) carries over.
+    @discardableResult
+    public func reload(to new: BalancerConfiguration) async throws -> ConfigurationDiff {
+        let old = configuration
+        let diff = ConfigurationDiff(from: old, to: new)
+        var applied = new
+        // Settings a restart applies stay as they run, so what status shows is what is in force.
+        applied.threads = old.threads
+        applied.state = old.state
+        applied.admin = old.admin
+
+        let opening = diff.addedListeners + diff.reboundListeners.map(\.new)
+        let bound: [String: ListenerRuntime]
+        do {
+            bound = try await bindListeners(opening, timeouts: applied.timeouts)
+        } catch {
+            reloadRejected("\(error)")
+            throw error
+        }
+        let retiring = state.withLockedValue { state -> (removed: [ListenerRuntime], rebound: [ListenerRuntime]) in
+            let removed = diff.removedListeners.compactMap { state.listeners.removeValue(forKey: $0.name) }
+            let rebound = diff.reboundListeners.compactMap { state.listeners.removeValue(forKey: $0.old.name) }
+            state.listeners.merge(bound) { $1 }
+            state.configuration = applied
+            state.generation += 1
+            state.lastReload = ReloadReport(ok: true, at: Date(), error: nil)
+            return (removed, rebound)
+        }
+        for listener in applied.listeners where bound[listener.name] == nil {
+            let context = makeContext(listener, timeouts: applied.timeouts)
+            listenerRuntime(listener.name)?.context.withLockedValue { $0 = context }
+        }
+        directory.replaceNodes(
+            applied.nodes, consolePolicy: applied.update.console, reset: Set(diff.changedNodes.map(\.id))
+        ) { Self.initialStatus(of: $0, applied) }
+        if diff.probingChanged { startMonitor(applied) }
+        await coordinator.reconfigure(applied)
+        await coordinator.nodesChanged()
+
+        for listener in opening { logListening(listener) }
+        for runtime in retiring.rebound { try? await runtime.channel.close() }
+        for runtime in retiring.removed { retire(runtime, drainTimeout: applied.update.drainTimeout) }
+
+        let generation = reloadStatus.generation
+        logger.notice("configuration reloaded", metadata: ["generation": "\(generation)", "changes": "\(diff.summary)"])
+        if !diff.needsRestart.isEmpty {
+            logger.warning(
+                "some changes apply only after a restart", metadata: ["keys": "\(diff.needsRestart.joined(separator: ", "))"])
+        }
+        journal.record(.reload, "generation \(generation): \(diff.summary)")
+        return diff
+    }
+
+    /// Stops a removed listener accepting; its connections get `drainTimeout` to finish.
+    private func retire(_ runtime: ListenerRuntime, drainTimeout: Duration) {
+        let logger = self.logger
+        Task {
+            try? await runtime.channel.close()
+            if await !runtime.connections.waitUntilEmpty(deadline: .now + drainTimeout) {
+                logger.notice(
+                    "removed listener: closing connections still open at the drain timeout",
+                    metadata: ["connections": "\(runtime.connections.count)"])
+                runtime.connections.closeAll()
+            }
+        }
+    }
+}
