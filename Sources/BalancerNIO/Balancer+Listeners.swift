@@ -61,7 +61,8 @@ extension Balancer {
             directory: directory,
             timeouts: timeouts,
             accessLogger: accessLogger,
-            journal: journal
+            journal: journal,
+            metrics: ListenerMetrics(listener: listener.name)
         )
     }
 
@@ -84,7 +85,8 @@ extension Balancer {
                     listenerConnections.register(channel)
                     let record = ConnectionRecord(
                         logger: Self.connectionLogger(listener, channel: channel),
-                        trafficClass: listener.configuration.initialClass
+                        trafficClass: listener.configuration.initialClass,
+                        metrics: listener.metrics
                     )
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(IdleStateHandler(allTimeout: TimeAmount(listener.timeouts.idle)))

@@ -1,6 +1,7 @@
 import BalancerCore
 import Foundation
 import Logging
+import Metrics
 
 /// How the last reload went: `{ok, at, error}` in the admin API.
 public struct ReloadReport: Sendable, Hashable {
@@ -25,6 +26,7 @@ extension Balancer {
     /// Records a configuration that failed validation; the running one stays untouched.
     public func reloadRejected(_ error: String) {
         state.withLockedValue { $0.lastReload = ReloadReport(ok: false, at: Date(), error: error) }
+        Counter(label: "ums_balancer_reloads_total", dimensions: [("result", "rejected")]).increment()
         logger.error("reload rejected: the running configuration stays", metadata: ["error": "\(error)"])
         journal.record(.reload, "rejected: \(error)")
     }
@@ -81,6 +83,7 @@ extension Balancer {
                 "some changes apply only after a restart", metadata: ["keys": "\(diff.needsRestart.joined(separator: ", "))"])
         }
         journal.record(.reload, "generation \(generation): \(diff.summary)")
+        Counter(label: "ums_balancer_reloads_total", dimensions: [("result", "applied")]).increment()
         return diff
     }
 

@@ -17,9 +17,13 @@ final class ConnectionRecord {
     var clientGlue: GlueHandler?
     var nodeGlue: GlueHandler?
 
-    init(logger: Logger, trafficClass: TrafficClass) {
+    let metrics: ListenerMetrics
+
+    init(logger: Logger, trafficClass: TrafficClass, metrics: ListenerMetrics) {
         self.logger = logger
         self.trafficClass = trafficClass
+        self.metrics = metrics
+        metrics.active.increment()
     }
 
     func end(_ outcome: String, reason: String? = nil) {
@@ -28,13 +32,18 @@ final class ConnectionRecord {
         if let reason { self.reason = reason }
     }
 
-    /// Writes the one access-log line of this connection.
+    /// Writes the one access-log line of this connection and counts it.
     func log() {
+        let bytesIn = peekedBytes + (clientGlue?.bytesRead ?? 0)
+        let bytesOut = nodeGlue?.bytesRead ?? 0
+        metrics.active.decrement()
+        metrics.connectionEnded(
+            trafficClass: trafficClass, node: node, outcome: outcome ?? "closed", bytesIn: bytesIn, bytesOut: bytesOut)
         var metadata: Logger.Metadata = [
             "class": "\(trafficClass)",
             "node": "\(node ?? "-")",
-            "bytes_in": "\(peekedBytes + (clientGlue?.bytesRead ?? 0))",
-            "bytes_out": "\(nodeGlue?.bytesRead ?? 0)",
+            "bytes_in": "\(bytesIn)",
+            "bytes_out": "\(bytesOut)",
             "duration_ms": "\((NIODeadline.now() - started).nanoseconds / 1_000_000)",
             "outcome": "\(outcome ?? "closed")",
         ]

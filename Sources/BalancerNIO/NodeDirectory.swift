@@ -22,6 +22,10 @@ public final class NodeDirectory: Sendable {
     private struct State {
         var table: RoutingTable
         var hosts: [NodeID: String]
+        /// Modes set by an operator; they win over what the probes report until cleared.
+        var overrides: [NodeID: NodeMode] = [:]
+        /// What each node last reported, kept apart so clearing an override restores it.
+        var reported: [NodeID: NodeMode] = [:]
     }
 
     private let state: NIOLockedValueBox<State>
@@ -66,7 +70,40 @@ public final class NodeDirectory: Sendable {
     /// Changes one node's state; returns the state before when anything changed.
     @discardableResult
     public func update(_ node: NodeID, _ change: (inout NodeStatus) -> Void) -> NodeStatus? {
-        state.withLockedValue { $0.table.update(node, change) }
+        state.withLockedValue { state in
+            let overridden = state.overrides[node]
+            return state.table.update(node) { status in
+                let before = status.mode
+                change(&status)
+                if let overridden {
+                    // A probe that reports anything else is remembered for when the override is cleared
+                    // (and the next probe answer corrects it in any case).
+                    if status.mode != before { state.reported[node] = status.mode }
+                    status.mode = overridden
+                }
+            }
+        }
+    }
+
+    /// Pins `node`'s mode to `mode`, or with nil returns it to what the node last reported.
+    public func setModeOverride(_ mode: NodeMode?, for node: NodeID) {
+        state.withLockedValue { state in
+            if let mode {
+                if state.overrides[node] == nil, let current = state.table.status(of: node)?.mode {
+                    state.reported[node] = current
+                }
+                state.overrides[node] = mode
+                state.table.update(node) { $0.mode = mode }
+            } else if state.overrides.removeValue(forKey: node) != nil {
+                let reported = state.reported.removeValue(forKey: node) ?? .unknown
+                state.table.update(node) { $0.mode = reported }
+            }
+        }
+    }
+
+    /// The operator's mode override of `node`, if any.
+    public func modeOverride(of node: NodeID) -> NodeMode? {
+        state.withLockedValue { $0.overrides[node] }
     }
 
     /// Takes a reloaded node list: nodes that stay keep their state (unless listed in `reset`, for a

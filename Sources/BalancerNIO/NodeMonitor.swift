@@ -1,6 +1,7 @@
 import BalancerCore
 import BalancerStore
 import Logging
+import Metrics
 
 /// Probes every node on its interval and folds the outcomes, damped by rise/fall, into the node
 /// directory. Each node is probed by its own task, so a node that hangs its probe delays nobody else.
@@ -68,10 +69,14 @@ final class NodeMonitor: Sendable {
         var observer = observer
         let clock = ContinuousClock()
         var next = clock.now + interval
+        let latency = Metrics.Timer(label: "ums_balancer_probe_duration_seconds", dimensions: [("node", node.id)])
         while true {
             try await Task.sleep(until: next, clock: clock)
             next = max(next + interval, clock.now)
-            if record(await probe.probe(node), for: node.id, observer: &observer) {
+            let started = clock.now
+            let outcome = await probe.probe(node)
+            latency.recordNanoseconds(Int64((clock.now - started) / .nanoseconds(1)))
+            if record(outcome, for: node.id, observer: &observer) {
                 await onChange()
             }
         }

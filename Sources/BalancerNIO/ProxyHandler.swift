@@ -11,6 +11,7 @@ struct ListenerContext: Sendable {
     var timeouts: TimeoutSettings
     var accessLogger: Logger
     var journal: Journal
+    var metrics: ListenerMetrics
 }
 
 /// The first handler of an accepted connection: picks nodes, connects to the first that answers,
@@ -64,6 +65,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         case .refused(let refusal):
             record.end("refused", reason: refusal.description)
             listener.journal.record(.refusal, "\(listener.configuration.name): \(refusal)")
+            listener.metrics.refused(trafficClass: trafficClass, reason: "no-eligible-node")
             context.close(promise: nil)
         case .targets(let targets):
             connect(context: context, targets: targets[...])

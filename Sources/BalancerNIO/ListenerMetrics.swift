@@ -1,0 +1,53 @@
+import BalancerCore
+import Metrics
+import NIOConcurrencyHelpers
+
+/// The metrics of one listener's connections, created once and reused: a connection only
+/// increments handles it already has, so the hot path does no registry lookups.
+final class ListenerMetrics: Sendable {
+    let listener: String
+    let active: Meter
+    let bytesIn: Counter
+    let bytesOut: Counter
+    private let connections = NIOLockedValueBox<[String: Counter]>([:])
+    private let refusals = NIOLockedValueBox<[String: Counter]>([:])
+
+    init(listener: String) {
+        self.listener = listener
+        active = Meter(label: "ums_balancer_connections_active", dimensions: [("listener", listener)])
+        bytesIn = Counter(label: "ums_balancer_bytes_total", dimensions: [("listener", listener), ("direction", "in")])
+        bytesOut = Counter(label: "ums_balancer_bytes_total", dimensions: [("listener", listener), ("direction", "out")])
+    }
+
+    /// Counts a finished connection by class, node and outcome.
+    func connectionEnded(trafficClass: TrafficClass, node: NodeID?, outcome: String, bytesIn: Int, bytesOut: Int) {
+        let key = "\(trafficClass)|\(node ?? "-")|\(outcome)"
+        let counter = connections.withLockedValue { counters in
+            if let counter = counters[key] { return counter }
+            let counter = Counter(
+                label: "ums_balancer_connections_total",
+                dimensions: [
+                    ("listener", listener), ("class", trafficClass.rawValue), ("node", node ?? "-"), ("outcome", outcome),
+                ])
+            counters[key] = counter
+            return counter
+        }
+        counter.increment()
+        if bytesIn > 0 { self.bytesIn.increment(by: bytesIn) }
+        if bytesOut > 0 { self.bytesOut.increment(by: bytesOut) }
+    }
+
+    /// Counts a connection no node took, by class and reason (`no-eligible-node`, `all-connects-failed`).
+    func refused(trafficClass: TrafficClass, reason: String) {
+        let key = "\(trafficClass)|\(reason)"
+        let counter = refusals.withLockedValue { counters in
+            if let counter = counters[key] { return counter }
+            let counter = Counter(
+                label: "ums_balancer_refusals_total",
+                dimensions: [("listener", listener), ("class", trafficClass.rawValue), ("reason", reason)])
+            counters[key] = counter
+            return counter
+        }
+        counter.increment()
+    }
+}
