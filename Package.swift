@@ -63,9 +63,11 @@ let package = Package(
         .target(
             name: "BalancerTesting",
             dependencies: [
+                "BalancerCore", "BalancerNIO", "BalancerStore", "UMSNodeSimulator",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // The simulated UMS Server: shares no code with the balancer's modules.
