@@ -1,4 +1,5 @@
 import ArgumentParser
+import BalancerAdmin
 import Foundation
 
 #if canImport(Glibc)
@@ -7,17 +8,32 @@ import Glibc
 import Darwin
 #endif
 
-/// `ums-balancer reload`: makes a running balancer reload its configuration file.
-struct ReloadCommand: ParsableCommand {
+/// `ums-balancer reload`: makes a running balancer reload its configuration file, through the admin
+/// API (the config's `admin` section, or `--admin`), or with SIGHUP to the PID in `--pid-file`.
+struct ReloadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "reload",
-        abstract: "Make the running balancer re-read its configuration (SIGHUP to the PID in --pid-file)."
+        abstract: "Make the running balancer re-read its configuration (admin API, or SIGHUP with --pid-file)."
     )
 
-    @Option(name: .long, help: "The pid file the balancer was started with (`run --pid-file`).")
-    var pidFile: String
+    @OptionGroup var options: AdminOptions
 
-    func run() throws {
+    @Option(name: .long, help: "Signal the PID in this file (`run --pid-file`) instead of calling the admin API.")
+    var pidFile: String?
+
+    func run() async throws {
+        if let pidFile {
+            try signal(pidFile)
+            return
+        }
+        try await runAdminCommand { () throws(AdminClientError) in
+            let client = try AdminClient(options)
+            let config = try await client.send(.post, "/reload", as: StatusDocument.Config.self)
+            print("configuration reloaded: generation \(config.generation)")
+        }
+    }
+
+    private func signal(_ pidFile: String) throws {
         guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8) else {
             printError("cannot read \(pidFile): is the balancer running with --pid-file \(pidFile)?")
             throw ExitCode(1)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BalancerAdmin
 import BalancerConfigFile
 import BalancerCore
 import BalancerNIO
@@ -64,6 +65,11 @@ extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 /// Runs a balancer until SIGTERM or SIGINT (a second one exits at once); SIGHUP reloads `configPath`.
 func runBalancer(configuration: BalancerConfiguration, configPath: String, logger: Logger) async throws {
+    // Checked first: an admin API on a non-loopback address without a token never starts.
+    let adminToken = try configuration.admin.flatMap { settings throws(AdminSetupError) in
+        try AdminToken.load(for: settings)
+    }
+    PrometheusMetrics.bootstrap()
     // The state database is opened before anything listens: a broken one is an error at start.
     let store = try configuration.state.map { try StateStore(path: $0.path) }
     let initialRun = try await store?.loadRun()
@@ -76,8 +82,19 @@ func runBalancer(configuration: BalancerConfiguration, configPath: String, logge
         store: store,
         initialRun: initialRun
     )
+    var members: [any Service] = [balancer]
+    if let settings = configuration.admin {
+        let api = AdminAPI(balancer: balancer, store: store, metrics: PrometheusMetrics.registry) {
+            logger.notice("admin API: reloading the configuration", metadata: ["path": "\(configPath)"])
+            await reload(balancer, from: configPath, logger: logger)
+        }
+        // First in the group, so it stops last: status stays available while connections drain.
+        let admin = AdminService(
+            api: api, settings: settings, token: adminToken, logger: Logger(label: "ums-balancer.admin"))
+        members.insert(admin, at: 0)
+    }
     let services = ServiceGroup(
-        configuration: .init(services: [balancer], logger: logger)
+        configuration: .init(services: members, logger: logger)
     )
     try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask {

@@ -5,7 +5,10 @@ public struct UMSBalancerCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "ums-balancer",
         abstract: "A TCP load balancer for IGEL UMS High-Availability clusters that knows about rolling updates.",
-        subcommands: [RunCommand.self, CheckConfigCommand.self, ReloadCommand.self]
+        subcommands: [
+            RunCommand.self, CheckConfigCommand.self, StatusCommand.self, ReloadCommand.self, NodeCommand.self,
+            UpdateCommand.self, DemoCommand.self,
+        ]
     )
 
     public init() {}

@@ -132,6 +132,8 @@ public struct RoutingTable: Sendable {
     /// Replaces the node list after a reload: nodes that stay keep their state, new ones start
     /// as given, removed ones stop taking connections (their counts drain as connections close).
     public mutating func replaceNodes(with fresh: [NodeStatus], replacing reset: Set<NodeID> = []) {
-        nodes = fresh.map { candidate in reset.contains(candidate.id) ? candidate : status(of: candidate.id) ?? candidate }
+        nodes = fresh.map { candidate in
+            reset.contains(candidate.id) ? candidate : status(of: candidate.id) ?? candidate
+        }
     }
 }

@@ -74,24 +74,27 @@ extension Balancer {
 
         for listener in opening { logListening(listener) }
         for runtime in retiring.rebound { try? await runtime.channel.close() }
-        for runtime in retiring.removed { retire(runtime, drainTimeout: applied.update.drainTimeout) }
+        for runtime in retiring.removed { await retire(runtime, drainTimeout: applied.update.drainTimeout) }
 
         let generation = reloadStatus.generation
-        logger.notice("configuration reloaded", metadata: ["generation": "\(generation)", "changes": "\(diff.summary)"])
+        logger.notice(
+            "configuration reloaded", metadata: ["generation": "\(generation)", "changes": "\(diff.summary)"])
         if !diff.needsRestart.isEmpty {
             logger.warning(
-                "some changes apply only after a restart", metadata: ["keys": "\(diff.needsRestart.joined(separator: ", "))"])
+                "some changes apply only after a restart",
+                metadata: ["keys": "\(diff.needsRestart.joined(separator: ", "))"])
         }
         journal.record(.reload, "generation \(generation): \(diff.summary)")
         Counter(label: "ums_balancer_reloads_total", dimensions: [("result", "applied")]).increment()
         return diff
     }
 
-    /// Stops a removed listener accepting; its connections get `drainTimeout` to finish.
-    private func retire(_ runtime: ListenerRuntime, drainTimeout: Duration) {
+    /// Stops a removed listener accepting (before the reload returns); its connections get
+    /// `drainTimeout` to finish.
+    private func retire(_ runtime: ListenerRuntime, drainTimeout: Duration) async {
+        try? await runtime.channel.close()
         let logger = self.logger
         Task {
-            try? await runtime.channel.close()
             if await !runtime.connections.waitUntilEmpty(deadline: .now + drainTimeout) {
                 logger.notice(
                     "removed listener: closing connections still open at the drain timeout",

@@ -162,7 +162,8 @@ public final class Balancer: Service, Sendable {
             nodes: configuration.nodes,
             health: configuration.health,
             probe: NodeProbe(
-                kind: Self.probeKind(configuration), timeout: configuration.status?.timeout ?? configuration.health.timeout,
+                kind: Self.probeKind(configuration),
+                timeout: configuration.status?.timeout ?? configuration.health.timeout,
                 group: group, httpClient: httpClient),
             directory: directory,
             journal: journal,
@@ -224,7 +225,8 @@ public final class Balancer: Service, Sendable {
             metadata: ["open_connections": "\(connections.count)", "grace": "\(DurationText.format(grace))"])
         if await !connections.waitUntilEmpty(deadline: ContinuousClock.now + grace) {
             logger.warning(
-                "shutdown grace over: closing remaining connections", metadata: ["open_connections": "\(connections.count)"])
+                "shutdown grace over: closing remaining connections",
+                metadata: ["open_connections": "\(connections.count)"])
             connections.closeAll()
             _ = await connections.waitUntilEmpty(deadline: .now + .seconds(2))
         }

@@ -14,6 +14,8 @@ final class ConnectionRecord {
     var reason: String?
     /// Client bytes read by a classifier before the splice.
     var peekedBytes = 0
+    /// Times the client was handed to another node after one closed without answering.
+    var retries = 0
     var clientGlue: GlueHandler?
     var nodeGlue: GlueHandler?
 
@@ -24,6 +26,12 @@ final class ConnectionRecord {
         self.trafficClass = trafficClass
         self.metrics = metrics
         metrics.active.increment()
+    }
+
+    /// A failure of one node was recovered by handing the client to another: it was not the end.
+    func recovered() {
+        outcome = nil
+        reason = nil
     }
 
     func end(_ outcome: String, reason: String? = nil) {
@@ -48,12 +56,16 @@ final class ConnectionRecord {
             "outcome": "\(outcome ?? "closed")",
         ]
         if let reason { metadata["reason"] = "\(reason)" }
+        if retries > 0 { metadata["retries"] = "\(retries)" }
         let level: Logger.Level =
             switch outcome {
             case "refused", "unavailable", "handshake-failed": .warning
             default: .info
             }
         logger.log(level: level, "connection", metadata: metadata)
+        // The glue handlers (and the callbacks they hold) must not outlive the connection.
+        clientGlue = nil
+        nodeGlue = nil
     }
 }
 

@@ -4,6 +4,11 @@ import NIOCore
 /// alone: a side reads only while its partner can write, so nothing buffers without bound.
 /// An EOF on one side becomes a half-close of the other; a full close of one side closes the
 /// other once the bytes already handed to it are written.
+///
+/// Until the node has sent its first byte, the client side keeps what it forwarded (up to
+/// `replayLimit`), and a node side that closes without a byte may hand its client to another
+/// node instead of closing it: a node that resets a connection it never answered (a server
+/// going down with connections still in its accept queue) is then invisible to the client.
 final class GlueHandler {
     private var partner: GlueHandler?
     private var context: ChannelHandlerContext?
@@ -13,15 +18,75 @@ final class GlueHandler {
     /// Bytes this side has read from its socket.
     private(set) var bytesRead = 0
 
-    private init() {}
+    // Client side: what the node has been sent, while the node has not answered yet.
+    private var replay: [ByteBuffer]?
+    private var replayBytes = 0
+    private let replayLimit: Int
+
+    // Node side: asked once, when the node closes before its first byte; true means "handled".
+    private var onSilentClose: (() -> Bool)?
+
+    private init(replayLimit: Int, onSilentClose: (() -> Bool)?) {
+        self.replayLimit = replayLimit
+        self.replay = replayLimit > 0 ? [] : nil
+        self.onSilentClose = onSilentClose
+    }
 
     /// Two handlers glued to each other: add one to each channel.
     static func matchedPair() -> (GlueHandler, GlueHandler) {
-        let first = GlueHandler()
-        let second = GlueHandler()
+        let first = GlueHandler(replayLimit: 0, onSilentClose: nil)
+        let second = GlueHandler(replayLimit: 0, onSilentClose: nil)
         first.partner = second
         second.partner = first
         return (first, second)
+    }
+
+    /// The client side of a proxied connection, keeping up to `replayLimit` bytes for a redispatch.
+    static func clientSide(replayLimit: Int) -> GlueHandler {
+        GlueHandler(replayLimit: replayLimit, onSilentClose: nil)
+    }
+
+    /// A node side; `onSilentClose` may take over when the node closes without sending a byte.
+    static func nodeSide(onSilentClose: @escaping () -> Bool) -> GlueHandler {
+        GlueHandler(replayLimit: 0, onSilentClose: onSilentClose)
+    }
+
+    /// The bytes forwarded so far can still be replayed to another node.
+    var canReplay: Bool { replay != nil }
+
+    /// Bytes read before the splice (a classifier's peek) that the node must get first.
+    func seed(_ bytes: ByteBuffer) {
+        guard bytes.readableBytes > 0 else { return }
+        keepForReplay(bytes)
+    }
+
+    /// The client half-closed before the splice: the node gets the EOF after the seeded bytes.
+    func seedEndOfInput() {
+        inputClosed = true
+    }
+
+    /// Glues this client side to a (new) node side: replays what earlier nodes were sent, passes on
+    /// an EOF the client already sent, and resumes reading.
+    func attach(_ node: GlueHandler) {
+        partner = node
+        node.partner = self
+        for buffer in replay ?? [] { node.partnerWrite(NIOAny(buffer)) }
+        node.partnerFlush()
+        if inputClosed { node.partnerWriteEOF() }
+        if pendingRead && node.partnerIsWritable {
+            pendingRead = false
+            context?.read()
+        }
+    }
+
+    private func keepForReplay(_ buffer: ByteBuffer) {
+        guard replay != nil else { return }
+        replayBytes += buffer.readableBytes
+        if replayBytes > replayLimit {
+            replay = nil
+        } else {
+            replay?.append(buffer)
+        }
     }
 }
 
@@ -63,6 +128,11 @@ extension GlueHandler {
         }
     }
 
+    /// The node answered: what was kept for a replay is no longer needed.
+    private func partnerAnswered() {
+        replay = nil
+    }
+
     private var partnerIsWritable: Bool {
         context?.channel.isWritable ?? false
     }
@@ -74,6 +144,15 @@ extension GlueHandler {
         promise.futureResult.assumeIsolated().whenComplete { _ in
             context.close(promise: nil)
         }
+    }
+
+    /// A node side that closes before its first byte offers its client to `onSilentClose`.
+    private func handedOverAfterSilentClose() -> Bool {
+        guard bytesRead == 0, let handler = onSilentClose else { return false }
+        onSilentClose = nil
+        guard handler() else { return false }
+        partner = nil
+        return true
     }
 }
 
@@ -94,8 +173,16 @@ extension GlueHandler: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        bytesRead += unwrapInboundIn(data).readableBytes
-        partner?.partnerWrite(data)
+        let buffer = unwrapInboundIn(data)
+        if bytesRead == 0 { partner?.partnerAnswered() }
+        bytesRead += buffer.readableBytes
+        keepForReplay(buffer)
+        if let partner {
+            partner.partnerWrite(data)
+        } else if replay == nil {
+            // Between two nodes with nothing left to replay from: the bytes have nowhere to go.
+            context.close(promise: nil)
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -103,20 +190,26 @@ extension GlueHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        partner?.partnerClosed()
+        if !handedOverAfterSilentClose() {
+            partner?.partnerClosed()
+        }
         context.fireChannelInactive()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, event == .inputClosed {
             inputClosed = true
-            partner?.partnerWriteEOF()
+            if handedOverAfterSilentClose() {
+                context.close(promise: nil)
+            } else {
+                partner?.partnerWriteEOF()
+            }
         }
         context.fireUserInboundEventTriggered(event)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // The partner is closed by channelInactive once this side is gone.
+        // The partner is closed (or the client handed on) by channelInactive once this side is gone.
         context.close(promise: nil)
     }
 

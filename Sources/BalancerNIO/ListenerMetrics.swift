@@ -16,7 +16,8 @@ final class ListenerMetrics: Sendable {
         self.listener = listener
         active = Meter(label: "ums_balancer_connections_active", dimensions: [("listener", listener)])
         bytesIn = Counter(label: "ums_balancer_bytes_total", dimensions: [("listener", listener), ("direction", "in")])
-        bytesOut = Counter(label: "ums_balancer_bytes_total", dimensions: [("listener", listener), ("direction", "out")])
+        bytesOut = Counter(
+            label: "ums_balancer_bytes_total", dimensions: [("listener", listener), ("direction", "out")])
     }
 
     /// Counts a finished connection by class, node and outcome.
@@ -27,7 +28,8 @@ final class ListenerMetrics: Sendable {
             let counter = Counter(
                 label: "ums_balancer_connections_total",
                 dimensions: [
-                    ("listener", listener), ("class", trafficClass.rawValue), ("node", node ?? "-"), ("outcome", outcome),
+                    ("listener", listener), ("class", trafficClass.rawValue), ("node", node ?? "-"),
+                    ("outcome", outcome),
                 ])
             counters[key] = counter
             return counter

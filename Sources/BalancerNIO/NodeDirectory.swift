@@ -117,7 +117,9 @@ public final class NodeDirectory: Sendable {
         state.withLockedValue { state in
             state.table.replaceNodes(
                 with: nodes.map { node in
-                    guard reset.contains(node.id), let kept = state.table.status(of: node.id) else { return initial(node.id) }
+                    guard reset.contains(node.id), let kept = state.table.status(of: node.id) else {
+                        return initial(node.id)
+                    }
                     var fresh = initial(node.id)
                     fresh.admin = kept.admin
                     return fresh

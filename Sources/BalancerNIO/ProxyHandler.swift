@@ -26,6 +26,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var failures: [String] = []
     /// Bytes a classifier read before the node was chosen; the node gets them first.
     private var initialBytes: ByteBuffer?
+    /// Bytes the client sent before a node was connected. Reads are off until then, but a client
+    /// that sends and half-closes at once has its bytes and EOF delivered anyway (NIO reads to the EOF).
+    private var earlyBytes = ByteBuffer()
+    private var earlyEndOfInput = false
 
     init(listener: ListenerContext, record: ConnectionRecord) {
         self.listener = listener
@@ -34,7 +38,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         context.channel.closeFuture.assumeIsolated().whenComplete { [record] _ in
-            if record.node == nil { record.log() }
+            record.log()
         }
         if case .fixed(let trafficClass) = listener.configuration.classification {
             route(context: context, trafficClass: trafficClass, initialBytes: nil)
@@ -43,7 +47,20 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.fireChannelActive()
     }
 
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var bytes = unwrapInboundIn(data)
+        earlyBytes.writeBuffer(&bytes)
+        if earlyBytes.readableBytes > Self.replayLimit {
+            record.end("error", reason: "client sent more than \(Self.replayLimit) bytes before a node was connected")
+            context.close(promise: nil)
+        }
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed {
+            earlyEndOfInput = true
+            return
+        }
         guard let classified = event as? ConnectionClassified else {
             context.fireUserInboundEventTriggered(event)
             return
@@ -79,21 +96,33 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     // MARK: - Connecting
 
+    /// The most a client may have sent before its node's first byte for a redispatch to stay possible.
+    static let replayLimit = 64 * 1024
+
     private func connect(context: ChannelHandlerContext, targets: ArraySlice<NodeTarget>) {
+        dial(clientChannel: context.channel, targets: targets) { result in
+            switch result {
+            case .success(let (nodeChannel, target, remaining)):
+                self.splice(context: context, nodeChannel: nodeChannel, target: target, remaining: remaining)
+            case .failure:
+                self.giveUp(clientChannel: context.channel)
+            }
+        }
+    }
+
+    /// Connects to the first target that answers; reports the channel and the targets left.
+    private func dial(
+        clientChannel: any Channel,
+        targets: ArraySlice<NodeTarget>,
+        then done: @escaping (Result<(any Channel, NodeTarget, ArraySlice<NodeTarget>), any Error>) -> Void
+    ) {
         guard let target = targets.first else {
-            listener.journal.record(
-                .refusal,
-                "\(listener.configuration.name): \(record.trafficClass) unavailable: \(failures.joined(separator: ", "))"
-            )
-            record.end(
-                "unavailable",
-                reason: "\(record.trafficClass) unavailable: every node failed: \(failures.joined(separator: ", "))")
-            context.close(promise: nil)
+            done(.failure(ChannelError.connectPending))
             return
         }
         let directory = listener.directory
         directory.connectionOpened(to: target.node)
-        let bootstrap = ClientBootstrap(group: context.eventLoop)
+        let bootstrap = ClientBootstrap(group: clientChannel.eventLoop)
             .connectTimeout(TimeAmount(listener.timeouts.connect))
             .channelOption(.autoRead, value: false)
             .channelOption(.allowRemoteHalfClosure, value: true)
@@ -107,30 +136,81 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         connecting.assumeIsolated().whenComplete { result in
             switch result {
             case .success(let nodeChannel):
-                guard context.channel.isActive else {
+                guard clientChannel.isActive else {
                     nodeChannel.close(promise: nil)
                     directory.connectionClosed(from: target.node)
                     return
                 }
-                self.splice(context: context, nodeChannel: nodeChannel, target: target)
+                nodeChannel.closeFuture.whenComplete { _ in directory.connectionClosed(from: target.node) }
+                done(.success((nodeChannel, target, targets.dropFirst())))
             case .failure(let error):
                 directory.connectionClosed(from: target.node)
                 self.failures.append("\(target.node) \(Self.describe(error))")
                 self.record.logger.debug(
                     "connect failed, trying next node", metadata: ["node": "\(target.node)", "error": "\(error)"])
-                if context.channel.isActive {
-                    self.connect(context: context, targets: targets.dropFirst())
+                if clientChannel.isActive {
+                    self.dial(clientChannel: clientChannel, targets: targets.dropFirst(), then: done)
                 }
             }
         }
     }
 
-    private func splice(context: ChannelHandlerContext, nodeChannel: any Channel, target: NodeTarget) {
-        let record = self.record
+    private func giveUp(clientChannel: any Channel) {
+        listener.journal.record(
+            .refusal,
+            "\(listener.configuration.name): \(record.trafficClass) unavailable: \(failures.joined(separator: ", "))")
+        listener.metrics.refused(trafficClass: record.trafficClass, reason: "all-connects-failed")
+        record.end(
+            "unavailable",
+            reason: "\(record.trafficClass) unavailable: every node failed: \(failures.joined(separator: ", "))")
+        clientChannel.close(promise: nil)
+    }
+
+    private func splice(
+        context: ChannelHandlerContext, nodeChannel: any Channel, target: NodeTarget, remaining: ArraySlice<NodeTarget>
+    ) {
+        let clientGlue = GlueHandler.clientSide(replayLimit: Self.replayLimit)
+        if let initialBytes {
+            record.peekedBytes = initialBytes.readableBytes
+            clientGlue.seed(initialBytes)
+            self.initialBytes = nil
+        }
+        record.peekedBytes += earlyBytes.readableBytes
+        clientGlue.seed(earlyBytes)
+        earlyBytes = ByteBuffer()
+        if earlyEndOfInput { clientGlue.seedEndOfInput() }
+        record.clientGlue = clientGlue
+        do {
+            try context.pipeline.syncOperations.addHandler(clientGlue)
+        } catch {
+            record.end("error", reason: "cannot set up the splice: \(error)")
+            nodeChannel.close(promise: nil)
+            context.close(promise: nil)
+            return
+        }
+        let clientChannel = context.channel
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        attach(nodeChannel, target: target, remaining: remaining, to: clientGlue, clientChannel: clientChannel)
+        // Reading starts only now that both sides are glued: nothing is read before a node is there.
+        clientChannel.setOption(.autoRead, value: true).whenFailure { _ in clientChannel.close(promise: nil) }
+    }
+
+    /// Glues a connected node to the client; if that node closes without answering, the client is
+    /// handed to the next node with what it sent so far.
+    private func attach(
+        _ nodeChannel: any Channel,
+        target: NodeTarget,
+        remaining: ArraySlice<NodeTarget>,
+        to clientGlue: GlueHandler,
+        clientChannel: any Channel
+    ) {
         record.node = target.node
         record.logger[metadataKey: "node"] = "\(target.node)"
-        let (clientGlue, nodeGlue) = GlueHandler.matchedPair()
-        record.clientGlue = clientGlue
+        let nodeGlue = GlueHandler.nodeSide { [weak clientGlue] in
+            guard let clientGlue, clientGlue.canReplay, !remaining.isEmpty, clientChannel.isActive else { return false }
+            self.redispatch(from: target, remaining: remaining, clientGlue: clientGlue, clientChannel: clientChannel)
+            return true
+        }
         record.nodeGlue = nodeGlue
         do {
             try nodeChannel.pipeline.syncOperations.addHandlers([
@@ -138,29 +218,33 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 ConnectionGuard(record: record, side: "node"),
                 nodeGlue,
             ])
-            try context.pipeline.syncOperations.addHandler(clientGlue)
         } catch {
             record.end("error", reason: "cannot set up the splice: \(error)")
             nodeChannel.close(promise: nil)
-            context.close(promise: nil)
-            listener.directory.connectionClosed(from: target.node)
+            clientChannel.close(promise: nil)
             return
         }
-        let directory = listener.directory
-        context.channel.closeFuture.and(nodeChannel.closeFuture).assumeIsolated().whenComplete { _ in
-            directory.connectionClosed(from: target.node)
-            record.log()
-        }
-        if let initialBytes, initialBytes.readableBytes > 0 {
-            record.peekedBytes = initialBytes.readableBytes
-            nodeChannel.writeAndFlush(initialBytes, promise: nil)
-            self.initialBytes = nil
-        }
-        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-        // Reading starts only now that both sides are glued: nothing is read before a node is there.
+        clientGlue.attach(nodeGlue)
         nodeChannel.setOption(.autoRead, value: true).whenFailure { _ in nodeChannel.close(promise: nil) }
-        let clientChannel = context.channel
-        clientChannel.setOption(.autoRead, value: true).whenFailure { _ in clientChannel.close(promise: nil) }
+    }
+
+    private func redispatch(
+        from failed: NodeTarget, remaining: ArraySlice<NodeTarget>, clientGlue: GlueHandler, clientChannel: any Channel
+    ) {
+        failures.append("\(failed.node) closed without answering")
+        record.recovered()
+        record.retries += 1
+        record.logger.notice(
+            "node closed a connection without answering: handing the client to the next node",
+            metadata: ["failed_node": "\(failed.node)"])
+        dial(clientChannel: clientChannel, targets: remaining) { result in
+            switch result {
+            case .success(let (nodeChannel, target, rest)):
+                self.attach(nodeChannel, target: target, remaining: rest, to: clientGlue, clientChannel: clientChannel)
+            case .failure:
+                self.giveUp(clientChannel: clientChannel)
+            }
+        }
     }
 
     /// A short, stable description for logs: "connection refused", "timed out".

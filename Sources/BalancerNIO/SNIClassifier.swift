@@ -51,8 +51,8 @@ final class SNIClassifier: ChannelInboundHandler, RemovableChannelHandler {
             let event = ConnectionClassified(
                 trafficClass: trafficClass, detail: "sni=\(serverName ?? "-")", bytes: buffered)
             buffered = ByteBuffer()
-            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
             context.fireUserInboundEventTriggered(event)
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         }
     }
 

@@ -45,10 +45,13 @@ public final class DeviceLoad: Sendable {
                         let response = try await TestHTTP.request("GET", "/device/\(mac)/profile", to: address)
                         if response.status == 200, let json = response.json, let node = json["node"] as? String {
                             let answer = Answer(
-                                node: node, mode: json["mode"] as? String ?? "?", database: json["database"] as? String ?? "?")
+                                node: node, mode: json["mode"] as? String ?? "?",
+                                database: json["database"] as? String ?? "?")
                             load.state.withLockedValue { $0.answers.append(answer) }
                         } else {
-                            load.state.withLockedValue { $0.failures.append("HTTP \(response.status): \(response.body.prefix(100))") }
+                            load.state.withLockedValue {
+                                $0.failures.append("HTTP \(response.status): \(response.body.prefix(100))")
+                            }
                         }
                     } catch {
                         load.state.withLockedValue { $0.failures.append("\(error)") }

@@ -19,11 +19,16 @@ public final class ProcessHarness: @unchecked Sendable {
     }
 
     /// Starts `executable` (a product of this package) with `arguments`; stdout and stderr go to one file.
-    public init(_ executable: String, _ arguments: [String], workingDirectory: URL? = nil) throws {
+    public convenience init(_ executable: String, _ arguments: [String], workingDirectory: URL? = nil) throws {
         let binary = Self.productsDirectory.appendingPathComponent(executable)
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw TestKitError("\(binary.path) is not built: run `swift build` first")
         }
+        try self.init(path: binary, arguments, workingDirectory: workingDirectory)
+    }
+
+    /// Starts the program at `path` with `arguments`; stdout and stderr go to one file.
+    public init(path binary: URL, _ arguments: [String], workingDirectory: URL? = nil) throws {
         outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("ums-\(UUID().uuidString).log")
         FileManager.default.createFile(atPath: outputFile.path, contents: nil)
         let handle = try FileHandle(forWritingTo: outputFile)
@@ -82,6 +87,15 @@ public final class ProcessHarness: @unchecked Sendable {
     public static func run(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, output: String)
     {
         let harness = try ProcessHarness(executable, arguments)
+        let status = try await harness.waitForExit()
+        return (status, harness.output)
+    }
+
+    /// Runs the program at `executable` (an absolute path) to completion.
+    public static func runProgram(at executable: String, _ arguments: [String]) async throws -> (
+        status: Int32, output: String
+    ) {
+        let harness = try ProcessHarness(path: URL(fileURLWithPath: executable), arguments)
         let status = try await harness.waitForExit()
         return (status, harness.output)
     }

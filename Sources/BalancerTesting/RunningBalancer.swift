@@ -52,7 +52,9 @@ public final class RunningBalancer: Sendable {
     private let task: Task<Void, any Error>
 
     /// Starts a balancer for `configuration` and waits until its listeners are open.
-    public init(configuration: BalancerConfiguration, store: StateStore? = nil, initialRun: UpdateRun? = nil) async throws {
+    public init(configuration: BalancerConfiguration, store: StateStore? = nil, initialRun: UpdateRun? = nil)
+        async throws
+    {
         group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads ?? 2)
         balancer = Balancer(
             configuration: configuration, group: group, logger: logs.logger(label: "balancer"), store: store,
@@ -116,6 +118,17 @@ extension RunningBalancer {
         consolePolicy: ConsolePolicy = .normalOnly,
         configure: (inout BalancerConfiguration) -> Void = { _ in }
     ) async throws -> RunningBalancer {
+        try await RunningBalancer(
+            configuration: configuration(for: cluster, consolePolicy: consolePolicy, configure: configure))
+    }
+
+    /// The configuration `start(for:)` runs: listeners on free ports, fast probes, the simulated
+    /// nodes' status and reconnect URLs.
+    public static func configuration(
+        for cluster: SimulatedCluster,
+        consolePolicy: ConsolePolicy = .normalOnly,
+        configure: (inout BalancerConfiguration) -> Void = { _ in }
+    ) throws -> BalancerConfiguration {
         var configuration = BalancerConfiguration(
             listeners: [
                 ListenerConfiguration(
@@ -130,9 +143,10 @@ extension RunningBalancer {
         configuration.threads = 2
         configuration.shutdownGrace = .seconds(5)
         configuration.health.interval = .milliseconds(100)
-        configuration.health.timeout = .milliseconds(500)
+        // Generous timeouts and a fall of 3, so a loaded machine does not flap the nodes.
+        configuration.health.timeout = .seconds(2)
         configuration.health.rise = 1
-        configuration.health.fall = 2
+        configuration.health.fall = 3
         configuration.status = StatusProbeSettings(action: .url(cluster.statusURL))
         var reconnect = ReconnectSettings(action: .url(cluster.reconnectURL))
         reconnect.timeout = .seconds(15)
@@ -141,7 +155,7 @@ extension RunningBalancer {
         configuration.update.drainTimeout = .seconds(2)
         configuration.update.slowStart = .seconds(1)
         configure(&configuration)
-        return try await RunningBalancer(configuration: configuration)
+        return configuration
     }
 
     /// Waits until the balancer's view of `node` satisfies `condition`.
@@ -151,7 +165,9 @@ extension RunningBalancer {
         let deadline = ContinuousClock.now + timeout
         while !(balancer.directory.status(of: node).map(condition) ?? false) {
             guard ContinuousClock.now < deadline else {
-                throw TestKitError("the balancer never saw \(node) \(what): \(String(describing: balancer.directory.status(of: node)))")
+                throw TestKitError(
+                    "the balancer never saw \(node) \(what): \(String(describing: balancer.directory.status(of: node)))"
+                )
             }
             try await Task.sleep(for: .milliseconds(20))
         }

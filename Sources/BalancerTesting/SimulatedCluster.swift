@@ -65,7 +65,8 @@ public final class SimulatedCluster: Sendable {
     /// Asks `id` to install `version`, as the admin running the installer would.
     public func install(_ id: String, version: String, seconds: Double) async throws {
         let address = try SocketAddress(ipAddress: node(id).configuration.host, port: controlPort)
-        let answer = try await TestHTTP.request("POST", "/control/install?version=\(version)&seconds=\(seconds)", to: address)
+        let answer = try await TestHTTP.request(
+            "POST", "/control/install?version=\(version)&seconds=\(seconds)", to: address)
         guard answer.status == 202 else { throw TestKitError("install on \(id): HTTP \(answer.status) \(answer.body)") }
     }
 
@@ -76,7 +77,8 @@ public final class SimulatedCluster: Sendable {
         let deadline = ContinuousClock.now + timeout
         while !condition(nodes) {
             guard ContinuousClock.now < deadline else {
-                throw TestKitError("timed out waiting for \(what): \(nodes.map { "\($0.configuration.id) \($0.mode) \($0.version)" })")
+                throw TestKitError(
+                    "timed out waiting for \(what): \(nodes.map { "\($0.configuration.id) \($0.mode) \($0.version)" })")
             }
             try await Task.sleep(for: .milliseconds(50))
         }

@@ -14,6 +14,8 @@ public final class TestBackend: Sendable {
         case answerAfterEOF(size: Int)
         /// Writes `size` bytes as fast as the connection takes them, then closes.
         case firehose(size: Int)
+        /// Accepts, then closes at once without reading or answering (a server going down).
+        case closeAtOnce
     }
 
     public let name: String
@@ -123,6 +125,8 @@ private final class BackendHandler: ChannelInboundHandler {
         case .firehose(let size):
             remaining = size
             pump(context: context)
+        case .closeAtOnce:
+            context.close(promise: nil)
         case .echo, .answerAfterEOF:
             break
         }
@@ -133,7 +137,7 @@ private final class BackendHandler: ChannelInboundHandler {
         switch behavior {
         case .echo, .greetThenEcho:
             context.write(data, promise: nil)
-        case .answerAfterEOF, .firehose:
+        case .answerAfterEOF, .firehose, .closeAtOnce:
             break
         }
     }
@@ -158,7 +162,7 @@ private final class BackendHandler: ChannelInboundHandler {
                 written(size)
                 context.close(promise: nil)
             }
-        case .firehose:
+        case .firehose, .closeAtOnce:
             break
         }
     }

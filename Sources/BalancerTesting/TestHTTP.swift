@@ -41,7 +41,9 @@ public enum TestHTTP {
         }
         let head = raw[..<split.lowerBound]
         let parts = head.split(separator: " ", maxSplits: 2)
-        guard parts.count >= 2, let status = Int(parts[1]) else { throw TestKitError("bad status line: \(head.prefix(80))") }
+        guard parts.count >= 2, let status = Int(parts[1]) else {
+            throw TestKitError("bad status line: \(head.prefix(80))")
+        }
         return Response(status: status, body: String(raw[split.upperBound...]))
     }
 }

@@ -98,6 +98,64 @@ final class SocketStandIn: ChannelOutboundHandler {
         #expect(clientSocket.reads == readsBefore + 2)
     }
 
+    @Test func aNodeClosingWithoutAnsweringHandsTheClientToAnotherNodeWithWhatItSent() throws {
+        let loop = EmbeddedEventLoop()
+        let client = EmbeddedChannel(loop: loop)
+        let first = EmbeddedChannel(loop: loop)
+        let second = EmbeddedChannel(loop: loop)
+        let clientGlue = GlueHandler.clientSide(replayLimit: 1024)
+        var handedOver = 0
+        let firstGlue = GlueHandler.nodeSide {
+            handedOver += 1
+            return true
+        }
+        try client.pipeline.syncOperations.addHandler(clientGlue)
+        try first.pipeline.syncOperations.addHandler(firstGlue)
+        try client.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try first.connect(to: SocketAddress(ipAddress: "127.0.0.2", port: 1)).wait()
+        clientGlue.seed(ByteBuffer(string: "hello "))
+        clientGlue.attach(firstGlue)
+        try client.writeInbound(ByteBuffer(string: "world"))
+        client.pipeline.fireChannelReadComplete()
+        #expect(try first.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "hello "))
+        #expect(try first.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "world"))
+
+        _ = try first.close().wait()
+        #expect(handedOver == 1)
+        #expect(client.isActive, "the client must not notice the first node leaving")
+
+        let secondGlue = GlueHandler.nodeSide { false }
+        try second.pipeline.syncOperations.addHandler(secondGlue)
+        try second.connect(to: SocketAddress(ipAddress: "127.0.0.3", port: 1)).wait()
+        clientGlue.attach(secondGlue)
+        #expect(try second.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "hello "))
+        #expect(try second.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "world"))
+        try second.writeInbound(ByteBuffer(string: "answer"))
+        second.pipeline.fireChannelReadComplete()
+        #expect(try client.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "answer"))
+        #expect(!clientGlue.canReplay, "once the node answered nothing is kept")
+
+        _ = try second.close().wait()
+        #expect(!client.isActive, "after an answer, a closing node closes the client")
+    }
+
+    @Test func aClientThatSentMoreThanTheReplayLimitIsNotHandedOver() throws {
+        let loop = EmbeddedEventLoop()
+        let client = EmbeddedChannel(loop: loop)
+        let node = EmbeddedChannel(loop: loop)
+        let clientGlue = GlueHandler.clientSide(replayLimit: 8)
+        let nodeGlue = GlueHandler.nodeSide { [weak clientGlue] in clientGlue?.canReplay ?? false }
+        try client.pipeline.syncOperations.addHandler(clientGlue)
+        try node.pipeline.syncOperations.addHandler(nodeGlue)
+        try client.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try node.connect(to: SocketAddress(ipAddress: "127.0.0.2", port: 1)).wait()
+        clientGlue.attach(nodeGlue)
+        try client.writeInbound(ByteBuffer(string: "more than eight bytes"))
+        #expect(!clientGlue.canReplay)
+        _ = try node.close().wait()
+        #expect(!client.isActive)
+    }
+
     @Test func bytesAreCountedPerSide() throws {
         try client.writeInbound(ByteBuffer(string: "12345"))
         try node.writeInbound(ByteBuffer(string: "123"))

@@ -80,7 +80,29 @@ struct ProxyLoopbackTests {
         #expect(greetings == Array(repeating: "ums2", count: 10))
         try await balancer.stop()
         #expect(balancer.accessLog.count == 10)
-        #expect(balancer.accessLog.allSatisfy { $0.metadata["node"] == "ums2" && $0.metadata["outcome"] == "closed" })
+        #expect(
+            balancer.accessLog.allSatisfy { $0.metadata["node"] == "ums2" && $0.metadata["outcome"] == "closed" },
+            "\(balancer.accessLog)")
+        await cluster.stop()
+    }
+
+    @Test func aNodeThatClosesWithoutAnsweringHandsTheClientToTheNextNode() async throws {
+        let cluster = try await BackendCluster.start([.closeAtOnce, .echo])
+        let balancer = try await RunningBalancer.start(balance: .roundRobin, cluster: cluster)
+        for index in 0..<10 {
+            let connection = try await TestClient.connect(to: try balancer.address())
+            let answer = try await connection.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: "request \(index)"))
+                outbound.finish()
+                return String(buffer: try await TestClient.readAll(inbound))
+            }
+            #expect(answer == "request \(index)")
+        }
+        try await balancer.stop()
+        #expect(
+            balancer.accessLog.allSatisfy { $0.metadata["node"] == "ums2" && $0.metadata["outcome"] == "closed" },
+            "\(balancer.accessLog)")
+        #expect(balancer.accessLog.contains { $0.metadata["retries"] == "1" })
         await cluster.stop()
     }
 

@@ -1,0 +1,842 @@
+#!/usr/bin/env python3
+"""UMS Balancer vs HAProxy: the benchmark driver behind Benchmarks/run.sh.
+
+Everything runs on 127.0.0.1. The proxy under test is pinned to CPU 0, the load generator
+(wrk / iperf3 client) and the backends (nginx, iperf3 server) to CPU 1. Proxy CPU time comes
+from utime+stime in /proc/PID/stat (all threads, including exited ones) read before and after
+each run. Every process this script starts is stopped by its PID; every loop has a deadline.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+LUA = os.path.join(HERE, "wrk-report.lua")
+IDLE_CLIENT = os.path.join(HERE, "idle_client.py")
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PROXY_CPU = "0"
+# A run during which other processes took more than this many cores is marked noisy.
+NOISY_CORES = 0.10
+# Before each run, wait for other processes to use less than this (bounded by --quiet-wait).
+QUIET_CORES = 0.05
+LOAD_CPU = "1"
+
+UMS = "ums-balancer"
+HAPROXY = "haproxy"
+
+started_processes = []
+
+
+def log(message):
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ----------------------------------------------------------------------------- processes
+
+class Proc:
+    """A process we started; stopped by its PID only."""
+
+    def __init__(self, name, argv, stdout=None, stderr=None, cwd=None):
+        self.name = name
+        self.argv = argv
+        self.out = open(stdout, "ab") if isinstance(stdout, str) else subprocess.DEVNULL
+        self.err = open(stderr, "ab") if isinstance(stderr, str) else subprocess.DEVNULL
+        self.popen = subprocess.Popen(argv, stdout=self.out, stderr=self.err, stdin=subprocess.DEVNULL, cwd=cwd)
+        self.pid = self.popen.pid
+        started_processes.append(self)
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        if self.alive():
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                log(f"{self.name} (pid {self.pid}) did not stop in {timeout}s: SIGKILL")
+                os.kill(self.pid, signal.SIGKILL)
+                self.popen.wait(timeout=10)
+        for f in (self.out, self.err):
+            if f not in (subprocess.DEVNULL, None):
+                f.close()
+        if self in started_processes:
+            started_processes.remove(self)
+        return self.popen.returncode
+
+
+def stop_all():
+    for proc in reversed(list(started_processes)):
+        proc.stop(timeout=5)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc=None, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and not proc.alive():
+            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+def http_get(port, timeout=3.0):
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
+        data = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+
+def wait_http(port, proc=None, timeout=20.0):
+    wait_port(port, proc, timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if http_get(port).startswith(b"HTTP/1.1 200"):
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"no HTTP 200 through 127.0.0.1:{port} after {timeout}s")
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+
+
+def rss_kib(pid):
+    values = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(("VmRSS:", "RssAnon:", "RssFile:", "VmHWM:")):
+                name, value = line.split(":", 1)
+                values[name] = int(value.split()[0])
+    return values
+
+
+def pinned(cpu, argv):
+    return ["taskset", "-c", cpu] + argv
+
+
+# ----------------------------------------------------------------------------- backends and proxies
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.work = tempfile.mkdtemp(prefix="ums-bench-")
+        self.binary = args.binary
+        self.nginx_port = free_port()
+        self.iperf_port = free_port()
+        hard = resource_hard_limit()
+        # Each proxied connection holds two descriptors in the proxy; keep some for listeners, checks, logs.
+        self.maxconn = (hard - 200) // 2
+        self.idle_count = min(args.idle_connections, (hard - 1000) // 2)
+        self.results = {}
+        self.quiet_budget = args.quiet_budget
+
+    def path(self, name):
+        return os.path.join(self.work, name)
+
+    # -- backends
+
+    def start_backends(self):
+        os.makedirs(self.path("nginx"), exist_ok=True)
+        conf = self.path("nginx/nginx.conf")
+        with open(conf, "w") as f:
+            f.write(f"""
+worker_processes 1;
+worker_rlimit_nofile 20000;
+daemon off;
+master_process on;
+pid {self.path('nginx/nginx.pid')};
+error_log {self.path('nginx/error.log')} warn;
+events {{ worker_connections 19500; }}
+http {{
+    access_log off;
+    client_body_temp_path {self.path('nginx/body')};
+    proxy_temp_path {self.path('nginx/proxy')};
+    fastcgi_temp_path {self.path('nginx/fastcgi')};
+    uwsgi_temp_path {self.path('nginx/uwsgi')};
+    scgi_temp_path {self.path('nginx/scgi')};
+    keepalive_timeout 3600s;
+    keepalive_requests 100000000;
+    default_type text/plain;
+    server {{
+        listen 127.0.0.1:{self.nginx_port} backlog=4096;
+        location / {{ return 200 "hello from the benchmark backend\\n"; }}
+    }}
+}}
+""")
+        self.nginx = Proc("nginx", pinned(LOAD_CPU, ["nginx", "-p", self.path("nginx"), "-c", conf]),
+                          stderr=self.path("nginx/stderr.log"))
+        self.iperf_server = Proc("iperf3-server",
+                          pinned(LOAD_CPU, ["iperf3", "-s", "-B", "127.0.0.1", "-p", str(self.iperf_port)]),
+                          stdout=self.path("iperf3-server.log"), stderr=self.path("iperf3-server.log"))
+        wait_http(self.nginx_port, self.nginx)
+        wait_port(self.iperf_port, self.iperf_server)
+        log(f"backends: nginx on {self.nginx_port}, iperf3 on {self.iperf_port}; logs in {self.work}")
+
+    # -- ums-balancer
+
+    def ums_config(self, name, http_port, bulk_port, variant=0):
+        path = self.path(f"{name}.yaml")
+        interval = "5s" if variant % 2 == 0 else "4s"
+        with open(path, "w") as f:
+            f.write(f"""# written by Benchmarks/bench.py
+listeners:
+  - {{ name: http, bind: 127.0.0.1:{http_port}, backend_port: {self.nginx_port}, class: device }}
+  - {{ name: bulk, bind: 127.0.0.1:{bulk_port}, backend_port: {self.iperf_port}, class: device }}
+nodes:
+  - {{ id: backend, host: 127.0.0.1 }}
+health: {{ interval: {interval}, port: {self.nginx_port} }}
+timeouts: {{ connect: 3s, idle: 1h }}
+threads: 1
+shutdown_grace: 1s
+""")
+        return path
+
+    def start_ums(self, name="ums", log_level="warning", stderr_to_null=False):
+        http_port, bulk_port = free_port(), free_port()
+        config = self.ums_config(name, http_port, bulk_port)
+        check = subprocess.run([self.binary, "check-config", "--config", config],
+                               capture_output=True, text=True, timeout=30)
+        if check.returncode != 0:
+            raise RuntimeError(f"check-config failed: {check.stdout}{check.stderr}")
+        pid_file = self.path(f"{name}.pid")
+        argv = pinned(PROXY_CPU, [self.binary, "run", "--config", config, "--pid-file", pid_file,
+                                  "--log-level", log_level])
+        proc = Proc(f"ums-balancer[{name}]", argv, stdout=self.path(f"{name}.out"),
+                    stderr=None if stderr_to_null else self.path(f"{name}.err"))
+        proc.config = config
+        proc.pid_file = pid_file
+        return self.ready(proc, http_port, bulk_port)
+
+    @staticmethod
+    def ready(proc, http_port, bulk_port):
+        proc.http_port = http_port
+        proc.bulk_port = bulk_port
+        wait_http(http_port, proc)
+        wait_port(bulk_port, proc)
+        time.sleep(0.3)
+        if not proc.alive():
+            raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode} right after starting")
+        return proc
+
+    # -- haproxy
+
+    def haproxy_config(self, name, http_port, bulk_port, splice=False, maxconn=None):
+        maxconn = maxconn or self.maxconn
+        path = self.path(f"{name}.cfg")
+        with open(path, "w") as f:
+            f.write(f"""# written by Benchmarks/bench.py
+global
+    nbthread 1
+    maxconn {maxconn}
+    stats socket {self.path(name + '.sock')} mode 600 level admin expose-fd listeners
+
+defaults
+    mode tcp
+    maxconn {maxconn}
+    timeout connect 3s
+    timeout client 1h
+    timeout server 1h
+{'    option splice-auto' if splice else ''}
+
+frontend http
+    bind 127.0.0.1:{http_port}
+    default_backend http
+
+frontend bulk
+    bind 127.0.0.1:{bulk_port}
+    default_backend bulk
+
+backend http
+    server backend 127.0.0.1:{self.nginx_port} check inter 5s
+
+backend bulk
+    server backend 127.0.0.1:{self.iperf_port}
+""")
+        return path
+
+    def start_haproxy(self, name="haproxy", splice=False, master_worker=False):
+        # Splicing needs pipes (two descriptors each): keep room for them under the descriptor limit.
+        http_port, bulk_port = free_port(), free_port()
+        config = self.haproxy_config(name, http_port, bulk_port, splice=splice, maxconn=4000 if splice else None)
+        check = subprocess.run(["haproxy", "-c", "-f", config], capture_output=True, text=True, timeout=30)
+        if check.returncode != 0:
+            raise RuntimeError(f"haproxy -c failed: {check.stdout}{check.stderr}")
+        pid_file = self.path(f"{name}.pid")
+        argv = ["haproxy", "-db", "-f", config, "-p", pid_file]
+        if master_worker:
+            argv.insert(1, "-W")
+        proc = Proc(name, pinned(PROXY_CPU, argv), stdout=self.path(f"{name}.out"), stderr=self.path(f"{name}.err"))
+        proc.config = config
+        return self.ready(proc, http_port, bulk_port)
+
+    # -- load generators
+
+    def wrk(self, port, connections, duration, close):
+        argv = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration}s", "--timeout", "5s", "-s", LUA]
+        if close:
+            argv += ["-H", "Connection: close"]
+        argv.append(f"http://127.0.0.1:{port}/")
+        done = subprocess.run(pinned(LOAD_CPU, argv), capture_output=True, text=True, timeout=duration + 60)
+        for line in done.stdout.splitlines():
+            if line.startswith("WRKJSON "):
+                result = json.loads(line[len("WRKJSON "):])
+                result["requests_per_s"] = result["requests"] * 1e6 / result["duration_us"]
+                result["error_total"] = sum(result["errors"].values())
+                return result
+        raise RuntimeError(f"wrk printed no summary: rc={done.returncode} {done.stdout[-500:]} {done.stderr[-500:]}")
+
+    def iperf(self, port, streams, duration):
+        argv = ["iperf3", "-c", "127.0.0.1", "-p", str(port), "-t", str(duration), "-P", str(streams),
+                "-J", "--connect-timeout", "3000"]
+        done = subprocess.run(pinned(LOAD_CPU, argv), capture_output=True, text=True, timeout=duration + 60)
+        data = json.loads(done.stdout)
+        if "error" in data:
+            raise RuntimeError(f"iperf3: {data['error']}")
+        received = data["end"]["sum_received"]
+        return {
+            "streams": streams,
+            "seconds": received["seconds"],
+            "bytes": received["bytes"],
+            "gbit_per_s": received["bits_per_second"] / 1e9,
+            "retransmits": data["end"].get("sum_sent", {}).get("retransmits"),
+        }
+
+    def measured(self, proc, run):
+        """Runs `run()` on a quiet machine, adding the proxy's CPU time over it and how much CPU
+        processes other than this benchmark's took meanwhile (another build or test run on the
+        same two cores skews rates; such runs are marked noisy)."""
+        waited = self.wait_quiet()
+        machine0, ours0, t0 = machine_ticks(), self.our_ticks(), time.monotonic()
+        before = cpu_ticks(proc.pid)
+        result = run()
+        after = cpu_ticks(proc.pid)
+        machine1, ours1, t1 = machine_ticks(), self.our_ticks(), time.monotonic()
+        result["proxy_cpu_us"] = (after - before) * 1e6 / CLK_TCK
+        result["proxy_rss_kib_after"] = rss_kib(proc.pid).get("VmRSS")
+        foreign = (machine1[0] - machine0[0]) - (ours1 - ours0)
+        result["foreign_cpu_cores"] = round(max(0, foreign) / CLK_TCK / (t1 - t0), 3)
+        result["quiet_wait_s"] = round(waited, 1)
+        result["noisy"] = result["foreign_cpu_cores"] > NOISY_CORES
+        return result
+
+    def our_pids(self):
+        """This benchmark's processes: everything it started and their children (nginx's worker)."""
+        roots = {p.pid for p in started_processes if p.alive()}
+        pids = set(roots)
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as f:
+                        ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                except (OSError, ValueError, IndexError):
+                    continue
+                if ppid in roots:
+                    pids.add(int(entry))
+        return pids
+
+    def our_ticks(self):
+        total = 0
+        for pid in self.our_pids():
+            try:
+                total += cpu_ticks(pid)
+            except OSError:
+                pass
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, iperf3 clients: waited children
+        mine = resource.getrusage(resource.RUSAGE_SELF)
+        return total + (usage.ru_utime + usage.ru_stime + mine.ru_utime + mine.ru_stime) * CLK_TCK
+
+    def wait_quiet(self):
+        """Waits (bounded per run and in total) until other processes use under QUIET_CORES of CPU."""
+        started = time.monotonic()
+        limit = min(self.args.quiet_wait, self.quiet_budget)
+        while True:
+            machine0, ours0 = machine_ticks(), self.our_ticks()
+            time.sleep(1.0)
+            machine1, ours1 = machine_ticks(), self.our_ticks()
+            foreign = ((machine1[0] - machine0[0]) - (ours1 - ours0)) / CLK_TCK
+            waited = time.monotonic() - started
+            if foreign < QUIET_CORES or waited >= limit:
+                break
+            if waited < 1.5:
+                log(f"other processes use {foreign:.2f} cores: waiting up to {limit:.0f}s for a quiet machine")
+        waited = max(0.0, time.monotonic() - started - 1.0)
+        self.quiet_budget = max(0.0, self.quiet_budget - waited)
+        return waited
+
+
+def machine_ticks():
+    """(busy, total) clock ticks of all CPUs from /proc/stat."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]
+    total = sum(fields[:8])
+    return total - idle, total
+
+
+def resource_hard_limit():
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+# ----------------------------------------------------------------------------- scenarios
+
+def rate_scenario(bench, procs, key, close, rounds, duration, connections):
+    """Alternating rounds of one wrk scenario over `procs` (name → Proc)."""
+    runs = {name: [] for name in procs}
+    for name, proc in procs.items():  # warm-up, not recorded
+        bench.wrk(proc.http_port, connections, bench.args.warmup, close)
+    for r in range(rounds):
+        for name, proc in procs.items():
+            result = bench.measured(proc, lambda: bench.wrk(proc.http_port, connections, duration, close))
+            result["round"] = r + 1
+            result["proxy_cpu_us_per_request"] = result["proxy_cpu_us"] / max(1, result["requests"])
+            runs[name].append(result)
+            log(f"{key} round {r + 1} {name}: {result['requests_per_s']:.0f} req/s, "
+                f"p99 {result['latency_us']['p99'] / 1000:.2f} ms, "
+                f"cpu {result['proxy_cpu_us_per_request']:.2f} us/req, errors {result['error_total']}"
+                f"{', NOISY: others used %.2f cores' % result['foreign_cpu_cores'] if result['noisy'] else ''}")
+    return runs
+
+
+def bulk_scenario(bench, procs, rounds, duration):
+    runs = {name: {"1": [], "4": []} for name in procs}
+    for r in range(rounds):
+        for streams in (1, 4):
+            for name, proc in procs.items():
+                result = bench.measured(proc, lambda: bench.iperf(proc.bulk_port, streams, duration))
+                result["round"] = r + 1
+                result["proxy_cpu_ms_per_gb"] = result["proxy_cpu_us"] / 1000 / max(1e-9, result["bytes"] / 1e9)
+                runs[name][str(streams)].append(result)
+                log(f"bulk round {r + 1} {name} P{streams}: {result['gbit_per_s']:.2f} Gbit/s, "
+                    f"cpu {result['proxy_cpu_ms_per_gb']:.1f} ms/GB"
+                    f"{', NOISY: others used %.2f cores' % result['foreign_cpu_cores'] if result['noisy'] else ''}")
+                time.sleep(0.5)
+    return runs
+
+
+def idle_scenario(bench, proc, name):
+    """Opens bench.idle_count idle connections through `proc`; RSS per connection; do they all answer?"""
+    # One request first so lazily made things (buffers, pools, the first connect) are in the baseline.
+    http_get(proc.http_port)
+    time.sleep(1)
+    before = rss_kib(proc.pid)
+    cpu_before = cpu_ticks(proc.pid)
+    client = subprocess.Popen(
+        pinned(LOAD_CPU, [sys.executable, IDLE_CLIENT, "--port", str(proc.http_port),
+                          "--count", str(bench.idle_count), "--timeout", "120"]),
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        opened = read_tagged(client, "OPENED", 200)
+        cpu_after_open = cpu_ticks(proc.pid)
+        time.sleep(2)
+        after = rss_kib(proc.pid)
+        client.stdin.write("check\n")
+        client.stdin.flush()
+        checked = read_tagged(client, "CHECKED", 200)
+        client.wait(timeout=60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait(timeout=10)
+    open_count = max(1, opened["open"])
+    result = {
+        "requested": bench.idle_count,
+        "opened": opened,
+        "checked": checked,
+        "rss_before_kib": before,
+        "rss_after_kib": after,
+        "rss_per_connection_bytes": (after["VmRSS"] - before["VmRSS"]) * 1024 / open_count,
+        "anon_per_connection_bytes": (after.get("RssAnon", 0) - before.get("RssAnon", 0)) * 1024 / open_count,
+        "proxy_cpu_us_per_connection_open": (cpu_after_open - cpu_before) * 1e6 / CLK_TCK / open_count,
+        "all_answered": checked["answered"] == opened["open"] == bench.idle_count,
+    }
+    log(f"idle {name}: {opened['open']}/{bench.idle_count} open, "
+        f"{result['rss_per_connection_bytes'] / 1024:.2f} KiB/conn, "
+        f"{checked['answered']}/{opened['open']} answered afterwards")
+    return result
+
+
+def read_tagged(proc, tag, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 1.0)
+        if ready:
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"idle client ended before {tag}")
+            if line.startswith(tag + " "):
+                return json.loads(line[len(tag) + 1:])
+    raise RuntimeError(f"idle client: no {tag} within {timeout}s")
+
+
+def reload_scenario(bench, name, reloads, interval, connections):
+    """New-connection load while the proxy reloads `reloads` times; wrk's error counts."""
+    warm = 1.5
+    duration = int(warm + reloads * interval + 2.5)
+    if name == UMS:
+        proc = bench.start_ums(name="ums-reload", log_level="notice")
+        target = proc.pid
+        sig = signal.SIGHUP
+    else:
+        proc = bench.start_haproxy(name="haproxy-reload", master_worker=True)
+        target = proc.pid  # the master
+        sig = signal.SIGUSR2
+    try:
+        argv = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration}s", "--timeout", "5s", "-s", LUA,
+                "-H", "Connection: close", f"http://127.0.0.1:{proc.http_port}/"]
+        wrk = subprocess.Popen(pinned(LOAD_CPU, argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(warm)
+        sent = 0
+        for i in range(reloads):
+            if name == UMS:
+                bench.ums_config("ums-reload", proc.http_port, proc.bulk_port, variant=i + 1)  # a real change each time: the health interval
+            os.kill(target, sig)
+            sent += 1
+            time.sleep(interval)
+        out, err = wrk.communicate(timeout=duration + 60)
+        result = None
+        for line in out.splitlines():
+            if line.startswith("WRKJSON "):
+                result = json.loads(line[len("WRKJSON "):])
+        if result is None:
+            raise RuntimeError(f"wrk printed no summary: {out[-500:]} {err[-500:]}")
+        result["requests_per_s"] = result["requests"] * 1e6 / result["duration_us"]
+        result["error_total"] = sum(result["errors"].values())
+        result["reloads_sent"] = sent
+        time.sleep(1)
+        result["still_serving"] = http_get(proc.http_port).startswith(b"HTTP/1.1 200")
+    finally:
+        proc.stop()
+    with open(bench.path(f"{'ums-reload' if name == UMS else 'haproxy-reload'}.err"), errors="replace") as f:
+        text = f.read()
+    if name == UMS:
+        result["reloads_logged"] = text.count("configuration reloaded")
+        result["reload_failures_logged"] = text.count("reload rejected")
+    else:
+        result["reloads_logged"] = text.count("Reloading HAProxy")
+        # Seen with Debian's 2.6.12: a former worker sometimes crashes while exiting after a reload.
+        result["former_worker_crashes_logged"] = len(re.findall(r"Former worker \(\d+\) exited with code (?!0 )", text))
+    log(f"reload {name}: {result['reloads_sent']} reloads ({result['reloads_logged']} logged), "
+        f"{result['requests']} requests, errors {result['errors']}, still serving {result['still_serving']}")
+    return result
+
+
+# ----------------------------------------------------------------------------- summary
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def clean(runs):
+    """The runs no other process disturbed, or all of them if every run was disturbed."""
+    quiet = [r for r in runs if not r.get("noisy")]
+    return quiet or runs
+
+
+def summarize(results):
+    s = {}
+    cr = results["connection_rate"]
+    for name, runs in cr.items():
+        s[f"conn_rate.{name}.runs"] = f"{len(clean(runs))}/{len(runs)}"
+        s[f"conn_rate.{name}.errors"] = sum(r["error_total"] for r in runs)
+        runs = clean(runs)
+        s[f"conn_rate.{name}.rps"] = median([r["requests_per_s"] for r in runs])
+        s[f"conn_rate.{name}.p99_ms"] = median([r["latency_us"]["p99"] / 1000 for r in runs])
+        s[f"conn_rate.{name}.cpu_us"] = median([r["proxy_cpu_us_per_request"] for r in runs])
+    for name, runs in results.get("connection_rate_access_log", {}).items():
+        runs = clean(runs)
+        s[f"conn_rate_log.{name}.rps"] = median([r["requests_per_s"] for r in runs])
+        s[f"conn_rate_log.{name}.p99_ms"] = median([r["latency_us"]["p99"] / 1000 for r in runs])
+        s[f"conn_rate_log.{name}.cpu_us"] = median([r["proxy_cpu_us_per_request"] for r in runs])
+    for name, runs in results["keep_alive"].items():
+        s[f"keep_alive.{name}.runs"] = f"{len(clean(runs))}/{len(runs)}"
+        s[f"keep_alive.{name}.errors"] = sum(r["error_total"] for r in runs)
+        runs = clean(runs)
+        s[f"keep_alive.{name}.rps"] = median([r["requests_per_s"] for r in runs])
+        s[f"keep_alive.{name}.p50_ms"] = median([r["latency_us"]["p50"] / 1000 for r in runs])
+        s[f"keep_alive.{name}.p99_ms"] = median([r["latency_us"]["p99"] / 1000 for r in runs])
+        s[f"keep_alive.{name}.cpu_us"] = median([r["proxy_cpu_us_per_request"] for r in runs])
+    for name, by_streams in results["bulk"].items():
+        for streams, runs in by_streams.items():
+            runs = clean(runs)
+            s[f"bulk{streams}.{name}.gbps"] = median([r["gbit_per_s"] for r in runs])
+            s[f"bulk{streams}.{name}.cpu_ms_gb"] = median([r["proxy_cpu_ms_per_gb"] for r in runs])
+    for name, r in results["idle"].items():
+        s[f"idle.{name}.kib"] = r["rss_per_connection_bytes"] / 1024
+        s[f"idle.{name}.open"] = r["opened"]["open"]
+        s[f"idle.{name}.answered"] = r["checked"]["answered"]
+    for name, r in results["reload"].items():
+        s[f"reload.{name}.errors"] = r["error_total"]
+        s[f"reload.{name}.reloads"] = r["reloads_sent"]
+        s[f"reload.{name}.requests"] = r["requests"]
+    return s
+
+
+def table(summary, baseline):
+    """Rows: (label, ums, haproxy, better, target ratio or None)."""
+    def g(key):
+        return summary.get(key)
+
+    rows = [
+        ("new connection per request: req/s", g("conn_rate.ums-balancer.rps"), g("conn_rate.haproxy.rps"), "higher", 0.95),
+        ("new connection per request: p99 latency ms", g("conn_rate.ums-balancer.p99_ms"), g("conn_rate.haproxy.p99_ms"), "lower", None),
+        ("new connection per request: proxy CPU us/conn", g("conn_rate.ums-balancer.cpu_us"), g("conn_rate.haproxy.cpu_us"), "lower", 1.0),
+        ("  same, ums access log on (info): req/s", g("conn_rate_log.ums-balancer-info.rps"), g("conn_rate.haproxy.rps"), "higher", None),
+        ("  same, ums access log on (info): CPU us/conn", g("conn_rate_log.ums-balancer-info.cpu_us"), g("conn_rate.haproxy.cpu_us"), "lower", None),
+        ("keep-alive: req/s", g("keep_alive.ums-balancer.rps"), g("keep_alive.haproxy.rps"), "higher", 0.95),
+        ("keep-alive: p50 latency ms", g("keep_alive.ums-balancer.p50_ms"), g("keep_alive.haproxy.p50_ms"), "lower", None),
+        ("keep-alive: p99 latency ms", g("keep_alive.ums-balancer.p99_ms"), g("keep_alive.haproxy.p99_ms"), "lower", None),
+        ("keep-alive: proxy CPU us/request", g("keep_alive.ums-balancer.cpu_us"), g("keep_alive.haproxy.cpu_us"), "lower", 1.0),
+        ("bulk, 1 stream: Gbit/s", g("bulk1.ums-balancer.gbps"), g("bulk1.haproxy.gbps"), "higher", 1.0),
+        ("bulk, 1 stream: proxy CPU ms/GB", g("bulk1.ums-balancer.cpu_ms_gb"), g("bulk1.haproxy.cpu_ms_gb"), "lower", None),
+        ("bulk, 4 streams: Gbit/s", g("bulk4.ums-balancer.gbps"), g("bulk4.haproxy.gbps"), "higher", 1.0),
+        ("bulk, 4 streams: proxy CPU ms/GB", g("bulk4.ums-balancer.cpu_ms_gb"), g("bulk4.haproxy.cpu_ms_gb"), "lower", None),
+        ("  ref. HAProxy splice-auto, 1 stream: Gbit/s", g("bulk1.ums-balancer.gbps"), g("bulk1.haproxy-splice.gbps"), "higher", None),
+        ("  ref. HAProxy splice-auto, 4 streams: Gbit/s", g("bulk4.ums-balancer.gbps"), g("bulk4.haproxy-splice.gbps"), "higher", None),
+        ("idle: RSS KiB per connection", g("idle.ums-balancer.kib"), g("idle.haproxy.kib"), "lower", 2.0),
+        ("idle: connections held", g("idle.ums-balancer.open"), g("idle.haproxy.open"), "higher", None),
+        ("idle: still answering afterwards", g("idle.ums-balancer.answered"), g("idle.haproxy.answered"), "higher", None),
+        ("reload x20 under load: connection errors", g("reload.ums-balancer.errors"), g("reload.haproxy.errors"), "lower", "zero"),
+    ]
+    return rows
+
+
+def fmt(value):
+    if value is None:
+        return "-"
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) >= 100):
+        return f"{int(value)}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def render(rows, reload_count):
+    lines = ["| metric | ums-balancer | HAProxy | ums/HAProxy | better | target | met |",
+             "| --- | ---: | ---: | ---: | --- | --- | --- |"]
+    for label, ums, ha, better, target in rows:
+        label = label.replace("x20", f"x{reload_count}")
+        ratio = None
+        if ums is not None and ha not in (None, 0):
+            ratio = ums / ha
+        if target == "zero":
+            target_text, met = "0 errors", ("yes" if ums == 0 else "no") if ums is not None else "-"
+        elif target is None:
+            target_text, met = "", ""
+        elif better == "higher":
+            target_text = f">= {target:.2f}x"
+            met = "-" if ratio is None else ("yes" if ratio >= target else "no")
+        else:
+            target_text = f"<= {target:.1f}x"
+            met = "-" if ratio is None else ("yes" if ratio <= target else "no")
+        lines.append(f"| {label} | {fmt(ums)} | {fmt(ha)} | {'-' if ratio is None else f'{ratio:.2f}x'} | "
+                     f"{better} is better | {target_text} | {met} |")
+    return "\n".join(lines)
+
+
+def machine_info():
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    def version(argv):
+        try:
+            out = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+            return (out.stdout + out.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return None
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "open_file_hard_limit": resource_hard_limit(),
+        "haproxy": version(["haproxy", "-v"]),
+        "nginx": version(["nginx", "-v"]),
+        "wrk": version(["wrk", "-v"]),
+        "iperf3": version(["iperf3", "--version"]),
+        "swift": version(["swift", "--version"]),
+        "clock_ticks_per_s": CLK_TCK,
+        "git_head": version(["git", "-C", ROOT, "rev-parse", "HEAD"]),
+        "git_uncommitted_in_sources": len(subprocess.run(
+            ["git", "-C", ROOT, "status", "--porcelain", "--", "Sources", "Package.swift"],
+            capture_output=True, text=True, timeout=30).stdout.splitlines()),
+    }
+
+
+# ----------------------------------------------------------------------------- main
+
+def direct(bench, results):
+    """Straight to nginx: the ceiling of this load generator and backend on this machine."""
+    args = bench.args
+    bench.wait_quiet()
+    results["direct"] = {
+        "connection_rate": bench.wrk(bench.nginx_port, args.connections, args.duration, True),
+        "keep_alive": bench.wrk(bench.nginx_port, args.connections, args.duration, False),
+    }
+    log(f"direct to nginx: {results['direct']['connection_rate']['requests_per_s']:.0f} conn req/s, "
+        f"{results['direct']['keep_alive']['requests_per_s']:.0f} keep-alive req/s")
+
+
+def main():
+    parser = argparse.ArgumentParser(description="ums-balancer vs HAProxy 2.6 on loopback")
+    parser.add_argument("--binary", required=True)
+    parser.add_argument("--rounds", type=int, default=None, help="rounds per proxy for the rate scenarios (default 5, --quick 2)")
+    parser.add_argument("--quick", action="store_true", help="1-2 short rounds, fewer idle connections, 5 reloads")
+    parser.add_argument("--duration", type=int, default=None, help="seconds per wrk run (default 10, --quick 3)")
+    parser.add_argument("--bulk-duration", type=int, default=None, help="seconds per iperf3 run (default 8, --quick 3)")
+    parser.add_argument("--connections", type=int, default=50, help="wrk connections")
+    parser.add_argument("--idle-connections", type=int, default=None)
+    parser.add_argument("--reloads", type=int, default=None)
+    parser.add_argument("--quiet-wait", type=float, default=None,
+                        help="seconds to wait before a run for other processes to go quiet (default 30, --quick 5)")
+    parser.add_argument("--quiet-budget", type=float, default=600, help="total seconds of such waiting")
+    parser.add_argument("--only", default="conn,keepalive,log,bulk,idle,reload",
+                        help="comma-separated subset of: conn,keepalive,log,bulk,idle,reload")
+    parser.add_argument("--output", default=os.path.join(HERE, "results", "latest.json"))
+    args = parser.parse_args()
+    args.rounds = args.rounds or (2 if args.quick else 5)
+    args.duration = args.duration or (3 if args.quick else 10)
+    args.bulk_duration = args.bulk_duration or (3 if args.quick else 8)
+    args.warmup = 1 if args.quick else 2
+    args.quiet_wait = args.quiet_wait if args.quiet_wait is not None else (5 if args.quick else 30)
+    args.idle_connections = args.idle_connections or (2000 if args.quick else 9500)
+    args.reloads = args.reloads or (5 if args.quick else 20)
+    only = set(args.only.split(","))
+
+    bench = Bench(args)
+    results = {"meta": machine_info(), "settings": {k: v for k, v in vars(args).items()}}
+    results["settings"].update({
+        "proxy_cpu": PROXY_CPU, "load_cpu": LOAD_CPU, "haproxy_maxconn": bench.maxconn,
+        "idle_connections": bench.idle_count,
+    })
+    t_start = time.monotonic()
+    stop_requested = []
+
+    def on_signal(signum, frame):
+        stop_requested.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        bench.start_backends()
+        if only & {"conn", "keepalive"}:
+            direct(bench, results)
+
+        rounds_results = {"connection_rate": {}, "keep_alive": {}, "bulk": {}, "idle": {}, "reload": {}}
+        results.update(rounds_results)
+        if only & {"conn", "keepalive", "bulk"}:
+            ums = bench.start_ums()
+            ha = bench.start_haproxy()
+            procs = {UMS: ums, HAPROXY: ha}
+            if "conn" in only:
+                results["connection_rate"] = rate_scenario(bench, procs, "conn-rate", True, args.rounds, args.duration, args.connections)
+            if "keepalive" in only:
+                results["keep_alive"] = rate_scenario(bench, procs, "keep-alive", False, args.rounds, args.duration, args.connections)
+            if "bulk" in only:
+                ha_splice_name = "haproxy-splice"
+                # The splice instance binds the same ports: run it alone, after the others.
+                bulk_rounds = 1 if args.quick else 3
+                results["bulk"] = bulk_scenario(bench, procs, bulk_rounds, args.bulk_duration)
+            ums.stop()
+            ha.stop()
+            if "bulk" in only:
+                splice = bench.start_haproxy(name="haproxy-splice", splice=True)
+                results["bulk"].update(bulk_scenario(bench, {ha_splice_name: splice}, 1, args.bulk_duration))
+                splice.stop()
+        if "log" in only:
+            info = bench.start_ums(name="ums-info", log_level="info", stderr_to_null=True)
+            results["connection_rate_access_log"] = rate_scenario(
+                bench, {"ums-balancer-info": info}, "conn-rate access-log", True, 1 if args.quick else 2,
+                args.duration, args.connections)
+            info.stop()
+        if "idle" in only:
+            for name in (UMS, HAPROXY):
+                proc = bench.start_ums(name="ums-idle") if name == UMS else bench.start_haproxy(name="haproxy-idle")
+                try:
+                    results["idle"][name] = idle_scenario(bench, proc, name)
+                finally:
+                    proc.stop(timeout=30)
+        if "reload" in only:
+            for name in (UMS, HAPROXY):
+                results["reload"][name] = reload_scenario(bench, name, args.reloads, 0.5, args.connections)
+    except KeyboardInterrupt:
+        log("interrupted: stopping what was started")
+        stop_all()
+        sys.exit(130)
+    finally:
+        stop_all()
+
+    results["elapsed_s"] = round(time.monotonic() - t_start, 1)
+    try:
+        results["summary"] = summarize(results)
+        rows = table(results["summary"], results.get("direct"))
+        results["table"] = [dict(zip(("metric", "ums", "haproxy", "better", "target"), row)) for row in rows]
+        text = render(rows, args.reloads)
+    except (KeyError, TypeError, ValueError) as error:
+        text = f"(no table: {error!r})"
+    os.makedirs(os.path.dirname(args.output), exist_ok=True)
+    with open(args.output, "w") as f:
+        json.dump(results, f, indent=2, default=str)
+    md = os.path.splitext(args.output)[0] + ".md"
+    baseline = results.get("direct")
+    if baseline:
+        text += (f"\n\nDirect to nginx, no proxy (the ceiling of this load generator and backend): "
+                 f"{baseline['connection_rate']['requests_per_s']:.0f} req/s with a new connection each, "
+                 f"{baseline['keep_alive']['requests_per_s']:.0f} req/s keep-alive.")
+    with open(md, "w") as f:
+        f.write(f"{results['meta']['date']} {results['meta']['cpu_model']} x{results['meta']['nproc']}, "
+                f"kernel {results['meta']['kernel']}, {results['meta']['haproxy']}\n\n{text}\n")
+    print()
+    print(text)
+    print()
+    runs_used = {k: v for k, v in results.get("summary", {}).items() if k.endswith(".runs")}
+    print("runs used (undisturbed/all): " + ", ".join(f"{k[:-5]} {v}" for k, v in runs_used.items()))
+    print(f"medians over {args.rounds} rounds; raw figures: {args.output}; table: {md}; "
+          f"logs: {bench.work}; took {results['elapsed_s']} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+import BalancerCore
+import BalancerNIO
+import Foundation
+
+extension StatusDocument {
+    /// The document for `balancer` as it stands now.
+    public init(of balancer: Balancer) async {
+        let run = await balancer.updateRun()
+        let reload = balancer.reloadStatus
+        nodes = balancer.directory.snapshot().map { entry in
+            Node(
+                of: entry.status, connections: entry.connections,
+                override: balancer.directory.modeOverride(of: entry.status.id))
+        }
+        update = Update(of: run)
+        config = Config(
+            generation: reload.generation,
+            lastReload: LastReload(ok: reload.lastReload.ok, at: reload.lastReload.at, error: reload.lastReload.error))
+        self.balancer = BalancerInfo(
+            connections: balancer.connections.count, listeners: balancer.configuration.listeners.map(\.name))
+    }
+}
+
+extension StatusDocument.Node {
+    init(of status: NodeStatus, connections: Int, override: NodeMode?) {
+        self.init(
+            id: status.id, mode: status.mode.rawValue, health: status.health.rawValue, admin: status.admin.rawValue,
+            version: status.version, connections: connections, modeOverride: override?.rawValue,
+            reconnectDrain: status.reconnectDrain)
+    }
+}
+
+extension StatusDocument.Update {
+    init(of run: UpdateRun) {
+        self.init(
+            state: run.state.rawValue, targetVersion: run.targetVersion, updated: run.updated, total: run.total,
+            summary: run.summary, startingVersion: run.startingVersion, startedAt: run.startedAt,
+            reconnectStartedAt: run.reconnectStartedAt, finishedAt: run.finishedAt,
+            reconnects: run.reconnects.mapValues {
+                StatusDocument.Reconnect(
+                    phase: $0.phase.rawValue, attempts: $0.attempts, lastAnswer: $0.lastAnswer, deadline: $0.deadline)
+            })
+    }
+}

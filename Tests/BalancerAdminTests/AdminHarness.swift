@@ -1,0 +1,167 @@
+import AsyncHTTPClient
+import BalancerAdmin
+import BalancerCore
+import BalancerNIO
+import BalancerStore
+import BalancerTesting
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Prometheus
+import ServiceLifecycle
+
+/// A simulated three-node cluster, a balancer in front of it and its admin API, in one
+/// `ServiceGroup` as `runBalancer` composes them, with a state database in a temporary folder.
+final class AdminHarness: Sendable {
+    static let token = "test-token-0123456789"
+
+    let cluster: SimulatedCluster
+    let balancer: Balancer
+    let baseURL: String
+    let folder: TemporaryDirectory
+    let metrics = PrometheusCollectorRegistry()
+    private let group: MultiThreadedEventLoopGroup
+    private let services: ServiceGroup
+    private let task: Task<Void, any Error>
+
+    /// An answer: status, content type and body.
+    struct Answer {
+        var status: Int
+        var contentType: String
+        var body: String
+
+        var json: [String: Any] {
+            get throws {
+                guard let object = try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any] else {
+                    throw TestKitError("not a JSON object: \(body)")
+                }
+                return object
+            }
+        }
+
+        func decode<Document: Decodable>(_ type: Document.Type) throws -> Document {
+            try JSONDecoder.admin.decode(Document.self, from: Data(body.utf8))
+        }
+    }
+
+    /// Starts everything; `reload` stands in for SIGHUP's `reload(_:from:logger:)`.
+    init(
+        withStore: Bool = true,
+        initialRun: UpdateRun? = nil,
+        reload: @escaping @Sendable (Balancer) async -> Void = { _ = try? await $0.reload(to: $0.configuration) }
+    ) async throws {
+        cluster = try await SimulatedCluster.start(count: 3)
+        folder = try TemporaryDirectory()
+        let store = withStore ? try StateStore(path: folder.url.appendingPathComponent("state.sqlite").path) : nil
+        var configuration = BalancerConfiguration(
+            listeners: [
+                ListenerConfiguration(
+                    name: "devices", bind: Endpoint(host: "127.0.0.1", port: try FreePort.pick()),
+                    backendPort: cluster.devicePort, classification: .fixed(.device))
+            ],
+            nodes: cluster.nodes.map { NodeConfiguration(id: $0.configuration.id, host: $0.configuration.host) })
+        configuration.threads = 2
+        configuration.shutdownGrace = .seconds(2)
+        configuration.health.interval = .milliseconds(100)
+        configuration.health.timeout = .milliseconds(500)
+        configuration.health.rise = 1
+        configuration.status = StatusProbeSettings(action: .url(cluster.statusURL))
+        let settings = AdminSettings(
+            bind: Endpoint(host: "127.0.0.1", port: try FreePort.pick()),
+            tokenFile: try folder.write("admin.token", "  \(Self.token)\n"))
+        configuration.admin = settings
+
+        let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let balancer = Balancer(
+            configuration: configuration, group: group, logger: logger, store: store, initialRun: initialRun)
+        self.balancer = balancer
+        let api = AdminAPI(balancer: balancer, store: store, metrics: metrics) { await reload(balancer) }
+        let listening = AsyncStream.makeStream(of: SocketAddress.self)
+        let admin = AdminService(
+            api: api, settings: settings, token: try AdminToken.load(for: settings),
+            logger: logger, onListening: { listening.continuation.yield($0) })
+        services = ServiceGroup(services: [admin, balancer], logger: logger)
+        task = Task { [services] in try await services.run() }
+        var iterator = listening.stream.makeAsyncIterator()
+        guard let address = await iterator.next() else { throw TestKitError("the admin API never listened") }
+        baseURL = "http://127.0.0.1:\(address.port!)"
+        try await balancer.listening.get()
+    }
+
+    /// One request; `token` nil sends no Authorization header.
+    func request(
+        _ method: String, _ path: String, token: String? = AdminHarness.token, body: String? = nil
+    ) async throws -> Answer {
+        var request = HTTPClientRequest(url: baseURL + path)
+        request.method =
+            switch method {
+            case "POST": .POST
+            case "PUT": .PUT
+            case "DELETE": .DELETE
+            default: .GET
+            }
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if let body { request.body = .bytes(ByteBuffer(string: body)) }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(30))
+        let bytes = try await response.body.collect(upTo: 8 * 1024 * 1024)
+        return Answer(
+            status: Int(response.status.code), contentType: response.headers.first(name: "Content-Type") ?? "",
+            body: String(buffer: bytes))
+    }
+
+    /// GET with the token, expecting 200 and decoding the body.
+    func get<Document: Decodable>(_ path: String, as type: Document.Type) async throws -> Document {
+        let answer = try await request("GET", path)
+        guard answer.status == 200 else { throw TestKitError("GET \(path): \(answer.status) \(answer.body)") }
+        return try answer.decode(type)
+    }
+
+    /// Waits until the journal holds an event matching `condition` (it is written in batches).
+    func waitForEvent(
+        _ what: String, timeout: Duration = .seconds(10), _ condition: (EventsDocument.Event) -> Bool
+    ) async throws -> EventsDocument.Event {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let events = try await get("/events?limit=1000", as: EventsDocument.self).events
+            if let event = events.first(where: condition) { return event }
+            guard ContinuousClock.now < deadline else { throw TestKitError("no event \(what) in \(events)") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// Waits until every node has answered its first probe.
+    func waitUntilProbed() async throws {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while try await get("/status", as: StatusDocument.self).nodes.contains(where: { $0.health != "up" }) {
+            guard ContinuousClock.now < deadline else { throw TestKitError("nodes never came up") }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    func stop() async throws {
+        await services.triggerGracefulShutdown()
+        try await task.value
+        try await group.shutdownGracefully()
+        await cluster.stop()
+        folder.remove()
+    }
+}
+
+/// Runs `body` with a started harness and stops it afterwards, also when `body` throws.
+func withAdminHarness(
+    withStore: Bool = true,
+    initialRun: UpdateRun? = nil,
+    reload: @escaping @Sendable (Balancer) async -> Void = { _ = try? await $0.reload(to: $0.configuration) },
+    _ body: (AdminHarness) async throws -> Void
+) async throws {
+    let harness = try await AdminHarness(withStore: withStore, initialRun: initialRun, reload: reload)
+    do {
+        try await body(harness)
+    } catch {
+        try? await harness.stop()
+        throw error
+    }
+    try await harness.stop()
+}
