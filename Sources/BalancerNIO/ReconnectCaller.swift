@@ -18,9 +18,11 @@ struct ReconnectCaller: Sendable {
                 request.method = .POST
                 let response = try await httpClient.execute(request, timeout: TimeAmount(callTimeout))
                 let body = try await response.body.collect(upTo: 16 * 1024)
+                let code = response.status.code
+                guard !(200..<300).contains(code) else { return .accepted("HTTP \(code)") }
+                // A refusal's body says why (the simulated node: "update mode before the schema is renewed").
                 let text = String(buffer: body).trimmingCharacters(in: .whitespacesAndNewlines).prefix(200)
-                let answer = "HTTP \(response.status.code)" + (text.isEmpty ? "" : ": \(text)")
-                return (200..<300).contains(response.status.code) ? .accepted(answer) : .rejected(answer)
+                return .rejected("HTTP \(code)" + (text.isEmpty ? "" : ": \(text)"))
             } catch {
                 return .rejected(ProxyHandler.describe(error))
             }

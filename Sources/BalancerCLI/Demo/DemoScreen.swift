@@ -98,7 +98,8 @@ final class DemoScreen: Sendable {
         var lines = [
             "",
             String(format: "Summary after %.1f s", summary.elapsed.seconds),
-            "  update          \(summary.run.state.rawValue): \(summary.run.summary)",
+            "  update          \(summary.run.state.rawValue): \(summary.run.targetVersion ?? "no new version"), "
+                + "\(summary.run.updated) of \(summary.run.total) servers updated",
             "  reconnect       \(reconnect)",
             "  device requests \(traffic.deviceServed) served, \(traffic.deviceFailed) failed (\(byNode); "
                 + "\(traffic.servedInUpdateMode) answered by servers in update mode from their local copy)",
