@@ -140,7 +140,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["BalancerTesting", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["BalancerTesting", "BalancerStore", "BalancerCore", .product(name: "NIOCore", package: "swift-nio")]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -27,7 +27,9 @@ extension Balancer {
     public func reloadRejected(_ error: String) {
         state.withLockedValue { $0.lastReload = ReloadReport(ok: false, at: Date(), error: error) }
         Counter(label: "ums_balancer_reloads_total", dimensions: [("result", "rejected")]).increment()
-        logger.error("reload rejected: the running configuration stays", metadata: ["error": "\(error)"])
+        // One log line per event: the problems are joined; the admin API keeps one per line.
+        let oneLine = error.split(separator: "\n").joined(separator: "; ")
+        logger.error("reload rejected: the running configuration stays", metadata: ["error": "\(oneLine)"])
         journal.record(.reload, "rejected: \(error)")
     }
 
