@@ -92,7 +92,8 @@ struct SNIListenerTests {
         let started = ContinuousClock.now
         let connection = try await TestClient.connect(to: try setup.balancer.address("web"))
         let answer = try await connection.executeThenClose { inbound, outbound in
-            try await outbound.write(ByteBuffer(bytes: [0x16, 0x03, 0x01, 0x00, 0x80]))  // a record header, then nothing
+            // A record header, then nothing.
+            try await outbound.write(ByteBuffer(bytes: [0x16, 0x03, 0x01, 0x00, 0x80]))
             return try await TestClient.readAll(inbound)
         }
         #expect(answer.readableBytes == 0)
