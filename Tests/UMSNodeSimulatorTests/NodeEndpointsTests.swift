@@ -84,7 +84,8 @@ struct NodeEndpointsTests {
 
     @Test(.timeLimit(.minutes(1))) func consoleLoginInUpdateModeWarnsAndCounts() async throws {
         try await TestCluster.with { cluster in
-            let install = try await cluster.control(0, "POST", "/control/install?version=12.07.100&seconds=0.2")
+            // Long enough that the second request surely finds the node still installing.
+            let install = try await cluster.control(0, "POST", "/control/install?version=12.07.100&seconds=1.5")
             #expect(install.status == 202)
             #expect(try await cluster.control(0, "POST", "/control/install?version=12.07.100").status == 409)
             #expect(try await cluster.waitForMode(0, "update")["mode"] as? String == "update")

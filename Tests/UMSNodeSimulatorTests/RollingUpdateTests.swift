@@ -4,7 +4,8 @@ import UMSNodeSimulator
 
 @Suite("Rolling update", .timeLimit(.minutes(1)))
 struct RollingUpdateTests {
-    let install = "/control/install?version=\(TestCluster.newVersion)&seconds=1"
+    // Long enough that the status asked right after the 202 surely finds the node still installing.
+    let install = "/control/install?version=\(TestCluster.newVersion)&seconds=2.5"
 
     @Test(.timeLimit(.minutes(1))) func fullRollingUpdate() async throws {
         try await TestCluster.with(reconnectSeconds: 1) { cluster in
