@@ -72,20 +72,18 @@ public struct RoutingTable: Sendable {
         now: ContinuousClock.Instant = .now
     ) -> RoutingDecision {
         var eligible: [NodeLoad] = []
-        var reasons: [(node: NodeID, reason: IneligibilityReason)] = []
-        for node in nodes {
-            if let reason = Eligibility.reason(
-                node, for: trafficClass, consolePolicy: consolePolicy, updateRunning: updateRunning)
-            {
-                reasons.append((node.id, reason))
-            } else {
-                eligible.append(
-                    NodeLoad(
-                        id: node.id, activeConnections: connections(to: node.id), weight: weight(of: node.id, now: now))
-                )
-            }
+        eligible.reserveCapacity(nodes.count)
+        for node in nodes
+        where Eligibility.isEligible(node, for: trafficClass, consolePolicy: consolePolicy, updateRunning: updateRunning) {
+            eligible.append(
+                NodeLoad(id: node.id, activeConnections: connections(to: node.id), weight: weight(of: node.id, now: now)))
         }
         guard !eligible.isEmpty else {
+            // Only a refusal needs the reasons, so the common path does not build them.
+            let reasons = nodes.compactMap { node in
+                Eligibility.reason(node, for: trafficClass, consolePolicy: consolePolicy, updateRunning: updateRunning)
+                    .map { (node: node.id, reason: $0) }
+            }
             return .refuse(Refusal(trafficClass: trafficClass, reasons: reasons))
         }
         rotation &+= 1

@@ -47,22 +47,25 @@ final class ConnectionRecord {
         metrics.active.decrement()
         metrics.connectionEnded(
             trafficClass: trafficClass, node: node, outcome: outcome ?? "closed", bytesIn: bytesIn, bytesOut: bytesOut)
-        var metadata: Logger.Metadata = [
-            "class": "\(trafficClass)",
-            "node": "\(node ?? "-")",
-            "bytes_in": "\(bytesIn)",
-            "bytes_out": "\(bytesOut)",
-            "duration_ms": "\((NIODeadline.now() - started).nanoseconds / 1_000_000)",
-            "outcome": "\(outcome ?? "closed")",
-        ]
-        if let reason { metadata["reason"] = "\(reason)" }
-        if retries > 0 { metadata["retries"] = "\(retries)" }
         let level: Logger.Level =
             switch outcome {
             case "refused", "unavailable", "handshake-failed": .warning
             default: .info
             }
-        logger.log(level: level, "connection", metadata: metadata)
+        // Building the line costs more than proxying a short connection: skip it when it is not printed.
+        if logger.logLevel <= level {
+            var metadata: Logger.Metadata = [
+                "class": "\(trafficClass)",
+                "node": "\(node ?? "-")",
+                "bytes_in": "\(bytesIn)",
+                "bytes_out": "\(bytesOut)",
+                "duration_ms": "\((NIODeadline.now() - started).nanoseconds / 1_000_000)",
+                "outcome": "\(outcome ?? "closed")",
+            ]
+            if let reason { metadata["reason"] = "\(reason)" }
+            if retries > 0 { metadata["retries"] = "\(retries)" }
+            logger.log(level: level, "connection", metadata: metadata)
+        }
         // The glue handlers (and the callbacks they hold) must not outlive the connection.
         clientGlue = nil
         nodeGlue = nil

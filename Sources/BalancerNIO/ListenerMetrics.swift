@@ -9,8 +9,19 @@ final class ListenerMetrics: Sendable {
     let active: Meter
     let bytesIn: Counter
     let bytesOut: Counter
-    private let connections = NIOLockedValueBox<[String: Counter]>([:])
-    private let refusals = NIOLockedValueBox<[String: Counter]>([:])
+    private let connections = NIOLockedValueBox<[ConnectionKey: Counter]>([:])
+    private let refusals = NIOLockedValueBox<[RefusalKey: Counter]>([:])
+
+    private struct ConnectionKey: Hashable {
+        var trafficClass: TrafficClass
+        var node: NodeID?
+        var outcome: String
+    }
+
+    private struct RefusalKey: Hashable {
+        var trafficClass: TrafficClass
+        var reason: String
+    }
 
     init(listener: String) {
         self.listener = listener
@@ -22,7 +33,7 @@ final class ListenerMetrics: Sendable {
 
     /// Counts a finished connection by class, node and outcome.
     func connectionEnded(trafficClass: TrafficClass, node: NodeID?, outcome: String, bytesIn: Int, bytesOut: Int) {
-        let key = "\(trafficClass)|\(node ?? "-")|\(outcome)"
+        let key = ConnectionKey(trafficClass: trafficClass, node: node, outcome: outcome)
         let counter = connections.withLockedValue { counters in
             if let counter = counters[key] { return counter }
             let counter = Counter(
@@ -41,7 +52,7 @@ final class ListenerMetrics: Sendable {
 
     /// Counts a connection no node took, by class and reason (`no-eligible-node`, `all-connects-failed`).
     func refused(trafficClass: TrafficClass, reason: String) {
-        let key = "\(trafficClass)|\(reason)"
+        let key = RefusalKey(trafficClass: trafficClass, reason: reason)
         let counter = refusals.withLockedValue { counters in
             if let counter = counters[key] { return counter }
             let counter = Counter(
