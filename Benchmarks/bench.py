@@ -572,11 +572,16 @@ def clean(runs):
     return quiet or runs
 
 
+def runs_used(runs):
+    quiet = sum(1 for r in runs if not r.get("noisy"))
+    return f"{quiet}/{len(runs)} undisturbed" + ("" if quiet else " (none: all used)")
+
+
 def summarize(results):
     s = {}
     cr = results["connection_rate"]
     for name, runs in cr.items():
-        s[f"conn_rate.{name}.runs"] = f"{len(clean(runs))}/{len(runs)}"
+        s[f"conn_rate.{name}.runs"] = runs_used(runs)
         s[f"conn_rate.{name}.cpu_us_first"] = runs[0]["proxy_cpu_us_per_request"] if runs else None
         s[f"conn_rate.{name}.cpu_us_last"] = runs[-1]["proxy_cpu_us_per_request"] if runs else None
         s[f"conn_rate.{name}.errors"] = sum(r["error_total"] for r in runs)
@@ -590,7 +595,7 @@ def summarize(results):
         s[f"conn_rate_log.{name}.p99_ms"] = median([r["latency_us"]["p99"] / 1000 for r in runs])
         s[f"conn_rate_log.{name}.cpu_us"] = median([r["proxy_cpu_us_per_request"] for r in runs])
     for name, runs in results["keep_alive"].items():
-        s[f"keep_alive.{name}.runs"] = f"{len(clean(runs))}/{len(runs)}"
+        s[f"keep_alive.{name}.runs"] = runs_used(runs)
         s[f"keep_alive.{name}.errors"] = sum(r["error_total"] for r in runs)
         runs = clean(runs)
         s[f"keep_alive.{name}.rps"] = median([r["requests_per_s"] for r in runs])
@@ -842,7 +847,7 @@ def main():
     print(text)
     print()
     runs_used = {k: v for k, v in results.get("summary", {}).items() if k.endswith(".runs")}
-    print("runs used (undisturbed/all): " + ", ".join(f"{k[:-5]} {v}" for k, v in runs_used.items()))
+    print("runs used: " + ", ".join(f"{k[:-5]} {v}" for k, v in runs_used.items()))
     print(f"medians over {args.rounds} rounds; raw figures: {args.output}; table: {md}; "
           f"logs: {bench.work}; took {results['elapsed_s']} s")
 

@@ -72,7 +72,10 @@ extension ConfigReader {
     }
 
     private mutating func listener(_ node: Node) -> ListenerConfiguration? {
-        let keys: Set<String> = ["name", "bind", "backend_port", "class", "balance", "sni", "handshake_timeout"]
+        let keys: Set<String> = [
+            "name", "bind", "backend_port", "class", "balance", "sni", "handshake_timeout", "tls", "backend_tls",
+            "paths",
+        ]
         guard let entries = mapping(node, "a listener", allowed: keys) else { return nil }
         let name = required(entries, "name", in: node, "a listener").flatMap { self.name($0, "listener name") }
         let what = "listener '\(name ?? "?")'"
@@ -99,6 +102,11 @@ extension ConfigReader {
         if text != "by-sni", let sni = entries["sni"] {
             fail(sni.keyNode, "'sni' only applies to class by-sni")
         }
+        if text != "by-path" {
+            for key in ["tls", "backend_tls", "paths"] {
+                if let entry = entries[key] { fail(entry.keyNode, "'\(key)' only applies to class by-path") }
+            }
+        }
         switch text {
         case "device": return .fixed(.device)
         case "console": return .fixed(.console)
@@ -106,8 +114,7 @@ extension ConfigReader {
             guard let sni = required(entries, "sni", in: listener, "a by-sni listener") else { return nil }
             return sniRules(sni).map(ListenerClassification.bySNI)
         case "by-path":
-            fail(node, "class 'by-path' is not supported by this version (use device, console or by-sni)")
-            return nil
+            return pathListener(entries, in: listener).map(ListenerClassification.byPath)
         default:
             fail(node, "class '\(text)' is not one of: device, console, by-sni, by-path")
             return nil

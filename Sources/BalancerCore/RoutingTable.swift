@@ -74,9 +74,12 @@ public struct RoutingTable: Sendable {
         var eligible: [NodeLoad] = []
         eligible.reserveCapacity(nodes.count)
         for node in nodes
-        where Eligibility.isEligible(node, for: trafficClass, consolePolicy: consolePolicy, updateRunning: updateRunning) {
+        where Eligibility.isEligible(
+            node, for: trafficClass, consolePolicy: consolePolicy, updateRunning: updateRunning)
+        {
             eligible.append(
-                NodeLoad(id: node.id, activeConnections: connections(to: node.id), weight: weight(of: node.id, now: now)))
+                NodeLoad(
+                    id: node.id, activeConnections: connections(to: node.id), weight: weight(of: node.id, now: now)))
         }
         guard !eligible.isEmpty else {
             // Only a refusal needs the reasons, so the common path does not build them.

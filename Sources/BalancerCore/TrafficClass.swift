@@ -14,6 +14,8 @@ public enum ListenerClassification: Sendable, Hashable {
     case fixed(TrafficClass)
     /// Decided per connection from the TLS ClientHello's server name, without terminating TLS.
     case bySNI(SNIRules)
+    /// Decided per connection from the HTTP request path, after terminating TLS here.
+    case byPath(PathListenerSettings)
 }
 
 /// How a listener picks among the eligible nodes.

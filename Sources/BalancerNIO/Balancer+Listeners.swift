@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// One open listening socket, the settings its new connections follow, and its connections.
 final class ListenerRuntime: Sendable {
@@ -56,13 +57,25 @@ extension Balancer {
     }
 
     func makeContext(_ listener: ListenerConfiguration, timeouts: TimeoutSettings) -> ListenerContext {
-        ListenerContext(
+        var tls: PathListenerTLS?
+        if case .byPath(let settings) = listener.classification {
+            // Read from the files each time, so a reload picks up renewed certificates.
+            do {
+                tls = try PathListenerTLS(settings)
+            } catch {
+                logger.error(
+                    "cannot load the listener's TLS certificates: its connections are closed",
+                    metadata: ["listener": "\(listener.name)", "error": "\(error)"])
+            }
+        }
+        return ListenerContext(
             configuration: listener,
             directory: directory,
             timeouts: timeouts,
             accessLogger: accessLogger,
             journal: journal,
-            metrics: ListenerMetrics(listener: listener.name)
+            metrics: ListenerMetrics(listener: listener.name),
+            tls: tls
         )
     }
 
@@ -97,6 +110,19 @@ extension Balancer {
                                 rules: rules, timeout: listener.configuration.handshakeTimeout, record: record,
                                 listener: listener.configuration.name))
                     }
+                    if case .byPath(let settings) = listener.configuration.classification {
+                        guard let tls = listener.tls else {
+                            record.end(
+                                "handshake-failed", reason: "the listener's TLS certificates could not be loaded")
+                            record.log()
+                            throw ChannelError.ioOnClosedChannel
+                        }
+                        try sync.addHandler(NIOSSLServerHandler(context: tls.server))
+                        try sync.addHandler(
+                            PathClassifier(
+                                rules: settings.rules, timeout: listener.configuration.handshakeTimeout, record: record,
+                                listener: listener.configuration.name))
+                    }
                     try sync.addHandler(ProxyHandler(listener: listener, record: record))
                 }
             }
@@ -125,6 +151,7 @@ extension ListenerConfiguration {
         switch classification {
         case .fixed(let trafficClass): trafficClass
         case .bySNI(let rules): rules.defaultClass
+        case .byPath(let settings): settings.rules.defaultClass
         }
     }
 }
@@ -135,6 +162,7 @@ extension ListenerClassification {
         switch self {
         case .fixed(let trafficClass): trafficClass.rawValue
         case .bySNI: "by-sni"
+        case .byPath: "by-path"
         }
     }
 }

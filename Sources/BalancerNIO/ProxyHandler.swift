@@ -3,6 +3,7 @@ import BalancerStore
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// What every connection of one listener shares.
 struct ListenerContext: Sendable {
@@ -12,6 +13,8 @@ struct ListenerContext: Sendable {
     var accessLogger: Logger
     var journal: Journal
     var metrics: ListenerMetrics
+    /// The TLS contexts of a `by-path` listener.
+    var tls: PathListenerTLS? = nil
 }
 
 /// The first handler of an accepted connection: picks nodes, connects to the first that answers,
@@ -83,7 +86,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             record.end("refused", reason: refusal.description)
             listener.journal.record(.refusal, "\(listener.configuration.name): \(refusal)")
             listener.metrics.refused(trafficClass: trafficClass, reason: "no-eligible-node")
-            context.close(promise: nil)
+            answerRefusal(channel: context.channel, RefusalPage.text(for: refusal))
         case .targets(let targets):
             connect(context: context, targets: targets[...])
         }
@@ -122,7 +125,15 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         let directory = listener.directory
         directory.connectionOpened(to: target.node)
+        let backendTLS = listener.tls?.backend
         let bootstrap = ClientBootstrap(group: clientChannel.eventLoop)
+            .channelInitializer { channel in
+                guard let backendTLS else { return channel.eventLoop.makeSucceededVoidFuture() }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        NIOSSLClientHandler(context: backendTLS, serverHostname: nil))
+                }
+            }
             .connectTimeout(TimeAmount(listener.timeouts.connect))
             .channelOption(.autoRead, value: false)
             .channelOption(.allowRemoteHalfClosure, value: true)
@@ -163,7 +174,19 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         record.end(
             "unavailable",
             reason: "\(record.trafficClass) unavailable: every node failed: \(failures.joined(separator: ", "))")
-        clientChannel.close(promise: nil)
+        answerRefusal(
+            channel: clientChannel,
+            "no UMS server answered: \(failures.joined(separator: ", ")); try again in a moment")
+    }
+
+    /// A `by-path` client speaks HTTP, so it is told why in a 503; other clients are closed at once.
+    private func answerRefusal(channel: any Channel, _ text: String) {
+        guard case .byPath = listener.configuration.classification, channel.isActive else {
+            channel.close(promise: nil)
+            return
+        }
+        let answer = RefusalPage.response(text: text)
+        channel.writeAndFlush(ByteBuffer(bytes: answer)).whenComplete { _ in channel.close(promise: nil) }
     }
 
     private func splice(

@@ -23,7 +23,8 @@ public final class SimulatedCluster: Sendable {
         count: Int = 3,
         version: String = "12.06.100",
         reconnectSeconds: Double = 0.3,
-        firstHost: Int = 11
+        firstHost: Int = 11,
+        tls: TestCertificates? = nil
     ) async throws -> SimulatedCluster {
         var lastError: (any Error)?
         for _ in 0..<5 {
@@ -32,11 +33,15 @@ public final class SimulatedCluster: Sendable {
             var started: [SimulatedNode] = []
             do {
                 for index in 0..<count {
+                    var configuration = SimulatedNode.Configuration(
+                        id: "ums\(index + 1)", host: "127.0.0.\(firstHost + index)", devicePort: ports.0,
+                        consolePort: ports.1, controlPort: ports.2, dataDirectory: dataDirectory.url,
+                        version: NodeVersion(version)!, reconnectSeconds: reconnectSeconds, drainTimeoutSeconds: 2)
+                    // In TLS mode the device and console ports speak TLS with node.pem, as real servers' 8443 does.
+                    configuration.tlsCertificate = tls?.path("node.pem")
+                    configuration.tlsKey = tls?.path("node.key")
                     let node = SimulatedNode(
-                        configuration: .init(
-                            id: "ums\(index + 1)", host: "127.0.0.\(firstHost + index)", devicePort: ports.0,
-                            consolePort: ports.1, controlPort: ports.2, dataDirectory: dataDirectory.url,
-                            version: NodeVersion(version)!, reconnectSeconds: reconnectSeconds, drainTimeoutSeconds: 2),
+                        configuration: configuration,
                         logger: Logger(label: "sim", factory: { _ in SwiftLogNoOpLogHandler() }))
                     try await node.start()
                     started.append(node)

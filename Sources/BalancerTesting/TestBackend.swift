@@ -12,7 +12,8 @@ public final class TestBackend: Sendable {
         case echo
         /// Reads until the client half-closes, then sends `size` bytes of `pattern(i)` and closes.
         case answerAfterEOF(size: Int)
-        /// Writes `size` bytes as fast as the connection takes them, then closes.
+        /// On the first byte from the client, writes `size` bytes as fast as the connection takes
+        /// them, then closes (health probes, which send nothing, get nothing).
         case firehose(size: Int)
         /// Accepts, then closes at once without reading or answering (a server going down).
         case closeAtOnce
@@ -122,9 +123,8 @@ private final class BackendHandler: ChannelInboundHandler {
         switch behavior {
         case .greetThenEcho:
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: name + "\n")), promise: nil)
-        case .firehose(let size):
-            remaining = size
-            pump(context: context)
+        case .firehose:
+            break
         case .closeAtOnce:
             context.close(promise: nil)
         case .echo, .answerAfterEOF:
@@ -137,7 +137,12 @@ private final class BackendHandler: ChannelInboundHandler {
         switch behavior {
         case .echo, .greetThenEcho:
             context.write(data, promise: nil)
-        case .answerAfterEOF, .firehose, .closeAtOnce:
+        case .firehose(let size):
+            if remaining == 0 && offset == 0 {
+                remaining = size
+                pump(context: context)
+            }
+        case .answerAfterEOF, .closeAtOnce:
             break
         }
     }

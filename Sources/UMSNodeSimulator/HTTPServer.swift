@@ -2,11 +2,18 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 
 /// One listening HTTP port that can be closed gracefully and opened again on the same address.
 final class HTTPServer: Sendable {
     /// Thrown by `open()` once the server has been retired.
     struct RetiredError: Error {}
+
+    /// The certificate and key a TLS port presents.
+    struct TLSFiles: Sendable {
+        var certificate: String
+        var key: String
+    }
 
     private struct State {
         var port: Int
@@ -20,12 +27,14 @@ final class HTTPServer: Sendable {
     private let group: any EventLoopGroup
     private let responder: HTTPResponder
     private let logger: Logger
+    private let tls: TLSFiles?
     private let state: Locked<State>
 
     init(
-        name: String, host: String, port: Int, group: any EventLoopGroup, logger: Logger,
+        name: String, host: String, port: Int, group: any EventLoopGroup, logger: Logger, tls: TLSFiles? = nil,
         responder: @escaping HTTPResponder
     ) {
+        self.tls = tls
         self.name = name
         self.host = host
         self.group = group
@@ -48,6 +57,13 @@ final class HTTPServer: Sendable {
             return (state.port, state.tracker)
         }
         let responder = self.responder
+        // Read the files at each open, as a restarted server would.
+        let tlsContext = try tls.map { files in
+            try NIOSSLContext(
+                configuration: .makeServerConfiguration(
+                    certificateChain: try NIOSSLCertificate.fromPEMFile(files.certificate).map { .certificate($0) },
+                    privateKey: .privateKey(try NIOSSLPrivateKey(file: files.key, format: .pem))))
+        }
         let listener = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 256)
@@ -55,6 +71,9 @@ final class HTTPServer: Sendable {
             .childChannelInitializer { channel in
                 guard tracker.add(channel) else { return channel.close() }
                 return channel.eventLoop.makeCompletedFuture {
+                    if let tlsContext {
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tlsContext))
+                    }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(HTTPConnectionHandler(responder: responder))
                 }

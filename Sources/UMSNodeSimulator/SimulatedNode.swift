@@ -28,6 +28,10 @@ public final class SimulatedNode: Sendable {
         public var defaultInstallSeconds: Double
         /// How long going down waits for requests in flight before closing their connections.
         public var drainTimeoutSeconds: Double
+        /// A PEM certificate file: when set with `tlsKey`, the device and console ports speak TLS.
+        public var tlsCertificate: String? = nil
+        /// The PEM private key of `tlsCertificate`.
+        public var tlsKey: String? = nil
 
         /// Creates a configuration; ports of 0 pick free ports.
         public init(
@@ -102,18 +106,24 @@ public final class SimulatedNode: Sendable {
         self.logger = logger
         self.runtime = Locked(Runtime(machine: NodeStateMachine(version: configuration.version)))
         let weak = WeakNode()
+        var tls: HTTPServer.TLSFiles?
+        if let certificate = configuration.tlsCertificate, let key = configuration.tlsKey {
+            tls = HTTPServer.TLSFiles(certificate: certificate, key: key)
+        }
         func server(
-            _ name: String, _ port: Int,
+            _ name: String, _ port: Int, tls: HTTPServer.TLSFiles? = nil,
             _ route: @escaping @Sendable (SimulatedNode, SimHTTPRequest) async -> SimHTTPResponse
         ) -> HTTPServer {
-            HTTPServer(name: name, host: configuration.host, port: port, group: eventLoopGroup, logger: logger) {
+            HTTPServer(
+                name: name, host: configuration.host, port: port, group: eventLoopGroup, logger: logger, tls: tls
+            ) {
                 request in
                 guard let node = weak.node else { return .error(.serviceUnavailable, "the node is gone") }
                 return await route(node, request)
             }
         }
-        deviceServer = server("device", configuration.devicePort) { await $0.answerDevice($1) }
-        consoleServer = server("console", configuration.consolePort) { await $0.answerConsole($1) }
+        deviceServer = server("device", configuration.devicePort, tls: tls) { await $0.answerDevice($1) }
+        consoleServer = server("console", configuration.consolePort, tls: tls) { await $0.answerConsole($1) }
         controlServer = server("control", configuration.controlPort) { await $0.answerControl($1) }
         weak.node = self
     }

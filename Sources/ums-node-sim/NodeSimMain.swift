@@ -38,6 +38,12 @@ struct NodeSimMain: AsyncParsableCommand {
     @Option(help: "How long an install takes when the request names no seconds.")
     var installSeconds = 3.0
 
+    @Option(help: "A PEM certificate: the device and console ports then speak TLS (needs --tls-key).")
+    var tlsCert: String?
+
+    @Option(help: "The PEM private key of --tls-cert.")
+    var tlsKey: String?
+
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
@@ -47,6 +53,9 @@ struct NodeSimMain: AsyncParsableCommand {
         for (name, port) in [("device", devicePort), ("console", consolePort), ("control", controlPort)]
         where !(1...65535).contains(port) {
             throw ValidationError("--\(name)-port must be from 1 to 65535")
+        }
+        guard (tlsCert == nil) == (tlsKey == nil) else {
+            throw ValidationError("--tls-cert and --tls-key go together")
         }
         guard reconnectSeconds >= 0, installSeconds >= 0 else { throw ValidationError("seconds must not be negative") }
     }
@@ -58,12 +67,13 @@ struct NodeSimMain: AsyncParsableCommand {
             handler.logLevel = level
             return handler
         }
-        let node = SimulatedNode(
-            configuration: .init(
-                id: id, host: host, devicePort: devicePort, consolePort: consolePort, controlPort: controlPort,
-                dataDirectory: URL(fileURLWithPath: dataDir), version: NodeVersion(version)!,
-                reconnectSeconds: reconnectSeconds, defaultInstallSeconds: installSeconds),
-            logger: Logger(label: "ums-node-sim"))
+        var configuration = SimulatedNode.Configuration(
+            id: id, host: host, devicePort: devicePort, consolePort: consolePort, controlPort: controlPort,
+            dataDirectory: URL(fileURLWithPath: dataDir), version: NodeVersion(version)!,
+            reconnectSeconds: reconnectSeconds, defaultInstallSeconds: installSeconds)
+        configuration.tlsCertificate = tlsCert
+        configuration.tlsKey = tlsKey
+        let node = SimulatedNode(configuration: configuration, logger: Logger(label: "ums-node-sim"))
         let stopSignal = StopSignal()
         try await node.start()
         let ports = node.ports

@@ -129,6 +129,7 @@ struct ProxyLoopbackTests {
         let balancer = try await RunningBalancer.start(cluster: cluster)
         let connection = try await TestClient.connect(to: try balancer.address())
         try await connection.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "go"))
             // The client reads nothing for a while: the node may only get as far as the socket
             // buffers on the way let it, never the whole stream into the balancer's memory.
             try await Task.sleep(for: .milliseconds(1500))

@@ -1,0 +1,183 @@
+import BalancerConfigFile
+import BalancerCore
+import Foundation
+import Testing
+
+/// `by-path` listeners: TLS files are checked when the file is read, so a bad reload keeps the old configuration.
+@Suite(.timeLimit(.minutes(1)))
+struct PathListenerConfigTests {
+    /// A folder with the development PKI from `certs/generate.sh`.
+    final class Certificates {
+        let directory: String
+
+        init() throws {
+            directory = NSTemporaryDirectory() + "path-config-\(UUID().uuidString)"
+            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent()
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/bin/bash")
+            process.arguments = [root.appendingPathComponent("certs/generate.sh").path, directory]
+            process.standardOutput = FileHandle.nullDevice
+            try process.run()
+            process.waitUntilExit()
+            guard process.terminationStatus == 0 else { throw CocoaError(.fileWriteUnknown) }
+        }
+
+        deinit { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
+    func config(_ listener: String) -> String {
+        """
+        listeners:
+          - name: web-offload
+            bind: 0.0.0.0:9443
+            backend_port: 8443
+            class: by-path
+        \(listener)
+        nodes: [{ id: ums1, host: 10.0.0.11 }]
+        """
+    }
+
+    func errors(_ text: String, in certificates: Certificates) -> [String] {
+        do {
+            _ = try ConfigFile.parse(text, file: "b.yaml", baseDirectory: certificates.directory)
+            return []
+        } catch {
+            return error.errors.map(\.description)
+        }
+    }
+
+    @Test func readsTheWebOffloadListenerOfTheSpecification() throws {
+        let certificates = try Certificates()
+        let text = config(
+            """
+                tls: { certificate: balancer.pem, private_key: balancer.key, client_ca: ca.pem }
+                backend_tls: { verify: none }
+                paths: { device: [/device-connector/], default: console }
+                handshake_timeout: 3s
+            """)
+        let configuration = try ConfigFile.parse(text, file: "b.yaml", baseDirectory: certificates.directory)
+        let listener = try #require(configuration.listeners.first)
+        guard case .byPath(let settings) = listener.classification else {
+            Issue.record("not by-path: \(listener.classification)")
+            return
+        }
+        #expect(settings.tls.certificate == certificates.directory + "/balancer.pem")
+        #expect(settings.tls.clientCA == certificates.directory + "/ca.pem")
+        #expect(settings.backendTLS == .noVerification)
+        #expect(settings.rules == .standard)
+        #expect(listener.handshakeTimeout == .seconds(3))
+    }
+
+    @Test func pathsDefaultToDeviceConnectorForDevicesAndCAVerification() throws {
+        let certificates = try Certificates()
+        let text = config(
+            """
+                tls: { certificate: balancer.pem, private_key: balancer.key }
+                backend_tls: { ca: ca.pem }
+            """)
+        let configuration = try ConfigFile.parse(text, file: "b.yaml", baseDirectory: certificates.directory)
+        #expect(
+            configuration.listeners.first?.classification
+                == .byPath(
+                    PathListenerSettings(
+                        rules: .standard,
+                        tls: ListenerTLS(
+                            certificate: certificates.directory + "/balancer.pem",
+                            privateKey: certificates.directory + "/balancer.key"),
+                        backendTLS: .trustRoots(certificates.directory + "/ca.pem"))))
+    }
+
+    @Test func readsAdditionalCertificatesAndChecksEach() throws {
+        let certificates = try Certificates()
+        let text = config(
+            """
+                tls:
+                  certificate: balancer.pem
+                  private_key: balancer.key
+                  certificates:
+                    - { certificate: node.pem, private_key: node.key }
+                    - { certificate: node.pem, private_key: device.key }
+                backend_tls: { verify: none }
+            """)
+        let found = errors(text, in: certificates)
+        #expect(found.count == 1)
+        #expect(found.first.map { String($0.prefix(30)) } == "b.yaml:11:49: tls private_key ")
+        let valid = text.split(separator: "\n").filter { !$0.contains("device.key") }.joined(separator: "\n")
+        let configuration = try ConfigFile.parse(valid, file: "b.yaml", baseDirectory: certificates.directory)
+        guard case .byPath(let settings) = configuration.listeners.first?.classification else {
+            Issue.record("not by-path")
+            return
+        }
+        #expect(
+            settings.tls.additional == [
+                CertificateFiles(
+                    certificate: certificates.directory + "/node.pem", privateKey: certificates.directory + "/node.key")
+            ])
+    }
+
+    @Test func namesAMissingFileAtItsKey() throws {
+        let certificates = try Certificates()
+        let text = config(
+            """
+                tls: { certificate: missing.pem, private_key: balancer.key }
+                backend_tls: { verify: none }
+            """)
+        #expect(
+            errors(text, in: certificates) == [
+                "b.yaml:6:25: tls certificate '\(certificates.directory)/missing.pem': no such file"
+            ])
+    }
+
+    @Test func namesAKeyThatIsNotTheCertificates() throws {
+        let certificates = try Certificates()
+        let text = config(
+            """
+                tls: { certificate: balancer.pem, private_key: node.key }
+                backend_tls: { verify: none }
+            """)
+        let found = errors(text, in: certificates)
+        #expect(found.count == 1)
+        #expect(
+            found.first?.hasPrefix(
+                "b.yaml:6:52: tls private_key '\(certificates.directory)/node.key' does not match certificate"
+            ) == true, "\(found)")
+    }
+
+    @Test func refusesAWorldReadableKey() throws {
+        let certificates = try Certificates()
+        try FileManager.default.setAttributes(
+            [.posixPermissions: 0o644], ofItemAtPath: certificates.directory + "/balancer.key")
+        let text = config(
+            """
+                tls: { certificate: balancer.pem, private_key: balancer.key }
+                backend_tls: { verify: none }
+            """)
+        #expect(
+            errors(text, in: certificates) == [
+                "b.yaml:6:52: tls private_key '\(certificates.directory)/balancer.key' is readable by every user (mode 644): chmod 600 it"
+            ])
+    }
+
+    @Test func saysThatBackendTLSIsRequired() throws {
+        let certificates = try Certificates()
+        let text = config(
+            """
+                tls: { certificate: balancer.pem, private_key: balancer.key }
+            """)
+        #expect(
+            errors(text, in: certificates) == [
+                "b.yaml:2:5: a by-path listener is missing required key 'backend_tls': say how to reach the nodes over TLS, { verify: none } or { ca: FILE }"
+            ])
+    }
+
+    @Test func tlsKeysBelongToByPathOnly() throws {
+        let certificates = try Certificates()
+        let text = """
+            listeners:
+              - { name: d, bind: 0.0.0.0:1, backend_port: 1, class: device, paths: { default: device } }
+            nodes: [{ id: ums1, host: 10.0.0.11 }]
+            """
+        #expect(errors(text, in: certificates) == ["b.yaml:2:65: 'paths' only applies to class by-path"])
+    }
+}
