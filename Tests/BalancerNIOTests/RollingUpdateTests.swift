@@ -55,7 +55,8 @@ struct RollingUpdateTests {
         #expect((run.updated, run.total) == (3, 3))
         #expect(
             summary.failures.isEmpty,
-            "\(summary.failures.prefix(5)) \(balancer.accessLog.filter { $0.metadata["outcome"] != "closed" }.prefix(5))")
+            "\(summary.failures.prefix(5)) \(balancer.accessLog.filter { $0.metadata["outcome"] != "closed" }.prefix(5))"
+        )
         #expect(summary.served > 20)
         // Servers in update mode answered too (a request in flight when an install starts is answered
         // while the server goes down, so "installing" may appear as well).
