@@ -72,7 +72,7 @@ extension Balancer {
             configuration: listener,
             directory: directory,
             timeouts: timeouts,
-            accessLogger: accessLogger,
+            accessLogger: Self.listenerLogger(accessLogger, listener: listener.name),
             journal: journal,
             metrics: ListenerMetrics(listener: listener.name),
             tls: tls
@@ -97,7 +97,8 @@ extension Balancer {
                     registry.register(channel)
                     listenerConnections.register(channel)
                     let record = ConnectionRecord(
-                        logger: Self.connectionLogger(listener, channel: channel),
+                        logger: listener.accessLogger,
+                        client: channel.remoteAddress,
                         trafficClass: listener.configuration.initialClass,
                         metrics: listener.metrics
                     )
@@ -132,10 +133,10 @@ extension Balancer {
         state.withLockedValue { $0.listeners[name] }
     }
 
-    private static func connectionLogger(_ listener: ListenerContext, channel: any Channel) -> Logger {
-        var logger = listener.accessLogger
-        logger[metadataKey: "listener"] = "\(listener.configuration.name)"
-        logger[metadataKey: "client"] = "\(channel.remoteAddress.map(Self.describe) ?? "unknown")"
+    /// The access logger of one listener: its name is set once, not per connection.
+    private static func listenerLogger(_ logger: Logger, listener: String) -> Logger {
+        var logger = logger
+        logger[metadataKey: "listener"] = "\(listener)"
         return logger
     }
 

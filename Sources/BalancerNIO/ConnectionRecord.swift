@@ -20,12 +20,22 @@ final class ConnectionRecord {
     var nodeGlue: GlueHandler?
 
     let metrics: ListenerMetrics
+    /// The client's address, described only when a line is written.
+    let client: SocketAddress?
+    /// How a classifying listener decided the class ("sni=...", "path=...").
+    var classified: String?
 
-    init(logger: Logger, trafficClass: TrafficClass, metrics: ListenerMetrics) {
+    init(logger: Logger, client: SocketAddress?, trafficClass: TrafficClass, metrics: ListenerMetrics) {
         self.logger = logger
+        self.client = client
         self.trafficClass = trafficClass
         self.metrics = metrics
         metrics.active.increment()
+    }
+
+    /// "10.1.2.3:51234" for log lines.
+    var clientDescription: String {
+        client.map(Balancer.describe) ?? "unknown"
     }
 
     /// A failure of one node was recovered by handing the client to another: it was not the end.
@@ -55,6 +65,7 @@ final class ConnectionRecord {
         // Building the line costs more than proxying a short connection: skip it when it is not printed.
         if logger.logLevel <= level {
             var metadata: Logger.Metadata = [
+                "client": "\(clientDescription)",
                 "class": "\(trafficClass)",
                 "node": "\(node ?? "-")",
                 "bytes_in": "\(bytesIn)",
@@ -64,6 +75,7 @@ final class ConnectionRecord {
             ]
             if let reason { metadata["reason"] = "\(reason)" }
             if retries > 0 { metadata["retries"] = "\(retries)" }
+            if let classified { metadata["classified"] = "\(classified)" }
             logger.log(level: level, "connection", metadata: metadata)
         }
         // The glue handlers (and the callbacks they hold) must not outlive the connection.

@@ -68,17 +68,19 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             context.fireUserInboundEventTriggered(event)
             return
         }
-        record.logger[metadataKey: "classified"] = "\(classified.detail)"
+        record.classified = classified.detail
         route(context: context, trafficClass: classified.trafficClass, initialBytes: classified.bytes)
     }
 
     private func route(context: ChannelHandlerContext, trafficClass: TrafficClass, initialBytes: ByteBuffer?) {
         record.trafficClass = trafficClass
         self.initialBytes = initialBytes
-        let clientKey = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        let algorithm = listener.configuration.algorithm(for: trafficClass)
+        // Only affinity needs the client's address as text; the other algorithms skip the conversion.
+        let clientKey = algorithm == .source ? context.channel.remoteAddress?.ipAddress ?? "unknown" : ""
         switch listener.directory.route(
             trafficClass,
-            algorithm: listener.configuration.algorithm(for: trafficClass),
+            algorithm: algorithm,
             clientKey: clientKey,
             port: listener.configuration.backendPort
         ) {
@@ -158,7 +160,10 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 directory.connectionClosed(from: target.node)
                 self.failures.append("\(target.node) \(Self.describe(error))")
                 self.record.logger.debug(
-                    "connect failed, trying next node", metadata: ["node": "\(target.node)", "error": "\(error)"])
+                    "connect failed, trying next node",
+                    metadata: [
+                        "client": "\(self.record.clientDescription)", "node": "\(target.node)", "error": "\(error)",
+                    ])
                 if clientChannel.isActive {
                     self.dial(clientChannel: clientChannel, targets: targets.dropFirst(), then: done)
                 }
@@ -228,7 +233,6 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         clientChannel: any Channel
     ) {
         record.node = target.node
-        record.logger[metadataKey: "node"] = "\(target.node)"
         let nodeGlue = GlueHandler.nodeSide { [weak clientGlue] in
             guard let clientGlue, clientGlue.canReplay, !remaining.isEmpty, clientChannel.isActive else { return false }
             self.redispatch(from: target, remaining: remaining, clientGlue: clientGlue, clientChannel: clientChannel)
@@ -259,7 +263,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         record.retries += 1
         record.logger.notice(
             "node closed a connection without answering: handing the client to the next node",
-            metadata: ["failed_node": "\(failed.node)"])
+            metadata: ["client": "\(record.clientDescription)", "failed_node": "\(failed.node)"])
         dial(clientChannel: clientChannel, targets: remaining) { result in
             switch result {
             case .success(let (nodeChannel, target, rest)):

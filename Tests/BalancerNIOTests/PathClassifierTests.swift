@@ -21,7 +21,8 @@ final class ClassifiedCatcher: ChannelInboundHandler {
 @Suite struct PathClassifierTests {
     func channel() throws -> (EmbeddedChannel, ClassifiedCatcher, ConnectionRecord) {
         let record = ConnectionRecord(
-            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }), trafficClass: .console,
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }), client: nil,
+            trafficClass: .console,
             metrics: ListenerMetrics(listener: "web"))
         let catcher = ClassifiedCatcher()
         let channel = EmbeddedChannel()
