@@ -103,8 +103,9 @@ extension Balancer {
                         metrics: listener.metrics
                     )
                     let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(IdleStateHandler(allTimeout: TimeAmount(listener.timeouts.idle)))
-                    try sync.addHandler(ConnectionGuard(record: record, side: "client"))
+                    try sync.addHandler(
+                        ConnectionGuard(record: record, side: "client", idleTimeout: TimeAmount(listener.timeouts.idle))
+                    )
                     if case .bySNI(let rules) = listener.configuration.classification {
                         try sync.addHandler(
                             SNIClassifier(

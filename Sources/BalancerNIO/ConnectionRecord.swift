@@ -16,6 +16,8 @@ final class ConnectionRecord {
     var peekedBytes = 0
     /// Times the client was handed to another node after one closed without answering.
     var retries = 0
+    /// When bytes last moved either way (the idle timeout counts from here).
+    var lastActivity = NIODeadline.now()
     var clientGlue: GlueHandler?
     var nodeGlue: GlueHandler?
 
@@ -87,30 +89,53 @@ final class ConnectionRecord {
 @available(*, unavailable)
 extension ConnectionRecord: Sendable {}
 
-/// Sits at the head of each side's pipeline: closes a connection that has been idle too long and
-/// notes the first error, so the access log says why a connection ended.
+/// Sits at the head of each side's pipeline: notes the first error, so the access log says why a
+/// connection ended, and on the client side closes a connection with no bytes moving either way
+/// for the idle timeout. One timer per connection, re-armed only when it fires (reads just note
+/// the time), instead of a timer and a write-promise callback per side.
 final class ConnectionGuard: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     private let record: ConnectionRecord
     private let side: String
+    private let idleTimeout: TimeAmount?
+    private var idleCheck: Scheduled<Void>?
 
-    init(record: ConnectionRecord, side: String) {
+    init(record: ConnectionRecord, side: String, idleTimeout: TimeAmount? = nil) {
         self.record = record
         self.side = side
+        self.idleTimeout = idleTimeout
     }
 
     /// Tells a connection the balancer is closing it for good.
     struct ShutdownEvent: Sendable {}
 
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive { armIdleCheck(context: context, in: idleTimeout) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        armIdleCheck(context: context, in: idleTimeout)
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        record.lastActivity = .now()
+        context.fireChannelRead(data)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        cancelIdleCheck()
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        cancelIdleCheck()
+    }
+
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ShutdownEvent {
             record.end("shutdown")
-            context.close(promise: nil)
-            return
-        }
-        if event is IdleStateHandler.IdleStateEvent {
-            record.end("idle-timeout")
             context.close(promise: nil)
             return
         }
@@ -120,6 +145,30 @@ final class ConnectionGuard: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         record.end("error", reason: "\(side): \(error)")
         context.fireErrorCaught(error)
+    }
+
+    private func armIdleCheck(context: ChannelHandlerContext, in delay: TimeAmount?) {
+        guard let delay, idleCheck == nil else { return }
+        idleCheck = context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
+            self.idleCheck = nil
+            self.checkIdle(context: context)
+        }
+    }
+
+    private func checkIdle(context: ChannelHandlerContext) {
+        guard let idleTimeout, context.channel.isActive else { return }
+        let quietFor = NIODeadline.now() - record.lastActivity
+        if quietFor >= idleTimeout {
+            record.end("idle-timeout")
+            context.close(promise: nil)
+        } else {
+            armIdleCheck(context: context, in: idleTimeout - quietFor)
+        }
+    }
+
+    private func cancelIdleCheck() {
+        idleCheck?.cancel()
+        idleCheck = nil
     }
 }
 

@@ -241,7 +241,6 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         record.nodeGlue = nodeGlue
         do {
             try nodeChannel.pipeline.syncOperations.addHandlers([
-                IdleStateHandler(allTimeout: TimeAmount(listener.timeouts.idle)),
                 ConnectionGuard(record: record, side: "node"),
                 nodeGlue,
             ])
