@@ -88,6 +88,27 @@ struct BalancerProcessTests {
         await backend.stop()
     }
 
+    @Test func aSecondSignalExitsAtOnceWithoutWaitingForTheGracePeriod() async throws {
+        let backend = try await TestBackend.start(name: "ums1", behavior: .echo)
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let port = try FreePort.pick()
+        let path = try dir.write("b.yaml", config(listenPort: port, backendPort: backend.port, grace: "60s"))
+        let balancer = try ProcessHarness("ums-balancer", ["run", "--config", path])
+        defer { balancer.kill() }
+        try await balancer.waitForOutput("listening")
+        let connection = try await TestClient.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: port))
+        balancer.send(SIGTERM)
+        try await balancer.waitForOutput("stopped accepting")
+        let started = ContinuousClock.now
+        balancer.send(SIGINT)
+        _ = try await balancer.waitForExit(timeout: .seconds(10))
+        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(balancer.output.contains("second signal"))
+        await TestClient.close(connection)
+        await backend.stop()
+    }
+
     @Test func connectionsStillOpenAtTheGraceDeadlineAreClosedAndTheExitIsZero() async throws {
         let backend = try await TestBackend.start(name: "ums1", behavior: .echo)
         let dir = try TemporaryDirectory()
