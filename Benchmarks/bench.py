@@ -685,7 +685,25 @@ def render(rows, reload_count):
     return "\n".join(lines)
 
 
-def machine_info():
+def binary_info(binary):
+    """What run.sh recorded when it built the binary: commit, uncommitted files in Sources, time."""
+    info = {"path": binary}
+    try:
+        info["mtime"] = datetime.datetime.fromtimestamp(
+            os.path.getmtime(binary), datetime.timezone.utc).isoformat(timespec="seconds")
+        with open(os.path.join(os.path.dirname(os.path.dirname(binary)), "bench-build-info")) as f:
+            commit, dirty, built = (f.read().split() + ["?", "?", "?"])[:3]
+        info.update({"built_from_commit": commit, "uncommitted_files_in_sources": dirty, "built_at": built})
+        # Another build into the same scratch path after run.sh's: the commit above may not be the binary's.
+        built_at = datetime.datetime.strptime(built, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+        if os.path.getmtime(binary) > built_at.timestamp() + 60:
+            info["build_info_stale"] = True
+    except (OSError, ValueError):
+        pass
+    return info
+
+
+def machine_info(binary):
     model = "unknown"
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -710,10 +728,7 @@ def machine_info():
         "iperf3": version(["iperf3", "--version"]),
         "swift": version(["swift", "--version"]),
         "clock_ticks_per_s": CLK_TCK,
-        "git_head": version(["git", "-C", ROOT, "rev-parse", "HEAD"]),
-        "git_uncommitted_in_sources": len(subprocess.run(
-            ["git", "-C", ROOT, "status", "--porcelain", "--", "Sources", "Package.swift"],
-            capture_output=True, text=True, timeout=30).stdout.splitlines()),
+        "binary": binary_info(binary),
     }
 
 
@@ -758,7 +773,7 @@ def main():
     only = set(args.only.split(","))
 
     bench = Bench(args)
-    results = {"meta": machine_info(), "settings": {k: v for k, v in vars(args).items()}}
+    results = {"meta": machine_info(args.binary), "settings": {k: v for k, v in vars(args).items()}}
     results["settings"].update({
         "proxy_cpu": PROXY_CPU, "load_cpu": LOAD_CPU, "haproxy_maxconn": bench.maxconn,
         "idle_connections": bench.idle_count,

@@ -36,8 +36,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     "${sudo[@]}" apt-get update
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y "${missing[@]}"
 fi
-haproxy -v | head -1
-case "$(haproxy -v | head -1)" in
+haproxy_version=$(haproxy -v)
+haproxy_version=${haproxy_version%%$'\n'*}
+echo "$haproxy_version"
+case "$haproxy_version" in
     *"version 2.6."*) ;;
     *) echo "note: the comparison is specified against HAProxy 2.6; this one differs" >&2 ;;
 esac
@@ -46,6 +48,12 @@ binary="$root/.build-bench/release/ums-balancer"
 if [ "$skip_build" = 0 ] || [ ! -x "$binary" ]; then
     echo "building ums-balancer (release, scratch path .build-bench); the first build takes several minutes"
     (cd "$root" && swift build -c release --product ums-balancer --scratch-path .build-bench)
+    # What the binary was built from, for the results (the tree may move on while it runs).
+    {
+        git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown
+        git -C "$root" status --porcelain -- Sources Package.swift 2>/dev/null | wc -l
+        date -u +%Y-%m-%dT%H:%M:%SZ
+    } > "$root/.build-bench/bench-build-info"
 fi
 
 exec python3 "$here/bench.py" --binary "$binary" "${pass[@]+"${pass[@]}"}"
