@@ -6,9 +6,9 @@ import NIOPosix
 public final class TestBackend: Sendable {
     /// What the backend does with each connection.
     public enum Behavior: Sendable {
-        /// Sends its name and a newline, then echoes everything back; half-closes after the client does.
+        /// Sends its name and a newline, then echoes everything back; closes once the client has half-closed and all is echoed.
         case greetThenEcho
-        /// Echoes everything back; half-closes after the client does.
+        /// Echoes everything back; closes once the client has half-closed and all is echoed.
         case echo
         /// Reads until the client half-closes, then sends `size` bytes of `pattern(i)` and closes.
         case answerAfterEOF(size: Int)
@@ -159,7 +159,11 @@ private final class BackendHandler: ChannelInboundHandler {
         guard let event = event as? ChannelEvent, event == .inputClosed else { return }
         switch behavior {
         case .echo, .greetThenEcho:
-            context.close(mode: .output, promise: nil)
+            // NIO turns an output close on a channel whose input is gone into a full close that drops
+            // the writes still queued: close only once the echo of everything read is out.
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer())).assumeIsolated().whenComplete { _ in
+                context.close(promise: nil)
+            }
         case .answerAfterEOF(let size):
             let answer = TestBackend.payload(size: size)
             let written = self.written
