@@ -84,6 +84,7 @@ let package = Package(
             name: "BalancerTesting",
             dependencies: [
                 "BalancerCore", "BalancerNIO", "BalancerStore", "UMSNodeSimulator",
+                .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOTLS", package: "swift-nio"),

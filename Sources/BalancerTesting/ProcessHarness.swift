@@ -1,10 +1,25 @@
 import Foundation
+import NIOConcurrencyHelpers
+import Subprocess
+
+#if canImport(System)
+import System
+#else
+import SystemPackage
+#endif
 
 /// A program of this package run as a real process, its output captured to a file, stopped by PID.
-public final class ProcessHarness: @unchecked Sendable {
-    // @unchecked: `process` is only touched through Foundation's thread-safe Process API.
-    public let process: Process
+///
+/// Started through swift-subprocess, which closes every descriptor but the standard three in the
+/// child: Foundation's `Process` lets a child inherit the test process's sockets (NIO does not
+/// open them close-on-exec), and a child holding a copy of a test's listening socket keeps that
+/// port bound long after the test closed it.
+public final class ProcessHarness: Sendable {
+    /// The child's process ID.
+    public let processIdentifier: pid_t
     public let outputFile: URL
+    private let exitStatus: NIOLockedValueBox<Int32?>
+    private let termination: Task<Void, Never>
 
     /// The folder holding this package's built executables (next to the test bundle).
     public static var productsDirectory: URL {
@@ -19,27 +34,51 @@ public final class ProcessHarness: @unchecked Sendable {
     }
 
     /// Starts `executable` (a product of this package) with `arguments`; stdout and stderr go to one file.
-    public convenience init(_ executable: String, _ arguments: [String], workingDirectory: URL? = nil) throws {
+    public convenience init(_ executable: String, _ arguments: [String], workingDirectory: URL? = nil) async throws {
         let binary = Self.productsDirectory.appendingPathComponent(executable)
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw TestKitError("\(binary.path) is not built: run `swift build` first")
         }
-        try self.init(path: binary, arguments, workingDirectory: workingDirectory)
+        try await self.init(path: binary, arguments, workingDirectory: workingDirectory)
     }
 
     /// Starts the program at `path` with `arguments`; stdout and stderr go to one file.
-    public init(path binary: URL, _ arguments: [String], workingDirectory: URL? = nil) throws {
-        outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("ums-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: outputFile.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: outputFile)
-        process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        if let workingDirectory { process.currentDirectoryURL = workingDirectory }
-        try process.run()
+    public init(path binary: URL, _ arguments: [String], workingDirectory: URL? = nil) async throws {
+        let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("ums-\(UUID().uuidString).log")
+        let output = try FileDescriptor.open(
+            FilePath(outputFile.path), .writeOnly, options: [.create, .append, .closeOnExec],
+            permissions: [.ownerReadWrite])
+        let exitStatus = NIOLockedValueBox<Int32?>(nil)
+        let started = AsyncStream<Result<pid_t, any Error>>.makeStream()
+        termination = Task {
+            do {
+                let result = try await Subprocess.run(
+                    .path(FilePath(binary.path)),
+                    arguments: Arguments(arguments),
+                    workingDirectory: workingDirectory.map { FilePath($0.path) },
+                    input: .none,
+                    output: .fileDescriptor(output, closeAfterSpawningProcess: true),
+                    error: .combinedWithOutput
+                ) { execution in
+                    started.continuation.yield(.success(execution.processIdentifier.value))
+                }
+                let code: Int32 =
+                    switch result.terminationStatus {
+                    case .exited(let code): code
+                    case .signaled(let signal): 128 + signal
+                    }
+                exitStatus.withLockedValue { $0 = code }
+            } catch {
+                started.continuation.yield(.failure(error))
+                exitStatus.withLockedValue { $0 = -1 }
+            }
+            started.continuation.finish()
+        }
+        self.outputFile = outputFile
+        self.exitStatus = exitStatus
+        var iterator = started.stream.makeAsyncIterator()
+        guard let first = await iterator.next() else { throw TestKitError("\(binary.path) did not start") }
+        processIdentifier = try first.get()
     }
 
     /// Everything the process printed so far.
@@ -47,11 +86,16 @@ public final class ProcessHarness: @unchecked Sendable {
         (try? String(contentsOf: outputFile, encoding: .utf8)) ?? ""
     }
 
+    /// The process has not exited yet.
+    public var isRunning: Bool {
+        exitStatus.withLockedValue { $0 == nil }
+    }
+
     /// Waits until the output contains `text`; throws with the output if it does not in time.
     public func waitForOutput(_ text: String, timeout: Duration = .seconds(20)) async throws {
         let deadline = ContinuousClock.now + timeout
         while !output.contains(text) {
-            guard process.isRunning else { throw TestKitError("process exited before printing '\(text)':\n\(output)") }
+            guard isRunning else { throw TestKitError("process exited before printing '\(text)':\n\(output)") }
             guard ContinuousClock.now < deadline else {
                 throw TestKitError("no '\(text)' within \(timeout):\n\(output)")
             }
@@ -61,32 +105,34 @@ public final class ProcessHarness: @unchecked Sendable {
 
     /// Sends `signal` to the process.
     public func send(_ signal: Int32) {
-        Foundation.kill(process.processIdentifier, signal)
+        if isRunning { Foundation.kill(processIdentifier, signal) }
     }
 
-    /// Waits for the process to exit and returns its status; kills it if it takes longer than `timeout`.
+    /// Waits for the process to exit and returns its exit code (128 + the signal if a signal ended
+    /// it); kills it if it takes longer than `timeout`.
     @discardableResult
     public func waitForExit(timeout: Duration = .seconds(30)) async throws -> Int32 {
         let deadline = ContinuousClock.now + timeout
-        while process.isRunning {
+        while isRunning {
             guard ContinuousClock.now < deadline else {
-                Foundation.kill(process.processIdentifier, SIGKILL)
+                kill()
                 throw TestKitError("process did not exit within \(timeout):\n\(output)")
             }
             try await Task.sleep(for: .milliseconds(20))
         }
-        return process.terminationStatus
+        await termination.value
+        return exitStatus.withLockedValue { $0 } ?? -1
     }
 
     /// Stops the process by PID if it still runs (for cleanup paths).
     public func kill() {
-        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
+        send(SIGKILL)
     }
 
     /// Runs `executable` to completion and returns its exit status and output.
     public static func run(_ executable: String, _ arguments: [String]) async throws -> (status: Int32, output: String)
     {
-        let harness = try ProcessHarness(executable, arguments)
+        let harness = try await ProcessHarness(executable, arguments)
         let status = try await harness.waitForExit()
         return (status, harness.output)
     }
@@ -95,7 +141,7 @@ public final class ProcessHarness: @unchecked Sendable {
     public static func runProgram(at executable: String, _ arguments: [String]) async throws -> (
         status: Int32, output: String
     ) {
-        let harness = try ProcessHarness(path: URL(fileURLWithPath: executable), arguments)
+        let harness = try await ProcessHarness(path: URL(fileURLWithPath: executable), arguments)
         let status = try await harness.waitForExit()
         return (status, harness.output)
     }

@@ -52,7 +52,7 @@ struct CLIProcessTests {
             shutdown_grace: 2s
             threads: 1
             """)
-        let process = try ProcessHarness("ums-balancer", ["run", "--config", configPath])
+        let process = try await ProcessHarness("ums-balancer", ["run", "--config", configPath])
         let running = Running(
             cluster: cluster, folder: folder, process: process, configPath: configPath,
             adminURL: "http://127.0.0.1:\(adminPort)", devicesPort: devicesPort)

@@ -38,4 +38,28 @@ struct CommandProbeTests {
         try await balancer.stop()
         await cluster.stop()
     }
+
+    @Test func aStatusCommandInheritsNoSocketOfTheBalancer() async throws {
+        let cluster = try await BackendCluster.start([.greetThenEcho])
+        // A command holding a copy of a client's socket would keep that connection open after the
+        // balancer closed it, and one holding a listener would keep its port bound.
+        let script = """
+            for fd in /proc/$$/fd/*; do
+              case "$(readlink "$fd")" in socket:*) echo "inherited $fd" >&2; exit 1 ;; esac
+            done
+            echo '{"id":"{id}","mode":"update","version":"12.07.100"}'
+            """
+        let balancer = try await RunningBalancer.start(cluster: cluster) {
+            $0.status = StatusProbeSettings(action: .command(["/bin/sh", "-c", script]), timeout: .seconds(2))
+            $0.health.interval = .milliseconds(100)
+            $0.health.fall = 1
+        }
+        let connection = try await TestClient.connect(to: try balancer.address())
+        try await balancer.waitUntil("ums1", "in update mode, its command having found no socket") {
+            $0.mode == .update && $0.health == .up
+        }
+        try await connection.executeThenClose { _, outbound in outbound.finish() }
+        try await balancer.stop()
+        await cluster.stop()
+    }
 }

@@ -5,7 +5,7 @@ import Testing
 @Suite(.timeLimit(.minutes(2)))
 struct DemoTests {
     @Test func theDemoWalksThroughAWholeRollingUpdateAndExitsZero() async throws {
-        let demo = try ProcessHarness("ums-balancer", ["demo", "--speed", "3", "--devices", "3"])
+        let demo = try await ProcessHarness("ums-balancer", ["demo", "--speed", "3", "--devices", "3"])
         defer { demo.kill() }
         let status = try await demo.waitForExit(timeout: .seconds(90))
         let output = demo.output

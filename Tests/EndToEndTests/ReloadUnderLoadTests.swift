@@ -58,7 +58,7 @@ struct ReloadUnderLoadTests {
         let extraPort = try FreePort.pick()
         let path = try dir.write(
             "b.yaml", config(port: port, extraPort: extraPort, backendPort: backend.port, variant: 0))
-        let balancer = try ProcessHarness("ums-balancer", ["run", "--config", path])
+        let balancer = try await ProcessHarness("ums-balancer", ["run", "--config", path])
         defer { balancer.kill() }
         try await balancer.waitForOutput("listening")
         let address = try SocketAddress(ipAddress: "127.0.0.1", port: port)

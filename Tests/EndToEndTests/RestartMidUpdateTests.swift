@@ -41,7 +41,7 @@ struct RestartMidUpdateTests {
         let path = try dir.write("b.yaml", config(cluster, devicesPort: devicesPort, statePath: statePath))
         let address = try SocketAddress(ipAddress: "127.0.0.1", port: devicesPort)
 
-        let first = try ProcessHarness("ums-balancer", ["run", "--config", path])
+        let first = try await ProcessHarness("ums-balancer", ["run", "--config", path])
         defer { first.kill() }
         try await first.waitForOutput("listening")
         let load = DeviceLoad.start(address: address)
@@ -60,7 +60,7 @@ struct RestartMidUpdateTests {
         first.send(SIGKILL)
         _ = try await first.waitForExit()
 
-        let second = try ProcessHarness("ums-balancer", ["run", "--config", path])
+        let second = try await ProcessHarness("ums-balancer", ["run", "--config", path])
         defer { second.kill() }
         try await second.waitForOutput("listening")
         #expect(second.output.contains("update run resumed from the state database"))
