@@ -83,9 +83,16 @@ final class AdminHarness: Sendable {
             api: api, settings: settings, token: try AdminToken.load(for: settings),
             logger: logger, onListening: { listening.continuation.yield($0) })
         services = ServiceGroup(services: [admin, balancer], logger: logger)
-        task = Task { [services] in try await services.run() }
+        task = Task { [services] in
+            // A service that fails to start ends the stream, so the wait below cannot hang.
+            defer { listening.continuation.finish() }
+            try await services.run()
+        }
         var iterator = listening.stream.makeAsyncIterator()
-        guard let address = await iterator.next() else { throw TestKitError("the admin API never listened") }
+        guard let address = await iterator.next() else {
+            let failure = await task.result
+            throw TestKitError("the admin API never listened: \(failure)")
+        }
         baseURL = "http://127.0.0.1:\(address.port!)"
         try await balancer.listening.get()
     }
