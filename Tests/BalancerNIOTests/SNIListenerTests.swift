@@ -59,9 +59,12 @@ struct SNIListenerTests {
         for _ in 0..<4 {
             #expect(try await greeting(setup, serverName: "ums-console.example.com") == "ums2")
         }
+        // Least-connections sees the console connections just closed until the balancer has noted
+        // their end, so a loaded machine may send a few devices to ums1 in a row: allow for that.
         var deviceNodes: Set<String> = []
-        for _ in 0..<6 {
+        for _ in 0..<40 where deviceNodes.count < 2 {
             deviceNodes.insert(try await greeting(setup, serverName: "igel-device.example.com"))
+            try await Task.sleep(for: .milliseconds(20))
         }
         #expect(deviceNodes == ["ums1", "ums2"])
         try await setup.stop()
