@@ -9,9 +9,9 @@ import NIOSSL
 final class ListenerRuntime: Sendable {
     let channel: any Channel
     let context: NIOLockedValueBox<ListenerContext>
-    let connections: ConnectionRegistry
+    let connections: ListenerConnections
 
-    init(channel: any Channel, context: NIOLockedValueBox<ListenerContext>, connections: ConnectionRegistry) {
+    init(channel: any Channel, context: NIOLockedValueBox<ListenerContext>, connections: ListenerConnections) {
         self.channel = channel
         self.context = context
         self.connections = connections
@@ -27,11 +27,12 @@ extension Balancer {
         var bound: [String: ListenerRuntime] = [:]
         for listener in listeners {
             let context = NIOLockedValueBox(makeContext(listener, timeouts: timeouts))
-            let registry = ConnectionRegistry()
+            let tag = connections.newListenerKey()
             do {
-                let channel = try await bootstrap(for: context, registry: registry)
+                let channel = try await bootstrap(for: context, tag: tag)
                     .bind(host: listener.bind.host, port: listener.bind.port).get()
-                bound[listener.name] = ListenerRuntime(channel: channel, context: context, connections: registry)
+                bound[listener.name] = ListenerRuntime(
+                    channel: channel, context: context, connections: connections.of(tag))
             } catch {
                 for runtime in bound.values { try? await runtime.channel.close() }
                 throw BalancerError.bindFailed(listener: listener.name, address: listener.bind, reason: "\(error)")
@@ -81,21 +82,24 @@ extension Balancer {
 
     private func bootstrap(
         for context: NIOLockedValueBox<ListenerContext>,
-        registry listenerConnections: ConnectionRegistry
+        tag: Int
     ) -> ServerBootstrap {
         let registry = connections
+        let sweepers = idleSweepers
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            // TCP_NODELAY is NIO's default on the listening socket, and accepted sockets inherit it
+            // (`.socketOption(.tcp_nodelay)` would set SO_DEBUG: it is an SOL_SOCKET option).
+            .serverChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.autoRead, value: false)
+            .childChannelOption(.recvAllocator, value: Balancer.receiveBuffers)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     // Each connection takes the listener's settings as they are when it arrives.
                     let listener = context.withLockedValue { $0 }
-                    registry.register(channel)
-                    listenerConnections.register(channel)
+                    registry.register(channel, listener: tag)
                     let record = ConnectionRecord(
                         logger: listener.accessLogger,
                         client: channel.remoteAddress,
@@ -104,7 +108,9 @@ extension Balancer {
                     )
                     let sync = channel.pipeline.syncOperations
                     try sync.addHandler(
-                        ConnectionGuard(record: record, side: "client", idleTimeout: TimeAmount(listener.timeouts.idle))
+                        ConnectionGuard(
+                            record: record, side: "client", idleTimeout: TimeAmount(listener.timeouts.idle),
+                            sweeper: sweepers.sweeper(for: channel.eventLoop))
                     )
                     if case .bySNI(let rules) = listener.configuration.classification {
                         try sync.addHandler(

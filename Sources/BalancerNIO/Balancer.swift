@@ -28,6 +28,8 @@ public final class Balancer: Service, Sendable {
     public let directory: NodeDirectory
     /// Every client connection, across listeners (shutdown waits for these).
     public let connections = ConnectionRegistry()
+    /// Closes idle connections, one timer per event loop.
+    let idleSweepers = IdleSweepers()
     /// The append-only event journal (in the state database when one is configured).
     public let journal: Journal
     let group: any EventLoopGroup

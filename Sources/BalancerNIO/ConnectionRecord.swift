@@ -90,32 +90,35 @@ final class ConnectionRecord {
 extension ConnectionRecord: Sendable {}
 
 /// Sits at the head of each side's pipeline: notes the first error, so the access log says why a
-/// connection ended, and on the client side closes a connection with no bytes moving either way
-/// for the idle timeout. One timer per connection, re-armed only when it fires (reads just note
-/// the time), instead of a timer and a write-promise callback per side.
+/// connection ended, and notes when bytes move; on the client side it has the loop's
+/// `IdleSweeper` close the connection once no bytes moved either way for the idle timeout.
 final class ConnectionGuard: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
 
     private let record: ConnectionRecord
     private let side: String
     private let idleTimeout: TimeAmount?
-    private var idleCheck: Scheduled<Void>?
+    private let sweeper: IdleSweeper?
+    private var context: ChannelHandlerContext?
+    private var watched = false
 
-    init(record: ConnectionRecord, side: String, idleTimeout: TimeAmount? = nil) {
+    init(record: ConnectionRecord, side: String, idleTimeout: TimeAmount? = nil, sweeper: IdleSweeper? = nil) {
         self.record = record
         self.side = side
         self.idleTimeout = idleTimeout
+        self.sweeper = sweeper
     }
 
     /// Tells a connection the balancer is closing it for good.
     struct ShutdownEvent: Sendable {}
 
     func handlerAdded(context: ChannelHandlerContext) {
-        if context.channel.isActive { armIdleCheck(context: context, in: idleTimeout) }
+        self.context = context
+        if context.channel.isActive { watch() }
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        armIdleCheck(context: context, in: idleTimeout)
+        watch()
         context.fireChannelActive()
     }
 
@@ -125,12 +128,13 @@ final class ConnectionGuard: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        cancelIdleCheck()
+        unwatch()
         context.fireChannelInactive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        cancelIdleCheck()
+        unwatch()
+        self.context = nil
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -147,28 +151,29 @@ final class ConnectionGuard: ChannelInboundHandler {
         context.fireErrorCaught(error)
     }
 
-    private func armIdleCheck(context: ChannelHandlerContext, in delay: TimeAmount?) {
-        guard let delay, idleCheck == nil else { return }
-        idleCheck = context.eventLoop.assumeIsolated().scheduleTask(in: delay) {
-            self.idleCheck = nil
-            self.checkIdle(context: context)
-        }
+    /// No bytes moved either way for the idle timeout.
+    func isIdle(at now: NIODeadline) -> Bool {
+        guard let idleTimeout else { return false }
+        return now - record.lastActivity >= idleTimeout
     }
 
-    private func checkIdle(context: ChannelHandlerContext) {
-        guard let idleTimeout, context.channel.isActive else { return }
-        let quietFor = NIODeadline.now() - record.lastActivity
-        if quietFor >= idleTimeout {
-            record.end("idle-timeout")
-            context.close(promise: nil)
-        } else {
-            armIdleCheck(context: context, in: idleTimeout - quietFor)
-        }
+    func closeForIdleness() {
+        record.end("idle-timeout")
+        context?.close(promise: nil)
     }
 
-    private func cancelIdleCheck() {
-        idleCheck?.cancel()
-        idleCheck = nil
+    // `handlerAdded` on an active channel and `channelActive` may both come: watch once.
+    private func watch() {
+        guard !watched, let idleTimeout, let sweeper else { return }
+        watched = true
+        record.lastActivity = .now()
+        sweeper.add(self, timeout: idleTimeout)
+    }
+
+    private func unwatch() {
+        guard watched else { return }
+        watched = false
+        sweeper?.remove(self)
     }
 }
 

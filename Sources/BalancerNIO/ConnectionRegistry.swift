@@ -1,40 +1,92 @@
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// Every client connection the balancer holds, so shutdown can wait for them and close the rest.
+/// Every client connection the balancer holds, with its listener, so shutdown (and a reload that
+/// removes a listener) can wait for them and close the rest. One entry per connection.
 public final class ConnectionRegistry: Sendable {
-    private let channels = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
+    private struct Entry {
+        var channel: any Channel
+        var listener: Int
+    }
+
+    private let entries = NIOLockedValueBox<[ObjectIdentifier: Entry]>([:])
+    private let lastListenerKey = NIOLockedValueBox(0)
 
     public init() {}
 
-    /// Tracks `channel` until it closes.
-    func register(_ channel: any Channel) {
+    /// A key for a newly bound listener's connections, never used before.
+    func newListenerKey() -> Int {
+        lastListenerKey.withLockedValue {
+            $0 += 1
+            return $0
+        }
+    }
+
+    /// Tracks `channel` of the listener `listener` (a `newListenerKey()`) until it closes.
+    func register(_ channel: any Channel, listener: Int) {
         let key = ObjectIdentifier(channel)
-        channels.withLockedValue { $0[key] = channel }
-        channel.closeFuture.whenComplete { [channels] _ in
-            channels.withLockedValue { _ = $0.removeValue(forKey: key) }
+        entries.withLockedValue { $0[key] = Entry(channel: channel, listener: listener) }
+        channel.closeFuture.whenComplete { [entries] _ in
+            entries.withLockedValue { _ = $0.removeValue(forKey: key) }
         }
     }
 
     /// Connections currently open.
     public var count: Int {
-        channels.withLockedValue { $0.count }
+        entries.withLockedValue { $0.count }
     }
 
     /// Waits until no connection is open or `deadline` passes; true when none is left.
     public func waitUntilEmpty(deadline: ContinuousClock.Instant) async -> Bool {
-        while count > 0 {
+        await waitUntilEmpty(of: nil, deadline: deadline)
+    }
+
+    /// Closes every open connection at once (the access log says `shutdown`).
+    public func closeAll() {
+        closeAll(of: nil)
+    }
+
+    /// The connections of one listener.
+    func of(_ listener: Int) -> ListenerConnections {
+        ListenerConnections(registry: self, listener: listener)
+    }
+
+    fileprivate func count(of listener: Int?) -> Int {
+        guard let listener else { return count }
+        return entries.withLockedValue { $0.values.count { $0.listener == listener } }
+    }
+
+    fileprivate func waitUntilEmpty(of listener: Int?, deadline: ContinuousClock.Instant) async -> Bool {
+        while count(of: listener) > 0 {
             guard ContinuousClock.now < deadline else { return false }
             try? await Task.sleep(for: .milliseconds(20))
         }
         return true
     }
 
-    /// Closes every open connection at once (the access log says `shutdown`).
-    public func closeAll() {
-        for channel in channels.withLockedValue({ Array($0.values) }) {
+    fileprivate func closeAll(of listener: Int?) {
+        let channels = entries.withLockedValue { entries in
+            entries.values.filter { listener == nil || $0.listener == listener }.map(\.channel)
+        }
+        for channel in channels {
             channel.pipeline.fireUserInboundEventTriggered(ConnectionGuard.ShutdownEvent())
             channel.close(promise: nil)
         }
+    }
+}
+
+/// The open connections of one listener, as a reload that removes it drains them.
+struct ListenerConnections: Sendable {
+    let registry: ConnectionRegistry
+    let listener: Int
+
+    var count: Int { registry.count(of: listener) }
+
+    func waitUntilEmpty(deadline: ContinuousClock.Instant) async -> Bool {
+        await registry.waitUntilEmpty(of: listener, deadline: deadline)
+    }
+
+    func closeAll() {
+        registry.closeAll(of: listener)
     }
 }

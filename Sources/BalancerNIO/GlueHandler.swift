@@ -26,29 +26,33 @@ final class GlueHandler {
     // Node side: asked once, when the node closes before its first byte; true means "handled".
     private var onSilentClose: (() -> Bool)?
 
-    private init(replayLimit: Int, onSilentClose: (() -> Bool)?) {
+    /// A TLS handler sits between this handler and the socket, holding bytes the channel cannot see.
+    private let overTLS: Bool
+
+    private init(replayLimit: Int, overTLS: Bool, onSilentClose: (() -> Bool)?) {
         self.replayLimit = replayLimit
         self.replay = replayLimit > 0 ? [] : nil
+        self.overTLS = overTLS
         self.onSilentClose = onSilentClose
     }
 
     /// Two handlers glued to each other: add one to each channel.
     static func matchedPair() -> (GlueHandler, GlueHandler) {
-        let first = GlueHandler(replayLimit: 0, onSilentClose: nil)
-        let second = GlueHandler(replayLimit: 0, onSilentClose: nil)
+        let first = GlueHandler(replayLimit: 0, overTLS: false, onSilentClose: nil)
+        let second = GlueHandler(replayLimit: 0, overTLS: false, onSilentClose: nil)
         first.partner = second
         second.partner = first
         return (first, second)
     }
 
     /// The client side of a proxied connection, keeping up to `replayLimit` bytes for a redispatch.
-    static func clientSide(replayLimit: Int) -> GlueHandler {
-        GlueHandler(replayLimit: replayLimit, onSilentClose: nil)
+    static func clientSide(replayLimit: Int, overTLS: Bool = false) -> GlueHandler {
+        GlueHandler(replayLimit: replayLimit, overTLS: overTLS, onSilentClose: nil)
     }
 
     /// A node side; `onSilentClose` may take over when the node closes without sending a byte.
-    static func nodeSide(onSilentClose: @escaping () -> Bool) -> GlueHandler {
-        GlueHandler(replayLimit: 0, onSilentClose: onSilentClose)
+    static func nodeSide(overTLS: Bool = false, onSilentClose: @escaping () -> Bool) -> GlueHandler {
+        GlueHandler(replayLimit: 0, overTLS: overTLS, onSilentClose: onSilentClose)
     }
 
     /// The bytes forwarded so far can still be replayed to another node.
@@ -138,6 +142,11 @@ extension GlueHandler {
     }
 
     private func closeAfterPendingWrites(_ context: ChannelHandlerContext) {
+        // Mostly every byte is already out (flushes write at once): then close without the empty write.
+        if !overTLS, (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) == 0 {
+            context.close(promise: nil)
+            return
+        }
         // Writes complete in order, so an empty write's promise fires once everything before it is out.
         let promise = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(NIOAny(ByteBuffer()), promise: promise)
@@ -174,7 +183,11 @@ extension GlueHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
-        if bytesRead == 0 { partner?.partnerAnswered() }
+        if bytesRead == 0 {
+            partner?.partnerAnswered()
+            // The node answered, so it will not be replaced: let go of what a redispatch needed.
+            onSilentClose = nil
+        }
         bytesRead += buffer.readableBytes
         keepForReplay(buffer)
         if let partner {

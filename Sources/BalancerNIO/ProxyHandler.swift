@@ -31,7 +31,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var initialBytes: ByteBuffer?
     /// Bytes the client sent before a node was connected. Reads are off until then, but a client
     /// that sends and half-closes at once has its bytes and EOF delivered anyway (NIO reads to the EOF).
-    private var earlyBytes = ByteBuffer()
+    private var earlyBytes: ByteBuffer?
     private var earlyEndOfInput = false
 
     init(listener: ListenerContext, record: ConnectionRecord) {
@@ -52,8 +52,12 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
-        earlyBytes.writeBuffer(&bytes)
-        if earlyBytes.readableBytes > Self.replayLimit {
+        if earlyBytes == nil {
+            earlyBytes = bytes
+        } else {
+            earlyBytes!.writeBuffer(&bytes)
+        }
+        if let earlyBytes, earlyBytes.readableBytes > Self.replayLimit {
             record.end("error", reason: "client sent more than \(Self.replayLimit) bytes before a node was connected")
             context.close(promise: nil)
         }
@@ -137,8 +141,9 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
                 }
             }
             .connectTimeout(TimeAmount(listener.timeouts.connect))
+            // TCP_NODELAY: ClientBootstrap sets it by default.
             .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.recvAllocator, value: Balancer.receiveBuffers)
         let connecting: EventLoopFuture<any Channel>
         if let address = try? SocketAddress(ipAddress: target.host, port: target.port) {
             connecting = bootstrap.connect(to: address)
@@ -196,15 +201,17 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private func splice(
         context: ChannelHandlerContext, nodeChannel: any Channel, target: NodeTarget, remaining: ArraySlice<NodeTarget>
     ) {
-        let clientGlue = GlueHandler.clientSide(replayLimit: Self.replayLimit)
+        let clientGlue = GlueHandler.clientSide(replayLimit: Self.replayLimit, overTLS: listener.tls != nil)
         if let initialBytes {
             record.peekedBytes = initialBytes.readableBytes
             clientGlue.seed(initialBytes)
             self.initialBytes = nil
         }
-        record.peekedBytes += earlyBytes.readableBytes
-        clientGlue.seed(earlyBytes)
-        earlyBytes = ByteBuffer()
+        if let earlyBytes {
+            record.peekedBytes += earlyBytes.readableBytes
+            clientGlue.seed(earlyBytes)
+            self.earlyBytes = nil
+        }
         if earlyEndOfInput { clientGlue.seedEndOfInput() }
         record.clientGlue = clientGlue
         do {
@@ -232,7 +239,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         clientChannel: any Channel
     ) {
         record.node = target.node
-        let nodeGlue = GlueHandler.nodeSide { [weak clientGlue] in
+        let nodeGlue = GlueHandler.nodeSide(overTLS: listener.tls?.backend != nil) { [weak clientGlue] in
             guard let clientGlue, clientGlue.canReplay, !remaining.isEmpty, clientChannel.isActive else { return false }
             self.redispatch(from: target, remaining: remaining, clientGlue: clientGlue, clientChannel: clientChannel)
             return true
@@ -289,6 +296,12 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
 
 @available(*, unavailable)
 extension ProxyHandler: Sendable {}
+
+extension Balancer {
+    /// Every channel keeps its last receive buffer for the next read, idle or not: start small
+    /// (a device's request is a few hundred bytes) and let busy connections grow to 64 KiB reads.
+    static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65_536)
+}
 
 extension TimeAmount {
     init(_ duration: Duration) {

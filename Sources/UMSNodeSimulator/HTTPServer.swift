@@ -67,7 +67,6 @@ final class HTTPServer: Sendable {
         let listener = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 256)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { channel in
                 guard tracker.add(channel) else { return channel.close() }
                 return channel.eventLoop.makeCompletedFuture {

@@ -202,6 +202,31 @@ struct ProxyLoopbackTests {
         await cluster.stop()
     }
 
+    @Test func aConnectionMovingBytesOutlivesTheIdleTimeoutUntilItGoesQuiet() async throws {
+        let cluster = try await BackendCluster.start([.echo])
+        let balancer = try await RunningBalancer.start(cluster: cluster) { $0.timeouts.idle = .seconds(1) }
+        let connection = try await TestClient.connect(to: try balancer.address())
+        let (echoed, quietFor, bytesAfter) = try await connection.executeThenClose { inbound, outbound in
+            var iterator = inbound.makeAsyncIterator()
+            // A line every 100 ms for 2.5 times the timeout: each is echoed, nothing is closed.
+            var echoed: [String] = []
+            for index in 0..<25 {
+                try await outbound.write(ByteBuffer(string: "ping \(index)\n"))
+                echoed.append(try await TestClient.readLine(&iterator) ?? "closed")
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let quietSince = ContinuousClock.now
+            let rest = try await TestClient.readRest(&iterator)
+            return (echoed, ContinuousClock.now - quietSince, rest.readableBytes)
+        }
+        #expect(echoed == (0..<25).map { "ping \($0)" })
+        #expect(bytesAfter == 0)
+        #expect(quietFor >= .milliseconds(500) && quietFor < .seconds(5))
+        try await balancer.stop()
+        #expect(balancer.accessLog.first?.metadata["outcome"] == "idle-timeout")
+        await cluster.stop()
+    }
+
     @Test func listenersOpenOnlyAfterTheFirstProbeRound() async throws {
         let cluster = try await BackendCluster.start([.greetThenEcho])
         let balancer = try await RunningBalancer.start(cluster: cluster)

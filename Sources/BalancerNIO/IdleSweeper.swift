@@ -1,0 +1,73 @@
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// Closes the connections of one event loop that moved no bytes for their idle timeout, with one
+/// timer for the whole loop instead of one per connection: NIO cancels a timer in time linear in
+/// the timers on its loop, which thousands of idle devices make slow, and each timer costs memory.
+/// A connection is closed at most a quarter of its timeout (and at most a second) late.
+final class IdleSweeper {
+    private let eventLoop: any EventLoop
+    private var members: [ObjectIdentifier: ConnectionGuard] = [:]
+    private var interval = TimeAmount.seconds(1)
+    private var sweep: Scheduled<Void>?
+
+    fileprivate init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
+    /// Watches `member`, whose idle timeout is `timeout`, until `remove` (call on the loop).
+    func add(_ member: ConnectionGuard, timeout: TimeAmount) {
+        members[ObjectIdentifier(member)] = member
+        let wanted = TimeAmount.nanoseconds(max(timeout.nanoseconds / 4, 10_000_000))
+        if wanted < interval {
+            interval = wanted
+            sweep?.cancel()
+            sweep = nil
+        }
+        if sweep == nil { schedule() }
+    }
+
+    /// Stops watching `member`; the timer stops at its next sweep when no member is left.
+    func remove(_ member: ConnectionGuard) {
+        members.removeValue(forKey: ObjectIdentifier(member))
+    }
+
+    private func schedule() {
+        sweep = eventLoop.assumeIsolated().scheduleTask(in: interval) {
+            self.sweep = nil
+            self.sweepNow()
+        }
+    }
+
+    private func sweepNow() {
+        let now = NIODeadline.now()
+        // Closing removes members: collect first, then close.
+        let idle = members.values.filter { $0.isIdle(at: now) }
+        for member in idle { member.closeForIdleness() }
+        if !members.isEmpty { schedule() }
+    }
+}
+
+@available(*, unavailable)
+extension IdleSweeper: Sendable {}
+
+/// One `IdleSweeper` per event loop, made on first use.
+final class IdleSweepers: Sendable {
+    // Each sweeper is only ever used on its own event loop; the lock guards only the lookup.
+    private struct Slot: @unchecked Sendable {
+        let sweeper: IdleSweeper
+    }
+
+    private let slots = NIOLockedValueBox<[ObjectIdentifier: Slot]>([:])
+
+    /// The sweeper of `eventLoop`; call on that loop.
+    func sweeper(for eventLoop: any EventLoop) -> IdleSweeper {
+        eventLoop.assertInEventLoop()
+        return slots.withLockedValue { slots in
+            if let slot = slots[ObjectIdentifier(eventLoop)] { return slot.sweeper }
+            let sweeper = IdleSweeper(eventLoop: eventLoop)
+            slots[ObjectIdentifier(eventLoop)] = Slot(sweeper: sweeper)
+            return sweeper
+        }
+    }
+}
