@@ -69,7 +69,7 @@ extension Balancer {
                     metadata: ["listener": "\(listener.name)", "error": "\(error)"])
             }
         }
-        return ListenerContext(
+        var context = ListenerContext(
             configuration: listener,
             directory: directory,
             timeouts: timeouts,
@@ -78,6 +78,8 @@ extension Balancer {
             metrics: ListenerMetrics(listener: listener.name),
             tls: tls
         )
+        context.makeNodeBootstraps(for: group)
+        return context
     }
 
     private func bootstrap(

@@ -1,11 +1,35 @@
 import BalancerCore
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// Where one connect attempt goes.
 public struct NodeTarget: Sendable, Hashable {
     public var node: NodeID
     public var host: String
     public var port: Int
+    /// The socket address when `host` is an IP address, parsed once per configuration.
+    public var address: SocketAddress?
+}
+
+/// A node's host, and its socket address (port 0) when the host is an IP address.
+private struct NodeHost {
+    var name: String
+    var address: SocketAddress?
+
+    init(_ name: String) {
+        self.name = name
+        self.address = try? SocketAddress(ipAddress: name, port: 0)
+    }
+
+    static func table(_ nodes: [NodeConfiguration]) -> [NodeID: NodeHost] {
+        Dictionary(uniqueKeysWithValues: nodes.map { ($0.id, NodeHost($0.host)) })
+    }
+
+    func target(node: NodeID, port: Int) -> NodeTarget {
+        var address = self.address
+        address?.port = port
+        return NodeTarget(node: node, host: name, port: port, address: address)
+    }
 }
 
 /// Where a new connection goes.
@@ -21,7 +45,7 @@ public enum Route: Sendable, Hashable {
 public final class NodeDirectory: Sendable {
     private struct State {
         var table: RoutingTable
-        var hosts: [NodeID: String]
+        var hosts: [NodeID: NodeHost]
         /// Modes set by an operator; they win over what the probes report until cleared.
         var overrides: [NodeID: NodeMode] = [:]
         /// What each node last reported, kept apart so clearing an override restores it.
@@ -33,8 +57,7 @@ public final class NodeDirectory: Sendable {
     /// A directory of `nodes`, all in the state given by `initial`.
     public init(nodes: [NodeConfiguration], consolePolicy: ConsolePolicy, initial: (NodeID) -> NodeStatus) {
         let table = RoutingTable(nodes: nodes.map { initial($0.id) }, consolePolicy: consolePolicy)
-        let hosts = Dictionary(uniqueKeysWithValues: nodes.map { ($0.id, $0.host) })
-        state = NIOLockedValueBox(State(table: table, hosts: hosts))
+        state = NIOLockedValueBox(State(table: table, hosts: NodeHost.table(nodes)))
     }
 
     /// Routing decision plus the address of every node to try, in order.
@@ -51,7 +74,7 @@ public final class NodeDirectory: Sendable {
             case .tryNodes(let ids):
                 return .targets(
                     ids.compactMap { id in
-                        state.hosts[id].map { NodeTarget(node: id, host: $0, port: port) }
+                        state.hosts[id]?.target(node: id, port: port)
                     })
             }
         }
@@ -126,7 +149,7 @@ public final class NodeDirectory: Sendable {
                 },
                 replacing: reset)
             state.table.consolePolicy = consolePolicy
-            state.hosts = Dictionary(uniqueKeysWithValues: nodes.map { ($0.id, $0.host) })
+            state.hosts = NodeHost.table(nodes)
         }
     }
 

@@ -15,6 +15,46 @@ struct ListenerContext: Sendable {
     var metrics: ListenerMetrics
     /// The TLS contexts of a `by-path` listener.
     var tls: PathListenerTLS? = nil
+    /// How this listener connects to nodes, one per event loop: a connection's node channel
+    /// shares its client channel's loop, and a bootstrap made per connection costs measurably.
+    private(set) var nodeBootstraps: [ObjectIdentifier: LoopBootstrap] = [:]
+
+    // ClientBootstrap is not Sendable; each of these is only used on its own event loop, and
+    // connecting reads it without changing it.
+    struct LoopBootstrap: @unchecked Sendable {
+        var bootstrap: ClientBootstrap
+    }
+
+    /// Fills `nodeBootstraps` for every loop of `group`.
+    mutating func makeNodeBootstraps(for group: any EventLoopGroup) {
+        for eventLoop in group.makeIterator() {
+            nodeBootstraps[ObjectIdentifier(eventLoop)] = LoopBootstrap(
+                bootstrap: Self.nodeBootstrap(on: eventLoop, timeouts: timeouts, backendTLS: tls?.backend))
+        }
+    }
+
+    /// The bootstrap for node channels on `eventLoop`.
+    func nodeBootstrap(on eventLoop: any EventLoop) -> ClientBootstrap {
+        nodeBootstraps[ObjectIdentifier(eventLoop)]?.bootstrap
+            ?? Self.nodeBootstrap(on: eventLoop, timeouts: timeouts, backendTLS: tls?.backend)
+    }
+
+    private static func nodeBootstrap(
+        on eventLoop: any EventLoop, timeouts: TimeoutSettings, backendTLS: NIOSSLContext?
+    ) -> ClientBootstrap {
+        ClientBootstrap(group: eventLoop)
+            .channelInitializer { channel in
+                guard let backendTLS else { return channel.eventLoop.makeSucceededVoidFuture() }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        NIOSSLClientHandler(context: backendTLS, serverHostname: nil))
+                }
+            }
+            .connectTimeout(TimeAmount(timeouts.connect))
+            // TCP_NODELAY: ClientBootstrap sets it by default.
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.recvAllocator, value: Balancer.receiveBuffers)
+    }
 }
 
 /// The first handler of an accepted connection: picks nodes, connects to the first that answers,
@@ -131,21 +171,9 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         let directory = listener.directory
         directory.connectionOpened(to: target.node)
-        let backendTLS = listener.tls?.backend
-        let bootstrap = ClientBootstrap(group: clientChannel.eventLoop)
-            .channelInitializer { channel in
-                guard let backendTLS else { return channel.eventLoop.makeSucceededVoidFuture() }
-                return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        NIOSSLClientHandler(context: backendTLS, serverHostname: nil))
-                }
-            }
-            .connectTimeout(TimeAmount(listener.timeouts.connect))
-            // TCP_NODELAY: ClientBootstrap sets it by default.
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelOption(.recvAllocator, value: Balancer.receiveBuffers)
+        let bootstrap = listener.nodeBootstrap(on: clientChannel.eventLoop)
         let connecting: EventLoopFuture<any Channel>
-        if let address = try? SocketAddress(ipAddress: target.host, port: target.port) {
+        if let address = target.address {
             connecting = bootstrap.connect(to: address)
         } else {
             connecting = bootstrap.connect(host: target.host, port: target.port)
