@@ -36,8 +36,23 @@ extension Balancer {
     /// Applies a validated configuration as one step: new listeners bind first, and if one cannot,
     /// nothing changes. Kept listeners keep their sockets and connections, removed ones stop
     /// accepting and drain, and node state (health, mode, admin, update run) carries over.
+    ///
+    /// Reloads run one at a time (SIGHUP and the admin API may ask at once): each is computed
+    /// against the configuration the one before it applied.
     @discardableResult
     public func reload(to new: BalancerConfiguration) async throws -> ConfigurationDiff {
+        await reloadGate.enter()
+        do {
+            let diff = try await reloadNow(to: new)
+            await reloadGate.leave()
+            return diff
+        } catch {
+            await reloadGate.leave()
+            throw error
+        }
+    }
+
+    private func reloadNow(to new: BalancerConfiguration) async throws -> ConfigurationDiff {
         let old = configuration
         let diff = ConfigurationDiff(from: old, to: new)
         var applied = new
@@ -103,6 +118,28 @@ extension Balancer {
                     metadata: ["connections": "\(runtime.connections.count)"])
                 runtime.connections.closeAll()
             }
+        }
+    }
+}
+
+/// Lets one task at a time through, in the order they arrived.
+actor SerialGate {
+    private var busy = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func enter() async {
+        guard busy else {
+            busy = true
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func leave() {
+        if waiting.isEmpty {
+            busy = false
+        } else {
+            waiting.removeFirst().resume()
         }
     }
 }

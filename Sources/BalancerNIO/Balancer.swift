@@ -30,6 +30,8 @@ public final class Balancer: Service, Sendable {
     public let connections = ConnectionRegistry()
     /// Closes idle connections, one timer per event loop.
     let idleSweepers = IdleSweepers()
+    /// Runs reloads one at a time.
+    let reloadGate = SerialGate()
     /// The append-only event journal (in the state database when one is configured).
     public let journal: Journal
     let group: any EventLoopGroup
