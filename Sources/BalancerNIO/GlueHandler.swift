@@ -28,6 +28,9 @@ final class GlueHandler {
 
     /// A TLS handler sits between this handler and the socket, holding bytes the channel cannot see.
     private let overTLS: Bool
+    /// How long bytes still queued may take to leave once the partner is gone: a peer that stopped
+    /// reading would otherwise hold this side open for good.
+    var lingerLimit: TimeAmount?
 
     private init(replayLimit: Int, overTLS: Bool, onSilentClose: (() -> Bool)?) {
         self.replayLimit = replayLimit
@@ -150,7 +153,11 @@ extension GlueHandler {
         // Writes complete in order, so an empty write's promise fires once everything before it is out.
         let promise = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(NIOAny(ByteBuffer()), promise: promise)
+        let giveUp = lingerLimit.map { limit in
+            context.eventLoop.assumeIsolated().scheduleTask(in: limit) { context.close(promise: nil) }
+        }
         promise.futureResult.assumeIsolated().whenComplete { _ in
+            giveUp?.cancel()
             context.close(promise: nil)
         }
     }

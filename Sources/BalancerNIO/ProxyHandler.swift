@@ -242,6 +242,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         if earlyEndOfInput { clientGlue.seedEndOfInput() }
         record.clientGlue = clientGlue
+        clientGlue.lingerLimit = TimeAmount(listener.timeouts.idle)
         do {
             try context.pipeline.syncOperations.addHandler(clientGlue)
         } catch {
@@ -273,6 +274,8 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             return true
         }
         record.nodeGlue = nodeGlue
+        // A node that stopped reading gets the idle timeout to take what is queued for it.
+        nodeGlue.lingerLimit = TimeAmount(listener.timeouts.idle)
         do {
             try nodeChannel.pipeline.syncOperations.addHandlers([
                 ConnectionGuard(record: record, side: "node"),

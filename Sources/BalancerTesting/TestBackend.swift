@@ -5,7 +5,7 @@ import NIOPosix
 /// A stand-in for a UMS Server port on loopback: accepts connections and plays one behaviour.
 public final class TestBackend: Sendable {
     /// What the backend does with each connection.
-    public enum Behavior: Sendable {
+    public enum Behavior: Sendable, Equatable {
         /// Sends its name and a newline, then echoes everything back; closes once the client has half-closed and all is echoed.
         case greetThenEcho
         /// Echoes everything back; closes once the client has half-closed and all is echoed.
@@ -17,6 +17,8 @@ public final class TestBackend: Sendable {
         case firehose(size: Int)
         /// Accepts, then closes at once without reading or answering (a server going down).
         case closeAtOnce
+        /// Accepts and never reads or closes (a hung server whose socket buffers fill up).
+        case neverReads
     }
 
     public let name: String
@@ -49,6 +51,7 @@ public final class TestBackend: Sendable {
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelOption(.autoRead, value: behavior != .neverReads)
             .childChannelInitializer { child in
                 child.eventLoop.makeCompletedFuture {
                     guard let backend = box.withLockedValue({ $0 }) else { throw TestKitError("backend not ready") }
@@ -127,7 +130,7 @@ private final class BackendHandler: ChannelInboundHandler {
             break
         case .closeAtOnce:
             context.close(promise: nil)
-        case .echo, .answerAfterEOF:
+        case .echo, .answerAfterEOF, .neverReads:
             break
         }
         context.fireChannelActive()
@@ -142,7 +145,7 @@ private final class BackendHandler: ChannelInboundHandler {
                 remaining = size
                 pump(context: context)
             }
-        case .answerAfterEOF, .closeAtOnce:
+        case .answerAfterEOF, .closeAtOnce, .neverReads:
             break
         }
     }
@@ -171,7 +174,7 @@ private final class BackendHandler: ChannelInboundHandler {
                 written(size)
                 context.close(promise: nil)
             }
-        case .firehose, .closeAtOnce:
+        case .firehose, .closeAtOnce, .neverReads:
             break
         }
     }

@@ -146,6 +146,31 @@ struct ProxyLoopbackTests {
         await cluster.stop()
     }
 
+    @Test func aNodeThatStopsReadingDoesNotHoldItsConnectionOpenForGood() async throws {
+        let cluster = try await BackendCluster.start([.neverReads])
+        let balancer = try await RunningBalancer.start(cluster: cluster) { $0.timeouts.idle = .milliseconds(500) }
+        let connection = try await TestClient.connect(to: try balancer.address())
+        // More than the socket buffers on the way hold: the balancer is left with bytes for the node.
+        let payload = TestBackend.payload(size: 16 * 1024 * 1024)
+        let writer = Task { try await connection.outbound.write(payload) }
+        try await Task.sleep(for: .milliseconds(300))
+        writer.cancel()
+        try? await connection.channel.close()
+        // The client side goes at the idle timeout, and the node side, whose queued bytes are never
+        // taken, one idle timeout later. (The node's own count would include the health probes,
+        // whose closes it never reads.)
+        func nodeConnections() -> Int { balancer.balancer.directory.snapshot().map(\.connections).reduce(0, +) }
+        #expect(nodeConnections() == 1)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while nodeConnections() + balancer.balancer.connections.count > 0 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(nodeConnections() == 0)
+        #expect(balancer.balancer.connections.count == 0)
+        try await balancer.stop()
+        await cluster.stop()
+    }
+
     @Test func hundredConcurrentConnectionsSpreadOverThreeNodesByLeastConnections() async throws {
         let cluster = try await BackendCluster.start([.greetThenEcho, .greetThenEcho, .greetThenEcho])
         let balancer = try await RunningBalancer.start(cluster: cluster)
