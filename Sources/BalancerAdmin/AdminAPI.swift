@@ -29,9 +29,14 @@ public struct AdminAPI: Sendable {
 
     /// Every route, behind the error mapping and then the token check (401 before 404).
     public func router(token: AdminToken?) -> Router<AdminRequestContext> {
+        router(tokens: AdminTokens(token))
+    }
+
+    /// Every route, checking the token `tokens` holds at the time of each request.
+    public func router(tokens: AdminTokens) -> Router<AdminRequestContext> {
         let router = Router(context: AdminRequestContext.self)
         router.add(middleware: ErrorResponseMiddleware())
-        router.add(middleware: BearerAuthMiddleware(token: token))
+        router.add(middleware: BearerAuthMiddleware(tokens: tokens))
         router.get("/") { _, _ in DashboardPage.response }
         router.get("/status") { _, _ in try AdminJSON.response(await StatusDocument(of: balancer)) }
         router.get("/metrics") { _, _ in await metricsResponse() }

@@ -22,9 +22,21 @@ public struct AdminService: Service {
         logger: Logger,
         onListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
     ) {
+        self.init(api: api, settings: settings, tokens: AdminTokens(token), logger: logger, onListening: onListening)
+    }
+
+    /// Serves `api` on `settings.bind`, asking for the token `tokens` holds at each request.
+    public init(
+        api: AdminAPI,
+        settings: AdminSettings,
+        tokens: AdminTokens,
+        logger: Logger,
+        onListening: @escaping @Sendable (SocketAddress) async -> Void = { _ in }
+    ) {
         let bind = settings.bind
+        let token = tokens.token
         application = Application(
-            router: api.router(token: token),
+            router: api.router(tokens: tokens),
             configuration: .init(address: .hostname(bind.host, port: bind.port), serverName: "ums-balancer"),
             onServerRunning: { channel in
                 let url = channel.localAddress.map(AdminService.url(of:)) ?? "\(bind)"

@@ -1,5 +1,6 @@
 import BalancerCore
 import Foundation
+import Synchronization
 
 /// Why the admin API cannot start; said before anything listens.
 public enum AdminSetupError: Error, CustomStringConvertible {
@@ -22,7 +23,7 @@ public enum AdminSetupError: Error, CustomStringConvertible {
 
 /// The bearer token the admin API expects; compared in constant time.
 public struct AdminToken: Sendable {
-    private let bytes: [UInt8]
+    fileprivate let bytes: [UInt8]
 
     /// A token as given; surrounding whitespace is ignored.
     public init?(_ text: String) {
@@ -67,5 +68,39 @@ public struct AdminToken: Sendable {
         if host == "::1" || host == "0:0:0:0:0:0:0:1" || host == "localhost" { return true }
         let parts = host.split(separator: ".", omittingEmptySubsequences: false)
         return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { UInt8($0) != nil }
+    }
+}
+
+/// The admin token in force. A reload reads its file again, so an operator rotates the token by
+/// rewriting the file and reloading; a file that cannot be read keeps the token in force.
+public final class AdminTokens: Sendable {
+    private let current: Mutex<AdminToken?>
+
+    /// Starts with `token` (nil: no token is asked for).
+    public init(_ token: AdminToken?) {
+        current = Mutex(token)
+    }
+
+    /// The token requests must carry, if any.
+    public var token: AdminToken? {
+        current.withLock { $0 }
+    }
+
+    /// Reads the token file of `settings` again; true when the token changed. Without a token file
+    /// there is nothing to read (a loopback bind without a token stays so until a restart).
+    @discardableResult
+    public func reload(for settings: AdminSettings) throws(AdminSetupError) -> Bool {
+        guard let path = settings.tokenFile else { return false }
+        let fresh = try AdminToken.read(from: path)
+        return current.withLock { current in
+            defer { current = fresh }
+            return current.map { !$0.sameAs(fresh) } ?? true
+        }
+    }
+}
+
+extension AdminToken {
+    fileprivate func sameAs(_ other: AdminToken) -> Bool {
+        other.matches(String(decoding: bytes, as: UTF8.self))
     }
 }

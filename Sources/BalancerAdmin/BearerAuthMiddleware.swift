@@ -7,14 +7,14 @@ import Hummingbird
 struct BearerAuthMiddleware: RouterMiddleware {
     typealias Context = AdminRequestContext
 
-    let token: AdminToken?
+    let tokens: AdminTokens
 
     func handle(
         _ request: Request,
         context: AdminRequestContext,
         next: (Request, AdminRequestContext) async throws -> Response
     ) async throws -> Response {
-        guard let token, !Self.isOpen(request) else { return try await next(request, context) }
+        guard let token = tokens.token, !Self.isOpen(request) else { return try await next(request, context) }
         guard let header = request.headers[.authorization], header.count > 7,
             header.prefix(7).lowercased() == "bearer ",
             token.matches(header.dropFirst(7).trimmingCharacters(in: .whitespaces))

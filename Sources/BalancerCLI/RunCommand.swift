@@ -83,14 +83,19 @@ func runBalancer(configuration: BalancerConfiguration, configPath: String, logge
         initialRun: initialRun
     )
     var members: [any Service] = [balancer]
+    let adminTokens = AdminTokens(adminToken)
+    let reload: @Sendable () async -> Void = {
+        await reloadConfiguration(balancer, from: configPath, logger: logger)
+        if let settings = configuration.admin { reloadAdminToken(adminTokens, settings, balancer, logger: logger) }
+    }
     if let settings = configuration.admin {
         let api = AdminAPI(balancer: balancer, store: store, metrics: PrometheusMetrics.registry) {
             logger.notice("admin API: reloading the configuration", metadata: ["path": "\(configPath)"])
-            await reload(balancer, from: configPath, logger: logger)
+            await reload()
         }
         // First in the group, so it stops last: status stays available while connections drain.
         let admin = AdminService(
-            api: api, settings: settings, token: adminToken, logger: Logger(label: "ums-balancer.admin"))
+            api: api, settings: settings, tokens: adminTokens, logger: Logger(label: "ums-balancer.admin"))
         members.insert(admin, at: 0)
     }
     let services = ServiceGroup(
@@ -102,7 +107,7 @@ func runBalancer(configuration: BalancerConfiguration, configPath: String, logge
             for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup) {
                 if signal == .sighup {
                     logger.notice("SIGHUP: reloading the configuration", metadata: ["path": "\(configPath)"])
-                    await reload(balancer, from: configPath, logger: logger)
+                    await reload()
                     continue
                 }
                 signals += 1
@@ -122,7 +127,20 @@ func runBalancer(configuration: BalancerConfiguration, configPath: String, logge
 }
 
 /// Reads, validates and applies `path`; a bad file or a failed bind leaves the running configuration.
-func reload(_ balancer: Balancer, from path: String, logger: Logger) async {
+/// Reads the admin token file again (admin settings themselves apply at restart): a rotated
+/// token is in force from now on; an unreadable file keeps the old one.
+func reloadAdminToken(_ tokens: AdminTokens, _ settings: AdminSettings, _ balancer: Balancer, logger: Logger) {
+    do {
+        if try tokens.reload(for: settings) {
+            logger.notice("admin token replaced from its file", metadata: ["path": "\(settings.tokenFile ?? "-")"])
+            balancer.journal.record(.reload, "admin token replaced from \(settings.tokenFile ?? "-")")
+        }
+    } catch {
+        logger.error("admin token file: keeping the token in force", metadata: ["error": "\(error)"])
+    }
+}
+
+func reloadConfiguration(_ balancer: Balancer, from path: String, logger: Logger) async {
     let configuration: BalancerConfiguration
     do {
         configuration = try ConfigFile.load(path: path)

@@ -148,6 +148,36 @@ struct CLIProcessTests {
         await running.stop()
     }
 
+    @Test func aReloadPutsARotatedAdminTokenInForce() async throws {
+        let running = try await start()
+        do {
+            func status(with token: String) async throws -> Int {
+                var request = HTTPClientRequest(url: running.adminURL + "/status")
+                request.headers.add(name: "Authorization", value: "Bearer \(token)")
+                return Int(try await HTTPClient.shared.execute(request, timeout: .seconds(10)).status.code)
+            }
+            let rotated = "rotated-token-9876543210"
+            #expect(try await status(with: AdminHarness.token) == 200)
+            _ = try running.folder.write("admin.token", rotated + "\n")
+            // Until a reload, the token read at start is the one in force.
+            #expect(try await status(with: AdminHarness.token) == 200)
+            running.process.send(SIGHUP)
+            try await running.process.waitForOutput("admin token replaced from its file")
+            #expect(try await status(with: AdminHarness.token) == 401)
+            #expect(try await status(with: rotated) == 200)
+
+            // An empty file is an error: the token in force stays.
+            _ = try running.folder.write("admin.token", "  \n")
+            running.process.send(SIGHUP)
+            try await running.process.waitForOutput("keeping the token in force")
+            #expect(try await status(with: rotated) == 200)
+        } catch {
+            await running.stop()
+            throw error
+        }
+        await running.stop()
+    }
+
     @Test func metricsOfTheRunningProcessParseAndHoldTheDataPathSeries() async throws {
         let running = try await start()
         do {
