@@ -17,6 +17,7 @@ struct CLIProcessTests {
         var configPath: String
         var adminURL: String
         var devicesPort: Int
+        var webPort: Int
 
         func cli(_ arguments: [String]) async throws -> (status: Int32, output: String) {
             try await ProcessHarness.run("ums-balancer", arguments)
@@ -35,12 +36,17 @@ struct CLIProcessTests {
         let cluster = try await SimulatedCluster.start(count: 3)
         let folder = try TemporaryDirectory()
         _ = try folder.write("admin.token", "\(AdminHarness.token)\n")
-        let (devicesPort, adminPort) = (try FreePort.pick(), try FreePort.pick())
+        let (devicesPort, webPort, adminPort) = (try FreePort.pick(), try FreePort.pick(), try FreePort.pick())
         let configPath = try folder.write(
             "ums-balancer.yaml",
             """
             listeners:
               - { name: devices, bind: 127.0.0.1:\(devicesPort), backend_port: \(cluster.devicePort), class: device }
+              - name: web
+                bind: 127.0.0.1:\(webPort)
+                backend_port: \(cluster.devicePort)
+                class: by-sni
+                sni: { console: [ums-console.example.com], default: device }
             nodes:
               - { id: ums1, host: 127.0.0.11 }
               - { id: ums2, host: 127.0.0.12 }
@@ -55,7 +61,7 @@ struct CLIProcessTests {
         let process = try await ProcessHarness("ums-balancer", ["run", "--config", configPath])
         let running = Running(
             cluster: cluster, folder: folder, process: process, configPath: configPath,
-            adminURL: "http://127.0.0.1:\(adminPort)", devicesPort: devicesPort)
+            adminURL: "http://127.0.0.1:\(adminPort)", devicesPort: devicesPort, webPort: webPort)
         do {
             try await process.waitForOutput("admin API listening")
             try await process.waitForOutput("listener=devices")
@@ -186,6 +192,14 @@ struct CLIProcessTests {
                 let answer = try await TestHTTP.request("GET", "/device/00e0c5000001/profile", to: devices)
                 #expect(answer.status == 200)
             }
+            // Plain HTTP where a TLS ClientHello is expected: closed, and counted as a handshake failure.
+            let web = try SocketAddress(ipAddress: "127.0.0.1", port: running.webPort)
+            let notTLS = try await TestClient.connect(to: web)
+            let refused = try await notTLS.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: ums\r\n\r\n"))
+                return try await TestClient.readAll(inbound)
+            }
+            #expect(refused.readableBytes == 0)
             var request = HTTPClientRequest(url: running.adminURL + "/metrics")
             request.headers.add(name: "Authorization", value: "Bearer \(AdminHarness.token)")
             // Connection counters are written when a connection ends, just after the answer.
@@ -196,7 +210,8 @@ struct CLIProcessTests {
                 #expect(response.status.code == 200)
                 metrics = try PrometheusText(String(buffer: try await response.body.collect(upTo: 4 * 1024 * 1024)))
                 try await Task.sleep(for: .milliseconds(50))
-            } while metrics.samples("ums_balancer_connections_total").isEmpty && ContinuousClock.now < deadline
+            } while (metrics.samples("ums_balancer_connections_total").isEmpty
+                || metrics.samples("ums_balancer_handshake_failures_total").isEmpty) && ContinuousClock.now < deadline
 
             let served = metrics.samples("ums_balancer_connections_total", ["listener": "devices", "class": "device"])
             #expect(served.map(\.value).reduce(0, +) == 3)
@@ -207,6 +222,9 @@ struct CLIProcessTests {
                 !metrics.samples("ums_balancer_probe_duration_seconds_bucket", ["node": "ums1", "le": "+Inf"]).isEmpty)
             #expect(metrics.samples("ums_balancer_node_mode", ["node": "ums2", "mode": "normal"]).first?.value == 1)
             #expect(metrics.samples("ums_balancer_config_generation").first?.value == 1)
+            #expect(
+                metrics.samples("ums_balancer_handshake_failures_total", ["listener": "web", "reason": "malformed"])
+                    .first?.value == 1, "\(metrics.samples("ums_balancer_handshake_failures_total"))")
         } catch {
             await running.stop()
             throw error
