@@ -97,7 +97,7 @@ final class ConnectionGuard: ChannelInboundHandler {
 
     private let record: ConnectionRecord
     private let side: String
-    private let idleTimeout: TimeAmount?
+    let idleTimeout: TimeAmount?
     private let sweeper: IdleSweeper?
     private var context: ChannelHandlerContext?
     private var watched = false

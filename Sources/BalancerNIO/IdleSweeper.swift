@@ -18,7 +18,7 @@ final class IdleSweeper {
     /// Watches `member`, whose idle timeout is `timeout`, until `remove` (call on the loop).
     func add(_ member: ConnectionGuard, timeout: TimeAmount) {
         members[ObjectIdentifier(member)] = member
-        let wanted = TimeAmount.nanoseconds(max(timeout.nanoseconds / 4, 10_000_000))
+        let wanted = Self.interval(for: timeout)
         if wanted < interval {
             interval = wanted
             sweep?.cancel()
@@ -42,9 +42,21 @@ final class IdleSweeper {
     private func sweepNow() {
         let now = NIODeadline.now()
         // Closing removes members: collect first, then close.
-        let idle = members.values.filter { $0.isIdle(at: now) }
+        var idle: [ConnectionGuard] = []
+        var shortest = TimeAmount.hours(24)
+        for member in members.values {
+            if member.isIdle(at: now) { idle.append(member) }
+            if let timeout = member.idleTimeout, timeout < shortest { shortest = timeout }
+        }
         for member in idle { member.closeForIdleness() }
+        // After a reload to a longer timeout, the sweeps slow down again with the connections it spares.
+        interval = Self.interval(for: shortest)
         if !members.isEmpty { schedule() }
+    }
+
+    /// A quarter of the timeout, at least 10 ms and at most 1 s.
+    private static func interval(for timeout: TimeAmount) -> TimeAmount {
+        .nanoseconds(min(max(timeout.nanoseconds / 4, 10_000_000), 1_000_000_000))
     }
 }
 
