@@ -94,13 +94,7 @@ public final class AdminTokens: Sendable {
         let fresh = try AdminToken.read(from: path)
         return current.withLock { current in
             defer { current = fresh }
-            return current.map { !$0.sameAs(fresh) } ?? true
+            return current?.bytes != fresh.bytes
         }
-    }
-}
-
-extension AdminToken {
-    fileprivate func sameAs(_ other: AdminToken) -> Bool {
-        other.matches(String(decoding: bytes, as: UTF8.self))
     }
 }

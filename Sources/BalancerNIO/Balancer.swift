@@ -29,7 +29,7 @@ public final class Balancer: Service, Sendable {
     /// Every client connection, across listeners (shutdown waits for these).
     public let connections = ConnectionRegistry()
     /// Closes idle connections, one timer per event loop.
-    let idleSweepers = IdleSweepers()
+    let idleSweepers: IdleSweepers
     /// Runs reloads one at a time.
     let reloadGate = SerialGate()
     /// The append-only event journal (in the state database when one is configured).
@@ -73,6 +73,7 @@ public final class Balancer: Service, Sendable {
             Self.initialStatus(of: $0, configuration)
         }
         self.listeningPromise = group.next().makePromise(of: Void.self)
+        self.idleSweepers = IdleSweepers(group: group)
         self.httpClient = Self.makeHTTPClient(group: group)
         self.coordinator = UpdateCoordinator(
             configuration: configuration, initialRun: initialRun, directory: directory, httpClient: httpClient,

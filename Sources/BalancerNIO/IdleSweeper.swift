@@ -1,4 +1,3 @@
-import NIOConcurrencyHelpers
 import NIOCore
 
 /// Closes the connections of one event loop that moved no bytes for their idle timeout, with one
@@ -63,23 +62,27 @@ final class IdleSweeper {
 @available(*, unavailable)
 extension IdleSweeper: Sendable {}
 
-/// One `IdleSweeper` per event loop, made on first use.
+/// One `IdleSweeper` per event loop of a group, made up front so that finding a connection's
+/// sweeper takes no lock.
 final class IdleSweepers: Sendable {
-    // Each sweeper is only ever used on its own event loop; the lock guards only the lookup.
+    // Each sweeper is only ever used on its own event loop; the table itself never changes.
     private struct Slot: @unchecked Sendable {
         let sweeper: IdleSweeper
     }
 
-    private let slots = NIOLockedValueBox<[ObjectIdentifier: Slot]>([:])
+    private let slots: [ObjectIdentifier: Slot]
 
-    /// The sweeper of `eventLoop`; call on that loop.
-    func sweeper(for eventLoop: any EventLoop) -> IdleSweeper {
-        eventLoop.assertInEventLoop()
-        return slots.withLockedValue { slots in
-            if let slot = slots[ObjectIdentifier(eventLoop)] { return slot.sweeper }
-            let sweeper = IdleSweeper(eventLoop: eventLoop)
-            slots[ObjectIdentifier(eventLoop)] = Slot(sweeper: sweeper)
-            return sweeper
+    init(group: any EventLoopGroup) {
+        var slots: [ObjectIdentifier: Slot] = [:]
+        for eventLoop in group.makeIterator() {
+            slots[ObjectIdentifier(eventLoop)] = Slot(sweeper: IdleSweeper(eventLoop: eventLoop))
         }
+        self.slots = slots
+    }
+
+    /// The sweeper of `eventLoop` (a loop of the group); call on that loop.
+    func sweeper(for eventLoop: any EventLoop) -> IdleSweeper? {
+        eventLoop.assertInEventLoop()
+        return slots[ObjectIdentifier(eventLoop)]?.sweeper
     }
 }
