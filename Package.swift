@@ -24,6 +24,8 @@ let package = Package(
     targets: [
         // Pure domain: no NIO, no I/O.
         .target(name: "BalancerCore"),
+        // epoll and eventfd for the plain-TCP data path (Linux only; empty elsewhere).
+        .target(name: "CBalancerLinux"),
         .target(
             name: "BalancerConfigFile",
             dependencies: [
@@ -34,7 +36,7 @@ let package = Package(
         .target(
             name: "BalancerNIO",
             dependencies: [
-                "BalancerCore", "BalancerStore",
+                "BalancerCore", "BalancerStore", "CBalancerLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),

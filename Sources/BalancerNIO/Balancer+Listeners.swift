@@ -5,16 +5,47 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 
+#if os(Linux)
+import Glibc
+#endif
+
 /// One open listening socket, the settings its new connections follow, and its connections.
 final class ListenerRuntime: Sendable {
-    let channel: any Channel
+    let socket: ListenerSocket
     let context: NIOLockedValueBox<ListenerContext>
     let connections: ListenerConnections
 
-    init(channel: any Channel, context: NIOLockedValueBox<ListenerContext>, connections: ListenerConnections) {
-        self.channel = channel
+    init(socket: ListenerSocket, context: NIOLockedValueBox<ListenerContext>, connections: ListenerConnections) {
+        self.socket = socket
         self.context = context
         self.connections = connections
+    }
+}
+
+/// A listening socket: a NIO server channel, or (plain TCP listeners on Linux) one the splice loops accept from.
+enum ListenerSocket: Sendable {
+    case nio(any Channel)
+    #if os(Linux)
+    case plain(PlainListenerSocket)
+    #endif
+
+    var localAddress: SocketAddress? {
+        switch self {
+        case .nio(let channel): channel.localAddress
+        #if os(Linux)
+        case .plain(let socket): socket.localAddress
+        #endif
+        }
+    }
+
+    /// Stops accepting; open connections stay.
+    func close() async {
+        switch self {
+        case .nio(let channel): try? await channel.close()
+        #if os(Linux)
+        case .plain(let socket): await socket.close()
+        #endif
+        }
     }
 }
 
@@ -29,12 +60,11 @@ extension Balancer {
             let context = NIOLockedValueBox(makeContext(listener, timeouts: timeouts))
             let tag = connections.newListenerKey()
             do {
-                let channel = try await bootstrap(for: context, tag: tag)
-                    .bind(host: listener.bind.host, port: listener.bind.port).get()
+                let socket = try await openSocket(listener, context: context, tag: tag)
                 bound[listener.name] = ListenerRuntime(
-                    channel: channel, context: context, connections: connections.of(tag))
+                    socket: socket, context: context, connections: connections.of(tag))
             } catch {
-                for runtime in bound.values { try? await runtime.channel.close() }
+                for runtime in bound.values { await runtime.socket.close() }
                 throw BalancerError.bindFailed(listener: listener.name, address: listener.bind, reason: "\(error)")
             }
         }
@@ -82,6 +112,30 @@ extension Balancer {
         return context
     }
 
+    private func openSocket(
+        _ listener: ListenerConfiguration,
+        context: NIOLockedValueBox<ListenerContext>,
+        tag: Int
+    ) async throws -> ListenerSocket {
+        #if os(Linux)
+        // Plain TCP listeners with an IP address take the splice path; TLS and HTTP need NIO.
+        if case .fixed = listener.classification,
+            let address = try? SocketAddress(ipAddress: listener.bind.host, port: listener.bind.port)
+        {
+            return .plain(
+                try await PlainListenerSocket.open(
+                    address, name: listener.name, context: context, key: tag, registry: connections,
+                    loops: try spliceLoops()
+                ) { [weak self] fd, key in
+                    self?.adopt(fd, context: context, tag: key) ?? { _ = Glibc.close(fd) }()
+                })
+        }
+        #endif
+        let channel = try await bootstrap(for: context, tag: tag)
+            .bind(host: listener.bind.host, port: listener.bind.port).get()
+        return .nio(channel)
+    }
+
     private func bootstrap(
         for context: NIOLockedValueBox<ListenerContext>,
         tag: Int
@@ -99,43 +153,86 @@ extension Balancer {
             .childChannelOption(.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    // Each connection takes the listener's settings as they are when it arrives.
-                    let listener = context.withLockedValue { $0 }
-                    registry.register(channel, listener: tag)
-                    let record = ConnectionRecord(
-                        logger: listener.accessLogger,
-                        client: channel.remoteAddress,
-                        trafficClass: listener.configuration.initialClass,
-                        metrics: listener.metrics
-                    )
-                    let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(
-                        ConnectionGuard(
-                            record: record, side: "client", idleTimeout: TimeAmount(listener.timeouts.idle),
-                            sweeper: sweepers.sweeper(for: channel.eventLoop))
-                    )
-                    if case .bySNI(let rules) = listener.configuration.classification {
-                        try sync.addHandler(
-                            SNIClassifier(
-                                rules: rules, timeout: listener.configuration.handshakeTimeout, record: record,
-                                listener: listener.configuration.name))
-                    }
-                    if case .byPath(let settings) = listener.configuration.classification {
-                        guard let tls = listener.tls else {
-                            record.end(
-                                "handshake-failed", reason: "the listener's TLS certificates could not be loaded")
-                            record.log()
-                            throw ChannelError.ioOnClosedChannel
-                        }
-                        try sync.addHandler(NIOSSLServerHandler(context: tls.server))
-                        try sync.addHandler(
-                            PathClassifier(
-                                rules: settings.rules, timeout: listener.configuration.handshakeTimeout, record: record,
-                                listener: listener.configuration.name))
-                    }
-                    try sync.addHandler(ProxyHandler(listener: listener, record: record))
+                    try Self.setUpConnection(
+                        channel, context: context, tag: tag, registry: registry, sweepers: sweepers)
                 }
             }
+    }
+
+    #if os(Linux)
+    /// Takes an accepted client socket of a plain listener into NIO (a node named by host name).
+    private func adopt(_ fd: CInt, context: NIOLockedValueBox<ListenerContext>, tag: Int) {
+        let registry = connections
+        let sweepers = idleSweepers
+        ClientBootstrap(group: group)
+            .channelOption(.autoRead, value: false)
+            .channelOption(.recvAllocator, value: Balancer.receiveBuffers)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try Self.setUpConnection(
+                        channel, context: context, tag: tag, registry: registry, sweepers: sweepers)
+                }
+            }
+            .withConnectedSocket(fd)
+            .whenFailure { [logger] error in
+                logger.error("cannot take over a client connection", metadata: ["error": "\(error)"])
+            }
+    }
+
+    /// The splice loops, started with the first plain listener; as many as the event loops.
+    private func spliceLoops() throws -> SpliceLoops {
+        try splice.withLockedValue { loops in
+            if let loops { return loops }
+            let made = try SpliceLoops(count: Array(group.makeIterator()).count, logger: logger)
+            loops = made
+            return made
+        }
+    }
+    #endif
+
+    /// Sets up the pipeline of an accepted client channel.
+    private static func setUpConnection(
+        _ channel: any Channel,
+        context: NIOLockedValueBox<ListenerContext>,
+        tag: Int,
+        registry: ConnectionRegistry,
+        sweepers: IdleSweepers
+    ) throws {
+        // Each connection takes the listener's settings as they are when it arrives.
+        let listener = context.withLockedValue { $0 }
+        registry.register(channel, listener: tag)
+        let record = ConnectionRecord(
+            logger: listener.accessLogger,
+            client: channel.remoteAddress,
+            trafficClass: listener.configuration.initialClass,
+            metrics: listener.metrics
+        )
+        let sync = channel.pipeline.syncOperations
+        try sync.addHandler(
+            ConnectionGuard(
+                record: record, side: "client", idleTimeout: TimeAmount(listener.timeouts.idle),
+                sweeper: sweepers.sweeper(for: channel.eventLoop))
+        )
+        if case .bySNI(let rules) = listener.configuration.classification {
+            try sync.addHandler(
+                SNIClassifier(
+                    rules: rules, timeout: listener.configuration.handshakeTimeout, record: record,
+                    listener: listener.configuration.name))
+        }
+        if case .byPath(let settings) = listener.configuration.classification {
+            guard let tls = listener.tls else {
+                record.end("handshake-failed", reason: "the listener's TLS certificates could not be loaded")
+                record.log()
+                throw ChannelError.ioOnClosedChannel
+            }
+            try sync.addHandler(NIOSSLServerHandler(context: tls.server))
+            try sync.addHandler(
+                PathClassifier(
+                    rules: settings.rules, timeout: listener.configuration.handshakeTimeout, record: record,
+                    listener: listener.configuration.name))
+        }
+        try sync.addHandler(ProxyHandler(listener: listener, record: record))
     }
 
     func listenerRuntime(_ name: String) -> ListenerRuntime? {

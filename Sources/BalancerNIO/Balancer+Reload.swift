@@ -90,7 +90,7 @@ extension Balancer {
         await coordinator.nodesChanged()
 
         for listener in opening { logListening(listener) }
-        for runtime in retiring.rebound { try? await runtime.channel.close() }
+        for runtime in retiring.rebound { await runtime.socket.close() }
         for runtime in retiring.removed { await retire(runtime, drainTimeout: applied.update.drainTimeout) }
 
         let generation = reloadStatus.generation
@@ -109,7 +109,7 @@ extension Balancer {
     /// Stops a removed listener accepting (before the reload returns); its connections get
     /// `drainTimeout` to finish.
     private func retire(_ runtime: ListenerRuntime, drainTimeout: Duration) async {
-        try? await runtime.channel.close()
+        await runtime.socket.close()
         let logger = self.logger
         Task {
             if await !runtime.connections.waitUntilEmpty(deadline: .now + drainTimeout) {

@@ -42,6 +42,10 @@ public final class Balancer: Service, Sendable {
     let httpClient: HTTPClient
     private let store: StateStore?
     let coordinator: UpdateCoordinator
+    #if os(Linux)
+    /// The plain-TCP data path's threads, started with the first plain listener.
+    let splice = NIOLockedValueBox<SpliceLoops?>(nil)
+    #endif
 
     /// What a reload replaces, under one lock.
     struct RuntimeState {
@@ -106,7 +110,7 @@ public final class Balancer: Service, Sendable {
 
     /// The address a listener is bound to, once open.
     public func localAddress(ofListener name: String) -> SocketAddress? {
-        state.withLockedValue { $0.listeners[name]?.channel.localAddress }
+        state.withLockedValue { $0.listeners[name]?.socket.localAddress }
     }
 
     // MARK: - Running
@@ -147,13 +151,24 @@ public final class Balancer: Service, Sendable {
             listeningPromise.fail(error)
             stopMonitor()
             await closeListeners()
+            stopSpliceLoops()
             await stopBackground(journalWriter)
             throw error
         }
         listeningPromise.fail(CancellationError())
         stopMonitor()
         await drain()
+        stopSpliceLoops()
         await stopBackground(journalWriter)
+    }
+
+    private func stopSpliceLoops() {
+        #if os(Linux)
+        splice.withLockedValue { loops in
+            defer { loops = nil }
+            return loops
+        }?.stop()
+        #endif
     }
 
     /// (Re)starts probing with `configuration`'s nodes and probe; `firstRoundDone` runs once after
@@ -218,7 +233,7 @@ public final class Balancer: Service, Sendable {
             return Array(state.listeners.values)
         }
         for listener in listeners {
-            try? await listener.channel.close()
+            await listener.socket.close()
         }
     }
 

@@ -20,6 +20,9 @@ final class ConnectionRecord {
     var lastActivity = NIODeadline.now()
     var clientGlue: GlueHandler?
     var nodeGlue: GlueHandler?
+    /// Bytes the plain-TCP data path moved (it has no glue handlers to ask).
+    var splicedBytesIn = 0
+    var splicedBytesOut = 0
 
     let metrics: ListenerMetrics
     /// The client's address, described only when a line is written.
@@ -54,8 +57,8 @@ final class ConnectionRecord {
 
     /// Writes the one access-log line of this connection and counts it.
     func log() {
-        let bytesIn = peekedBytes + (clientGlue?.bytesRead ?? 0)
-        let bytesOut = nodeGlue?.bytesRead ?? 0
+        let bytesIn = peekedBytes + (clientGlue?.bytesRead ?? 0) + splicedBytesIn
+        let bytesOut = (nodeGlue?.bytesRead ?? 0) + splicedBytesOut
         metrics.active.decrement()
         metrics.connectionEnded(
             trafficClass: trafficClass, node: node, outcome: outcome ?? "closed", bytesIn: bytesIn, bytesOut: bytesOut)

@@ -5,8 +5,28 @@ import NIOCore
 /// removes a listener) can wait for them and close the rest. One entry per connection.
 public final class ConnectionRegistry: Sendable {
     private struct Entry {
-        var channel: any Channel
+        var member: Member
         var listener: Int
+    }
+
+    private enum Member {
+        case channel(any Channel)
+        #if os(Linux)
+        case splice(SpliceHandle)
+        #endif
+
+        /// Closes the connection for good (the access log says `shutdown`).
+        func close() {
+            switch self {
+            case .channel(let channel):
+                channel.pipeline.fireUserInboundEventTriggered(ConnectionGuard.ShutdownEvent())
+                channel.close(promise: nil)
+            #if os(Linux)
+            case .splice(let handle):
+                handle.loop.execute { handle.connection.shutDown() }
+            #endif
+            }
+        }
     }
 
     private let entries = NIOLockedValueBox<[ObjectIdentifier: Entry]>([:])
@@ -25,11 +45,23 @@ public final class ConnectionRegistry: Sendable {
     /// Tracks `channel` of the listener `listener` (a `newListenerKey()`) until it closes.
     func register(_ channel: any Channel, listener: Int) {
         let key = ObjectIdentifier(channel)
-        entries.withLockedValue { $0[key] = Entry(channel: channel, listener: listener) }
+        entries.withLockedValue { $0[key] = Entry(member: .channel(channel), listener: listener) }
         channel.closeFuture.whenComplete { [entries] _ in
             entries.withLockedValue { _ = $0.removeValue(forKey: key) }
         }
     }
+
+    #if os(Linux)
+    /// Tracks a connection of the plain-TCP data path until `unregister` (call on its loop).
+    func register(_ connection: SpliceConnection, listener: Int, loop: SpliceLoop) {
+        let member = Member.splice(SpliceHandle(connection: connection, loop: loop))
+        entries.withLockedValue { $0[ObjectIdentifier(connection)] = Entry(member: member, listener: listener) }
+    }
+
+    func unregister(_ connection: SpliceConnection) {
+        _ = entries.withLockedValue { $0.removeValue(forKey: ObjectIdentifier(connection)) }
+    }
+    #endif
 
     /// Connections currently open.
     public var count: Int {
@@ -65,13 +97,10 @@ public final class ConnectionRegistry: Sendable {
     }
 
     fileprivate func closeAll(of listener: Int?) {
-        let channels = entries.withLockedValue { entries in
-            entries.values.filter { listener == nil || $0.listener == listener }.map(\.channel)
+        let members = entries.withLockedValue { entries in
+            entries.values.filter { listener == nil || $0.listener == listener }.map(\.member)
         }
-        for channel in channels {
-            channel.pipeline.fireUserInboundEventTriggered(ConnectionGuard.ShutdownEvent())
-            channel.close(promise: nil)
-        }
+        for member in members { member.close() }
     }
 }
 
@@ -90,3 +119,11 @@ struct ListenerConnections: Sendable {
         registry.closeAll(of: listener)
     }
 }
+
+#if os(Linux)
+/// A splice connection as other threads may hold it: only ever touched on its own loop.
+struct SpliceHandle: @unchecked Sendable {
+    let connection: SpliceConnection
+    let loop: SpliceLoop
+}
+#endif

@@ -106,6 +106,30 @@ struct ProxyLoopbackTests {
         await cluster.stop()
     }
 
+    @Test func aNodeNamedByHostNameIsReachedThroughAPlainListener() async throws {
+        // Plain listeners move bytes on their own loops, which resolve no names: such a client is
+        // handed to the NIO data path, and must not notice.
+        let cluster = try await BackendCluster.start([.echo], firstHost: 1)
+        let balancer = try await RunningBalancer.start(
+            cluster: cluster, nodes: [NodeConfiguration(id: "ums1", host: "localhost")])
+        for index in 0..<3 {
+            let connection = try await TestClient.connect(to: try balancer.address())
+            let answer = try await connection.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: "request \(index)"))
+                outbound.finish()
+                return String(buffer: try await TestClient.readAll(inbound))
+            }
+            #expect(answer == "request \(index)")
+        }
+        try await balancer.stop()
+        #expect(balancer.accessLog.count == 3)
+        #expect(
+            balancer.accessLog.allSatisfy {
+                $0.metadata["node"] == "ums1" && $0.metadata["outcome"] == "closed" && $0.metadata["bytes_in"] == "9"
+            }, "\(balancer.accessLog)")
+        await cluster.stop()
+    }
+
     @Test func whenEveryNodeIsDownTheClientIsClosedPromptlyAndTheLogSaysWhy() async throws {
         let cluster = try await BackendCluster.start([.echo, .echo])
         await cluster.stop()

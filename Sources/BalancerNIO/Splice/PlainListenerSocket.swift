@@ -1,0 +1,141 @@
+#if os(Linux)
+import BalancerCore
+import CBalancerLinux
+import Glibc
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The listening socket of a plain TCP listener, shared by every splice loop: each loop accepts
+/// from it (EPOLLEXCLUSIVE wakes one loop per connection) and keeps the connections it accepted.
+final class PlainListenerSocket: Sendable {
+    let fd: CInt
+    let name: String
+    let localAddress: SocketAddress?
+    private let context: NIOLockedValueBox<ListenerContext>
+    private let key: Int
+    private let registry: ConnectionRegistry
+    private let loops: SpliceLoops
+    /// Takes a connection the splice path cannot serve (a node named by host name) into NIO.
+    private let handOver: @Sendable (CInt, Int) -> Void
+
+    private init(
+        fd: CInt, name: String, context: NIOLockedValueBox<ListenerContext>, key: Int, registry: ConnectionRegistry,
+        loops: SpliceLoops, handOver: @escaping @Sendable (CInt, Int) -> Void
+    ) {
+        self.fd = fd
+        self.name = name
+        self.context = context
+        self.key = key
+        self.registry = registry
+        self.loops = loops
+        self.handOver = handOver
+        self.localAddress = Self.boundAddress(fd)
+    }
+
+    /// Binds `address` and starts accepting on every loop.
+    static func open(
+        _ address: SocketAddress,
+        name: String,
+        context: NIOLockedValueBox<ListenerContext>,
+        key: Int,
+        registry: ConnectionRegistry,
+        loops: SpliceLoops,
+        handOver: @escaping @Sendable (CInt, Int) -> Void
+    ) async throws -> PlainListenerSocket {
+        let fd = try bind(address)
+        let socket = PlainListenerSocket(
+            fd: fd, name: name, context: context, key: key, registry: registry, loops: loops, handOver: handOver)
+        let shared = loops.loops.count > 1 ? EPOLLEXCLUSIVE.rawValue : 0
+        for loop in loops.loops {
+            let watched = await loop.submit {
+                loop.watch(fd, for: .listener(socket), events: EPOLLIN.rawValue | shared, levelTriggered: true)
+            }
+            if !watched {
+                let error = IOError(errnoCode: errno, reason: "epoll_ctl")
+                await socket.close()
+                throw error
+            }
+        }
+        return socket
+    }
+
+    /// Stops accepting: every loop lets go of the socket before it is closed, so no loop can
+    /// accept from a descriptor number that was reused meanwhile.
+    func close() async {
+        for loop in loops.loops {
+            await loop.submit { [fd] in loop.unwatch(fd) }
+        }
+        Glibc.close(fd)
+    }
+
+    /// Accepts what is waiting (a bounded batch, so one busy listener cannot starve the loop).
+    func accept(on loop: SpliceLoop) {
+        for _ in 0..<16 {
+            var peer = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let client = withUnsafeMutablePointer(to: &peer) { pointer in
+                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    cbl_accept4(fd, $0, &length, CInt(SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue))
+                }
+            }
+            if client < 0 {
+                switch errno {
+                case EINTR, ECONNABORTED: continue
+                case EAGAIN: return
+                case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                    loop.pause(self)
+                    return
+                default: return
+                }
+            }
+            let listener = context.withLockedValue { $0 }
+            SpliceConnection.start(
+                client: client, peer: Self.socketAddress(peer), listener: listener, listenerKey: key,
+                registry: registry, loop: loop, handOver: handOver)
+        }
+    }
+
+    // MARK: - Sockets
+
+    private static func bind(_ address: SocketAddress) throws -> CInt {
+        let family = address.protocol.rawValue
+        let fd = socket(family, CInt(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
+        var one: CInt = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size))
+        // Accepted sockets inherit TCP_NODELAY: a device's small requests go out at once.
+        setsockopt(fd, CInt(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<CInt>.size))
+        let bound = address.withSockAddr { Glibc.bind(fd, $0, socklen_t($1)) }
+        guard bound == 0, listen(fd, 4096) == 0 else {
+            let error = IOError(errnoCode: errno, reason: bound == 0 ? "listen" : "bind")
+            Glibc.close(fd)
+            throw error
+        }
+        return fd
+    }
+
+    private static func boundAddress(_ fd: CInt) -> SocketAddress? {
+        var address = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let got = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return got == 0 ? socketAddress(address) : nil
+    }
+
+    static func socketAddress(_ storage: sockaddr_storage) -> SocketAddress? {
+        var storage = storage
+        let family = CInt(storage.ss_family)
+        return withUnsafePointer(to: &storage) { pointer in
+            switch family {
+            case AF_INET:
+                pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { SocketAddress($0.pointee) }
+            case AF_INET6:
+                pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { SocketAddress($0.pointee) }
+            default:
+                nil
+            }
+        }
+    }
+}
+#endif

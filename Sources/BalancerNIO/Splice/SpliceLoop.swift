@@ -1,0 +1,257 @@
+#if os(Linux)
+import CBalancerLinux
+import Foundation
+import Glibc
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// One thread with its own epoll set, moving bytes between the client and node sockets of plain
+/// TCP listeners.
+///
+/// Why not SwiftNIO here: a proxied connection through NIO channels costs 34 system calls (13 of
+/// them `epoll_ctl`: NIO changes a channel's interest set for connect, EOF, reading and each
+/// half-close) and NIO's pipeline machinery on top; HAProxy needs about 18. Sockets here are
+/// registered once, edge-triggered, for everything they will ever be asked for, so the only
+/// `epoll_ctl` per socket is the one that adds it. TLS, HTTP and the admin API stay on NIO.
+final class SpliceLoop: @unchecked Sendable {
+    // Everything below `inbox` is touched on the loop's thread only; `execute` is the way in.
+    private let epoll: CInt
+    private let wakeup: CInt
+    private let inbox = NIOLockedValueBox<[@Sendable () -> Void]>([])
+    private let stopped = DispatchSemaphore(value: 0)
+    private let logger: Logger
+
+    private var slots: [Slot] = []
+    private var connections: [ObjectIdentifier: SpliceConnection] = [:]
+    private var pausedListeners: [(listener: PlainListenerSocket, until: NIODeadline)] = []
+    private var running = true
+    private var sweepInterval = TimeAmount.seconds(1)
+    private var nextSweep = NIODeadline.now()
+    /// Every read lands here first and is written on at once; only what a socket cannot take yet
+    /// is copied into that connection's own buffer.
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 65_536, alignment: 16)
+    /// The time at the last wakeup: exact enough for idle and connect deadlines, and one clock
+    /// read per batch of events instead of one per read.
+    private(set) var now = NIODeadline.now()
+
+    private static let wakeupTag = UInt64.max
+    private static let maxEvents: CInt = 256
+
+    /// Who owns a descriptor; `generation` tells an event for a closed descriptor from one for a
+    /// new socket that got the same number in the same batch.
+    private struct Slot {
+        var generation: UInt32 = 0
+        var owner: Owner = .none
+    }
+
+    enum Owner {
+        case none
+        case listener(PlainListenerSocket)
+        case client(SpliceConnection)
+        case node(SpliceConnection)
+    }
+
+    init(name: String, logger: Logger) throws {
+        self.logger = logger
+        epoll = epoll_create1(CInt(EPOLL_CLOEXEC))
+        guard epoll >= 0 else { throw IOError(errnoCode: errno, reason: "epoll_create1") }
+        wakeup = eventfd(0, CInt(EFD_NONBLOCK | EFD_CLOEXEC))
+        guard wakeup >= 0 else {
+            Glibc.close(epoll)
+            throw IOError(errnoCode: errno, reason: "eventfd")
+        }
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.u64 = Self.wakeupTag
+        epoll_ctl(epoll, EPOLL_CTL_ADD, wakeup, &event)
+        let thread = Thread { [self] in run() }
+        thread.name = name
+        thread.start()
+    }
+
+    /// Runs `task` on the loop's thread, soon.
+    func execute(_ task: @escaping @Sendable () -> Void) {
+        inbox.withLockedValue { $0.append(task) }
+        var one: UInt64 = 1
+        _ = Glibc.write(wakeup, &one, 8)
+    }
+
+    /// Runs `task` on the loop's thread and waits for it.
+    func submit<T: Sendable>(_ task: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            execute { continuation.resume(returning: task()) }
+        }
+    }
+
+    /// Closes every connection (the access log says `shutdown`) and ends the thread.
+    func stop() {
+        execute { [self] in running = false }
+        stopped.wait()
+    }
+
+    // MARK: - Descriptors (on the loop)
+
+    /// Watches `fd` for `events`, edge-triggered unless `levelTriggered`; false when epoll refuses.
+    func watch(_ fd: CInt, for owner: Owner, events: UInt32, levelTriggered: Bool = false) -> Bool {
+        let index = Int(fd)
+        if index >= slots.count {
+            slots.append(contentsOf: repeatElement(Slot(), count: max(index + 1 - slots.count, slots.count)))
+        }
+        slots[index].generation &+= 1
+        slots[index].owner = owner
+        var event = epoll_event()
+        event.events = events | (levelTriggered ? 0 : EPOLLET.rawValue)
+        event.data.u64 = UInt64(UInt32(bitPattern: fd)) | UInt64(slots[index].generation) << 32
+        if epoll_ctl(epoll, EPOLL_CTL_ADD, fd, &event) != 0 {
+            slots[index].owner = .none
+            return false
+        }
+        return true
+    }
+
+    /// Forgets `fd`; the caller closes it (closing takes it out of the epoll set).
+    func forget(_ fd: CInt) {
+        slots[Int(fd)].owner = .none
+        slots[Int(fd)].generation &+= 1
+    }
+
+    /// Takes a listening socket shared with other loops out of this loop's set.
+    func unwatch(_ fd: CInt) {
+        epoll_ctl(epoll, EPOLL_CTL_DEL, fd, nil)
+        forget(fd)
+        pausedListeners.removeAll { $0.listener.fd == fd }
+    }
+
+    // MARK: - Connections (on the loop)
+
+    func adopt(_ connection: SpliceConnection) {
+        connections[ObjectIdentifier(connection)] = connection
+        let wanted = Self.sweepInterval(for: connection.shortestTimeout)
+        if wanted < sweepInterval {
+            sweepInterval = wanted
+            nextSweep = min(nextSweep, now + wanted)
+        }
+    }
+
+    func release(_ connection: SpliceConnection) {
+        connections.removeValue(forKey: ObjectIdentifier(connection))
+    }
+
+    /// Closes the connections of one listener (`nil`: all) for good.
+    func closeAll(listener: Int?) {
+        for connection in Array(connections.values) where listener == nil || connection.listenerKey == listener {
+            connection.shutDown()
+        }
+    }
+
+    /// Out of descriptors: stop accepting on `listener` for a moment instead of spinning on it.
+    func pause(_ listener: PlainListenerSocket) {
+        epoll_ctl(epoll, EPOLL_CTL_DEL, listener.fd, nil)
+        forget(listener.fd)
+        let until = now + .milliseconds(100)
+        pausedListeners.append((listener, until))
+        nextSweep = min(nextSweep, until)
+        logger.error(
+            "cannot accept: out of file descriptors; pausing the listener for 100 ms",
+            metadata: ["listener": "\(listener.name)", "error": "\(String(cString: strerror(errno)))"])
+    }
+
+    // MARK: - The loop
+
+    private func run() {
+        let events = UnsafeMutableBufferPointer<epoll_event>.allocate(capacity: Int(Self.maxEvents))
+        defer { events.deallocate() }
+        while running {
+            let wait = max(0, (nextSweep - now).nanoseconds / 1_000_000 + 1)
+            let count = epoll_wait(epoll, events.baseAddress, Self.maxEvents, CInt(min(wait, 1000)))
+            now = .now()
+            if count < 0 {
+                if errno == EINTR { continue }
+                logger.critical("epoll_wait failed", metadata: ["error": "\(String(cString: strerror(errno)))"])
+                break
+            }
+            for index in 0..<Int(count) {
+                dispatch(events[index].events, tag: events[index].data.u64)
+            }
+            if now >= nextSweep { sweep() }
+        }
+        closeAll(listener: nil)
+        Glibc.close(wakeup)
+        Glibc.close(epoll)
+        buffer.deallocate()
+        stopped.signal()
+    }
+
+    private func dispatch(_ events: UInt32, tag: UInt64) {
+        if tag == Self.wakeupTag {
+            runInbox()
+            return
+        }
+        let index = Int(UInt32(truncatingIfNeeded: tag))
+        guard index < slots.count, slots[index].generation == UInt32(truncatingIfNeeded: tag >> 32) else { return }
+        switch slots[index].owner {
+        case .none: break
+        case .listener(let listener): listener.accept(on: self)
+        case .client(let connection): connection.clientEvent(events)
+        case .node(let connection): connection.nodeEvent(events)
+        }
+    }
+
+    private func runInbox() {
+        var count: UInt64 = 0
+        _ = Glibc.read(wakeup, &count, 8)
+        let tasks = inbox.withLockedValue { tasks in
+            defer { tasks.removeAll(keepingCapacity: true) }
+            return tasks
+        }
+        for task in tasks { task() }
+    }
+
+    private func sweep() {
+        var shortest = TimeAmount.hours(24)
+        for connection in Array(connections.values) {
+            connection.checkDeadlines()
+            shortest = min(shortest, connection.shortestTimeout)
+        }
+        sweepInterval = Self.sweepInterval(for: shortest)
+        nextSweep = now + sweepInterval
+        let due = pausedListeners.filter { $0.until <= now }
+        pausedListeners.removeAll { $0.until <= now }
+        for paused in due {
+            _ = watch(
+                paused.listener.fd, for: .listener(paused.listener), events: EPOLLIN.rawValue, levelTriggered: true)
+        }
+        if let next = pausedListeners.map(\.until).min() { nextSweep = min(nextSweep, next) }
+    }
+
+    /// A quarter of the timeout, at least 10 ms and at most 1 s.
+    private static func sweepInterval(for timeout: TimeAmount) -> TimeAmount {
+        .nanoseconds(min(max(timeout.nanoseconds / 4, 10_000_000), 1_000_000_000))
+    }
+}
+
+/// The loops of the plain-TCP data path, as many as the balancer has event-loop threads.
+final class SpliceLoops: Sendable {
+    let loops: [SpliceLoop]
+
+    init(count: Int, logger: Logger) throws {
+        var loops: [SpliceLoop] = []
+        for index in 0..<max(1, count) {
+            loops.append(try SpliceLoop(name: "ums-balancer-splice-\(index)", logger: logger))
+        }
+        self.loops = loops
+    }
+
+    /// Closes every connection on every loop and ends the threads.
+    func stop() {
+        for loop in loops { loop.stop() }
+    }
+
+    func closeAll(listener: Int?) {
+        for loop in loops {
+            loop.execute { loop.closeAll(listener: listener) }
+        }
+    }
+}
+#endif

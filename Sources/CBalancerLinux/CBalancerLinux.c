@@ -1,0 +1,2 @@
+// SwiftPM needs one source file per C target; the module is the header alone.
+#include "CBalancerLinux.h"
