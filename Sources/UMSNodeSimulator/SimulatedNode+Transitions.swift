@@ -70,17 +70,23 @@ extension SimulatedNode {
                 newLocal = try LocalCopy.open(at: LocalCopy.path(id: configuration.id, in: directory))
             }
             runtime.withLock { runtime in
+                runtime.shownWhileStarting = Self.status(id: configuration.id, runtime.machine)
                 runtime.machine.finishInstall(outcome)
                 runtime.local = newLocal
             }
-            logger.info("install finished", metadata: ["mode": "\(mode.rawValue)", "version": "\(target)"])
+            logger.info(
+                "install finished",
+                metadata: ["mode": "\(runtime.withLock { $0.machine.mode }.rawValue)", "version": "\(target)"])
         } catch {
             logger.error("install failed", metadata: ["error": "\(error)"])
             try? LocalCopy.remove(at: pendingPath)
-            runtime.withLock { $0.machine.failInstall() }
+            runtime.withLock { runtime in
+                runtime.shownWhileStarting = Self.status(id: configuration.id, runtime.machine)
+                runtime.machine.failInstall()
+            }
             await registerCurrentRow(productive)
         }
-        await reopenServicePorts()
+        await reopenServicePortsThenShowMode()
     }
 
     private func runReconnect() async {
@@ -99,10 +105,18 @@ extension SimulatedNode {
         } catch {
             logger.warning("local copy could not be deleted", metadata: ["error": "\(error)"])
         }
-        runtime.withLock { $0.machine.finishReconnect() }
+        runtime.withLock { runtime in
+            runtime.shownWhileStarting = Self.status(id: configuration.id, runtime.machine)
+            runtime.machine.finishReconnect()
+        }
         await registerCurrentRow(productive)
         logger.info("reconnected to the productive database")
+        await reopenServicePortsThenShowMode()
+    }
+
+    private func reopenServicePortsThenShowMode() async {
         await reopenServicePorts()
+        runtime.withLock { $0.shownWhileStarting = nil }
     }
 
     private func registerCurrentRow(_ productive: ProductiveDatabase) async {

@@ -73,6 +73,9 @@ public final class SimulatedNode: Sendable {
         var productive: ProductiveDatabase?
         var local: DatabaseQueue?
         var transition: Task<Void, Never>?
+        /// What the node reports while a finished transition waits for its ports to reopen: a
+        /// starting UMS Server answers with its new mode only once it serves devices again.
+        var shownWhileStarting: NodeStatus?
         var started = false
         var stopped = false
     }
@@ -130,7 +133,7 @@ public final class SimulatedNode: Sendable {
 
     /// The node's current status.
     public var status: NodeStatus {
-        runtime.withLock { Self.status(id: configuration.id, $0.machine) }
+        runtime.withLock { $0.shownWhileStarting ?? Self.status(id: configuration.id, $0.machine) }
     }
 
     /// The node's current mode.
@@ -221,7 +224,8 @@ public final class SimulatedNode: Sendable {
     }
 
     func currentRow() -> ClusterNodeRow {
-        let status = status
+        // The cluster registry follows the state machine, ports or not.
+        let status = runtime.withLock { Self.status(id: configuration.id, $0.machine) }
         return ClusterNodeRow(
             id: status.id, version: status.version.text, mode: status.mode.rawValue, database: status.database.rawValue)
     }

@@ -56,6 +56,28 @@ struct RollingUpdateTests {
         }
     }
 
+    @Test(.timeLimit(.minutes(1))) func aNodeShowsItsNewModeOnlyOnceItServesInIt() async throws {
+        // A balancer sends devices to a node as soon as it reports update or normal mode: the
+        // device port must be open by then, or the first device is refused.
+        try await TestCluster.with(count: 2) { cluster in
+            let node = cluster.nodes[0]
+            let path = "/control/install?version=\(TestCluster.newVersion)&seconds=0.2"
+            #expect(try await cluster.control(0, "POST", path).status == 202)
+            var sawUpdate = false
+            let deadline = ContinuousClock.now + .seconds(10)
+            while !sawUpdate, ContinuousClock.now < deadline {
+                let mode = node.mode
+                if mode == .update {
+                    sawUpdate = true
+                    #expect(node.servicePortsOpen, "update mode shown before the ports reopened")
+                }
+                #expect(mode == .installing || mode == .update, "\(mode)")
+                try await Task.sleep(for: .microseconds(200))
+            }
+            #expect(sawUpdate)
+        }
+    }
+
     @Test(.timeLimit(.minutes(1))) func goingDownFinishesTheRequestInFlight() async throws {
         try await TestCluster.with(count: 2) { cluster in
             let host = cluster.host(0)
