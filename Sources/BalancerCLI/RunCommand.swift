@@ -101,17 +101,20 @@ func runBalancer(configuration: BalancerConfiguration, configPath: String, logge
     let services = ServiceGroup(
         configuration: .init(services: members, logger: logger)
     )
+    // Trapped before anything listens: a SIGHUP right after "listening" would otherwise meet the
+    // default action and end the process.
+    let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
     try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask {
-            var signals = 0
-            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup) {
+            var stops = 0
+            for await signal in signals {
                 if signal == .sighup {
                     logger.notice("SIGHUP: reloading the configuration", metadata: ["path": "\(configPath)"])
                     await reload()
                     continue
                 }
-                signals += 1
-                if signals == 1 {
+                stops += 1
+                if stops == 1 {
                     logger.notice("signal received: shutting down gracefully", metadata: ["signal": "\(signal)"])
                     await services.triggerGracefulShutdown()
                 } else {

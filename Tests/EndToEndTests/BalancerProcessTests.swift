@@ -88,6 +88,24 @@ struct BalancerProcessTests {
         await backend.stop()
     }
 
+    @Test func aSIGHUPAsSoonAsItListensReloadsInsteadOfEndingTheProcess() async throws {
+        let backend = try await TestBackend.start(name: "ums1", behavior: .echo)
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let port = try FreePort.pick()
+        let path = try dir.write("b.yaml", config(listenPort: port, backendPort: backend.port))
+        let balancer = try await ProcessHarness("ums-balancer", ["run", "--config", path])
+        defer { balancer.kill() }
+        // A deployment tool that reloads the moment the balancer is up.
+        try await balancer.waitForOutput("listening")
+        balancer.send(SIGHUP)
+        try await balancer.waitForOutput("configuration reloaded")
+        #expect(balancer.isRunning)
+        balancer.send(SIGTERM)
+        #expect(try await balancer.waitForExit() == 0)
+        await backend.stop()
+    }
+
     @Test func aSecondSignalExitsAtOnceWithoutWaitingForTheGracePeriod() async throws {
         let backend = try await TestBackend.start(name: "ums1", behavior: .echo)
         let dir = try TemporaryDirectory()
