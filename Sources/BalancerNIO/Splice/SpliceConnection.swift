@@ -22,6 +22,12 @@ final class SpliceSide {
     var bytesRead = 0
     /// Why this socket failed (errno), once it has.
     var failure: CInt?
+    /// How much one read from this socket takes: grows while reads fill up and the partner takes
+    /// everything (bulk transfers make fewer, larger calls), shrinks when the partner cannot keep
+    /// up, so a stalled connection holds a small remainder, not a whole large read.
+    private(set) var readSize = SpliceSide.smallestRead
+
+    static let smallestRead = 16 * 1024
 
     init(fd: CInt, connected: Bool) {
         self.fd = fd
@@ -83,6 +89,14 @@ final class SpliceSide {
         return true
     }
 
+    func adjustReadSize(read: Int, asked: Int, allSent: Bool, limit: Int) {
+        if !allSent {
+            readSize = max(asked / 2, Self.smallestRead)
+        } else if read == asked {
+            readSize = min(asked * 2, limit)
+        }
+    }
+
     /// Queues `bytes` behind what is pending (a replay to a new node).
     func queue(_ bytes: [UInt8]) {
         pending.append(contentsOf: bytes)
@@ -92,7 +106,7 @@ final class SpliceSide {
 /// A client connection of a plain TCP listener and the node connection it is spliced to: the same
 /// behaviour as `ProxyHandler` and `GlueHandler` on NIO (nodes tried in order, the client's bytes
 /// not read before a node is connected, a node that closes without answering replaced by the
-/// next one, EOFs passed on as half-closes, one read's worth of buffering per direction, the idle
+/// next one, EOFs passed on as half-closes, at most one read's worth of buffering per direction, the idle
 /// timeout, the linger limit for queued bytes), written against the socket calls directly.
 final class SpliceConnection {
     private unowned let loop: SpliceLoop
@@ -251,7 +265,8 @@ final class SpliceConnection {
         while source.readable, !source.inputClosed, source.failure == nil, destination.failure == nil,
             !destination.hasPending, lingerDeadline == nil
         {
-            let count = Glibc.read(source.fd, buffer.baseAddress, buffer.count)
+            let size = min(source.readSize, buffer.count)
+            let count = Glibc.read(source.fd, buffer.baseAddress, size)
             if count > 0 {
                 moved = true
                 lastActivity = loop.now
@@ -263,7 +278,10 @@ final class SpliceConnection {
                     replay = nil
                 }
                 if !destination.send(buffer.baseAddress!, count: count) { break }
-                if count < buffer.count {
+                source.adjustReadSize(read: count, asked: size, allSent: !destination.hasPending, limit: buffer.count)
+                // A short read emptied the socket; after a FIN that is the EOF too (saves a read).
+                // After a reset or error the next read says which it was.
+                if count < size, !source.hungUp {
                     if source.peerShutDown { source.inputClosed = true } else { source.readable = false }
                 }
             } else if count == 0 {

@@ -1,0 +1,63 @@
+#if os(Linux)
+import Glibc
+import Testing
+
+@testable import BalancerNIO
+
+/// One socket of the plain-TCP data path: what it keeps when its peer cannot take more, and how
+/// large its reads get.
+struct SpliceSideTests {
+    @Test func aSocketThatCannotTakeMoreKeepsTheRestAndWritesItInOrderLater() throws {
+        var fds: [CInt] = [0, 0]
+        #expect(socketpair(AF_UNIX, CInt(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue), 0, &fds) == 0)
+        defer {
+            close(fds[0])
+            close(fds[1])
+        }
+        let side = SpliceSide(fd: fds[0], connected: true)
+        let sent = (0..<(1024 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        let accepted = sent.withUnsafeBytes { side.send($0.baseAddress!, count: $0.count) }
+        #expect(accepted)
+        #expect(side.hasPending, "a megabyte does not fit a socket buffer")
+
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while received.count < sent.count, ContinuousClock.now < deadline {
+            let count = chunk.withUnsafeMutableBytes { read(fds[1], $0.baseAddress, $0.count) }
+            if count > 0 { received.append(contentsOf: chunk[..<count]) }
+            #expect(side.flush())
+        }
+        #expect(!side.hasPending)
+        #expect(received == sent)
+    }
+
+    @Test func aWriteToAClosedPeerFailsWithoutASignal() {
+        var fds: [CInt] = [0, 0]
+        #expect(socketpair(AF_UNIX, CInt(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue), 0, &fds) == 0)
+        close(fds[1])
+        defer { close(fds[0]) }
+        let side = SpliceSide(fd: fds[0], connected: true)
+        let bytes: [UInt8] = [1, 2, 3]
+        // Without MSG_NOSIGNAL this would raise SIGPIPE and end the test process.
+        let accepted = bytes.withUnsafeBytes { side.send($0.baseAddress!, count: $0.count) }
+        #expect(!accepted)
+        #expect(side.failure == EPIPE)
+    }
+
+    @Test func readsGrowWhileThePartnerKeepsUpAndShrinkWhenItStalls() {
+        let side = SpliceSide(fd: -1, connected: true)
+        let limit = 256 * 1024
+        #expect(side.readSize == SpliceSide.smallestRead)
+        // A short read (a device's request) changes nothing.
+        side.adjustReadSize(read: 300, asked: side.readSize, allSent: true, limit: limit)
+        #expect(side.readSize == SpliceSide.smallestRead)
+        // Full reads that all went out: a bulk transfer, so fewer, larger reads.
+        for _ in 0..<10 { side.adjustReadSize(read: side.readSize, asked: side.readSize, allSent: true, limit: limit) }
+        #expect(side.readSize == limit)
+        // The partner stalls: what a stalled connection may hold shrinks back.
+        for _ in 0..<10 { side.adjustReadSize(read: side.readSize, asked: side.readSize, allSent: false, limit: limit) }
+        #expect(side.readSize == SpliceSide.smallestRead)
+    }
+}
+#endif
