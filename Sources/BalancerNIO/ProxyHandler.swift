@@ -129,9 +129,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             port: listener.configuration.backendPort
         ) {
         case .refused(let refusal):
-            record.end("refused", reason: refusal.description)
-            listener.journal.record(.refusal, "\(listener.configuration.name): \(refusal)")
-            listener.metrics.refused(trafficClass: trafficClass, reason: "no-eligible-node")
+            listener.refuse(record, refusal)
             answerRefusal(channel: context.channel, RefusalPage.text(for: refusal))
         case .targets(let targets):
             connect(context: context, targets: targets[...])
@@ -191,11 +189,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
             case .failure(let error):
                 directory.connectionClosed(from: target.node)
                 self.failures.append("\(target.node) \(Self.describe(error))")
-                self.record.logger.debug(
-                    "connect failed, trying next node",
-                    metadata: [
-                        "client": "\(self.record.clientDescription)", "node": "\(target.node)", "error": "\(error)",
-                    ])
+                self.record.connectFailed(to: target.node, error: "\(error)")
                 if clientChannel.isActive {
                     self.dial(clientChannel: clientChannel, targets: targets.dropFirst(), then: done)
                 }
@@ -204,13 +198,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func giveUp(clientChannel: any Channel) {
-        listener.journal.record(
-            .refusal,
-            "\(listener.configuration.name): \(record.trafficClass) unavailable: \(failures.joined(separator: ", "))")
-        listener.metrics.refused(trafficClass: record.trafficClass, reason: "all-connects-failed")
-        record.end(
-            "unavailable",
-            reason: "\(record.trafficClass) unavailable: every node failed: \(failures.joined(separator: ", "))")
+        listener.giveUp(record, failures: failures)
         answerRefusal(
             channel: clientChannel,
             "no UMS server answered: \(failures.joined(separator: ", ")); try again in a moment")
@@ -296,11 +284,7 @@ final class ProxyHandler: ChannelInboundHandler, RemovableChannelHandler {
         from failed: NodeTarget, remaining: ArraySlice<NodeTarget>, clientGlue: GlueHandler, clientChannel: any Channel
     ) {
         failures.append("\(failed.node) closed without answering")
-        record.recovered()
-        record.retries += 1
-        record.logger.notice(
-            "node closed a connection without answering: handing the client to the next node",
-            metadata: ["client": "\(record.clientDescription)", "failed_node": "\(failed.node)"])
+        record.handedOn(from: failed.node)
         dial(clientChannel: clientChannel, targets: remaining) { result in
             switch result {
             case .success(let (nodeChannel, target, rest)):

@@ -179,9 +179,7 @@ final class SpliceConnection {
         }
         switch route {
         case .refused(let refusal):
-            record.end("refused", reason: refusal.description)
-            listener.journal.record(.refusal, "\(listener.configuration.name): \(refusal)")
-            listener.metrics.refused(trafficClass: trafficClass, reason: "no-eligible-node")
+            listener.refuse(record, refusal)
             connection.finish()
         case .targets(let targets):
             connection.remaining = targets[...]
@@ -392,12 +390,10 @@ final class SpliceConnection {
     }
 
     private func connectFailed(_ reason: String) {
-        if let target { failures.append("\(target.node) \(reason)") }
-        record.logger.debug(
-            "connect failed, trying next node",
-            metadata: [
-                "client": "\(record.clientDescription)", "node": "\(target?.node ?? "-")", "error": "\(reason)",
-            ])
+        if let target {
+            failures.append("\(target.node) \(reason)")
+            record.connectFailed(to: target.node, error: reason)
+        }
         dropNode()
         dialNext()
     }
@@ -405,21 +401,13 @@ final class SpliceConnection {
     private func redispatch() {
         guard let failed = target else { return }
         failures.append("\(failed.node) closed without answering")
-        record.recovered()
-        record.retries += 1
-        record.logger.notice(
-            "node closed a connection without answering: handing the client to the next node",
-            metadata: ["client": "\(record.clientDescription)", "failed_node": "\(failed.node)"])
+        record.handedOn(from: failed.node)
         dropNode()
         dialNext()
     }
 
     private func giveUp() {
-        let reasons = failures.joined(separator: ", ")
-        listener.journal.record(
-            .refusal, "\(listener.configuration.name): \(record.trafficClass) unavailable: \(reasons)")
-        listener.metrics.refused(trafficClass: record.trafficClass, reason: "all-connects-failed")
-        record.end("unavailable", reason: "\(record.trafficClass) unavailable: every node failed: \(reasons)")
+        listener.giveUp(record, failures: failures)
         finish()
     }
 
