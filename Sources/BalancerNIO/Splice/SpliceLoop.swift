@@ -21,6 +21,7 @@ final class SpliceLoop: @unchecked Sendable {
     private let inbox = NIOLockedValueBox<[@Sendable () -> Void]>([])
     private let stopped = DispatchSemaphore(value: 0)
     private let logger: Logger
+    private let name: String
 
     private var slots: [Slot] = []
     private var connections: [ObjectIdentifier: SpliceConnection] = [:]
@@ -55,6 +56,7 @@ final class SpliceLoop: @unchecked Sendable {
 
     init(name: String, logger: Logger) throws {
         self.logger = logger
+        self.name = name
         epoll = epoll_create1(CInt(EPOLL_CLOEXEC))
         guard epoll >= 0 else { throw IOError(errnoCode: errno, reason: "epoll_create1") }
         wakeup = eventfd(0, CInt(EFD_NONBLOCK | EFD_CLOEXEC))
@@ -66,9 +68,7 @@ final class SpliceLoop: @unchecked Sendable {
         event.events = EPOLLIN.rawValue
         event.data.u64 = Self.wakeupTag
         epoll_ctl(epoll, EPOLL_CTL_ADD, wakeup, &event)
-        let thread = Thread { [self] in run() }
-        thread.name = name
-        thread.start()
+        Thread { [self] in run() }.start()
     }
 
     /// Runs `task` on the loop's thread, soon.
@@ -161,6 +161,8 @@ final class SpliceLoop: @unchecked Sendable {
     // MARK: - The loop
 
     private func run() {
+        // The name `top -H` and perf show (Linux allows 15 characters).
+        _ = cbl_name_this_thread(String(name.prefix(15)))
         let events = UnsafeMutableBufferPointer<epoll_event>.allocate(capacity: Int(Self.maxEvents))
         defer { events.deallocate() }
         while running {
@@ -239,7 +241,7 @@ final class SpliceLoops: Sendable {
     init(count: Int, logger: Logger) throws {
         var loops: [SpliceLoop] = []
         for index in 0..<max(1, count) {
-            loops.append(try SpliceLoop(name: "ums-balancer-splice-\(index)", logger: logger))
+            loops.append(try SpliceLoop(name: "ums-splice-\(index)", logger: logger))
         }
         self.loops = loops
     }

@@ -11,6 +11,14 @@
 // accept4 is a GNU extension the Glibc module leaves out.
 extern int accept4(int fd, struct sockaddr *address, socklen_t *length, int flags);
 
+// pthread_setname_np is a GNU extension too.
+#include <pthread.h>
+extern int pthread_setname_np(pthread_t thread, const char *name);
+
+static inline int cbl_name_this_thread(const char *name) {
+    return pthread_setname_np(pthread_self(), name);
+}
+
 static inline int cbl_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) {
     return accept4(fd, address, length, flags);
 }
