@@ -204,14 +204,16 @@ final class SpliceConnection {
         guard let node else { return }
         node.note(events)
         if !node.connected {
-            guard events & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 else { return }
-            var error: CInt = 0
-            var length = socklen_t(MemoryLayout<CInt>.size)
-            getsockopt(node.fd, SOL_SOCKET, SO_ERROR, &error, &length)
-            guard error == 0, events & EPOLLOUT.rawValue != 0 else {
+            // A failed connect reports an error or hang-up; writable alone means connected (no
+            // SO_ERROR call needed on the way that matters).
+            if events & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 {
+                var error: CInt = 0
+                var length = socklen_t(MemoryLayout<CInt>.size)
+                getsockopt(node.fd, SOL_SOCKET, SO_ERROR, &error, &length)
                 connectFailed(error == 0 ? "connection closed" : Self.describe(error))
                 return
             }
+            guard events & EPOLLOUT.rawValue != 0 else { return }
             node.connected = true
             node.hungUp = false
             connectDeadline = nil
