@@ -151,20 +151,20 @@ public final class Balancer: Service, Sendable {
             listeningPromise.fail(error)
             stopMonitor()
             await closeListeners()
-            stopSpliceLoops()
+            await stopSpliceLoops()
             await stopBackground(journalWriter)
             throw error
         }
         listeningPromise.fail(CancellationError())
         stopMonitor()
         await drain()
-        stopSpliceLoops()
+        await stopSpliceLoops()
         await stopBackground(journalWriter)
     }
 
-    private func stopSpliceLoops() {
+    private func stopSpliceLoops() async {
         #if os(Linux)
-        splice.withLockedValue { loops in
+        await splice.withLockedValue { loops in
             defer { loops = nil }
             return loops
         }?.stop()

@@ -16,10 +16,23 @@ import NIOCore
 /// `epoll_ctl` per socket is the one that adds it. TLS, HTTP and the admin API stay on NIO.
 final class SpliceLoop: @unchecked Sendable {
     // Everything below `inbox` is touched on the loop's thread only; `execute` is the way in.
-    private let epoll: CInt
+    /// -1 once the thread has ended, so a late task's epoll call fails instead of reaching a
+    /// descriptor that reused the number.
+    private var epoll: CInt
     private let wakeup: CInt
-    private let inbox = NIOLockedValueBox<[@Sendable () -> Void]>([])
-    private let stopped = DispatchSemaphore(value: 0)
+    private let control = NIOLockedValueBox(Control())
+
+    /// Tasks for the loop, and whether it still runs them.
+    private struct Control {
+        var inbox: [@Sendable () -> Void] = []
+        var state = State.running
+
+        enum State {
+            case running
+            case stopping(CheckedContinuation<Void, Never>)
+            case stopped
+        }
+    }
     private let logger: Logger
     private let name: String
 
@@ -73,7 +86,18 @@ final class SpliceLoop: @unchecked Sendable {
 
     /// Runs `task` on the loop's thread, soon.
     func execute(_ task: @escaping @Sendable () -> Void) {
-        inbox.withLockedValue { $0.append(task) }
+        let queued = control.withLockedValue { control in
+            guard case .stopped = control.state else {
+                control.inbox.append(task)
+                return true
+            }
+            return false
+        }
+        guard queued else {
+            // The thread is gone, so nothing else touches the loop's state: run it here.
+            task()
+            return
+        }
         var one: UInt64 = 1
         _ = Glibc.write(wakeup, &one, 8)
     }
@@ -86,9 +110,19 @@ final class SpliceLoop: @unchecked Sendable {
     }
 
     /// Closes every connection (the access log says `shutdown`) and ends the thread.
-    func stop() {
-        execute { [self] in running = false }
-        stopped.wait()
+    func stop() async {
+        await withCheckedContinuation { continuation in
+            let alreadyStopped = control.withLockedValue { control in
+                guard case .running = control.state else { return true }
+                control.state = .stopping(continuation)
+                return false
+            }
+            if alreadyStopped {
+                continuation.resume()
+            } else {
+                execute { [self] in running = false }
+            }
+        }
     }
 
     // MARK: - Descriptors (on the loop)
@@ -180,10 +214,22 @@ final class SpliceLoop: @unchecked Sendable {
             if now >= nextSweep { sweep() }
         }
         closeAll(listener: nil)
+        let (late, waiting) = control.withLockedValue {
+            control -> ([@Sendable () -> Void], CheckedContinuation<Void, Never>?) in
+            var waiting: CheckedContinuation<Void, Never>?
+            if case .stopping(let continuation) = control.state { waiting = continuation }
+            let late = control.inbox
+            control.state = .stopped
+            control.inbox = []
+            return (late, waiting)
+        }
+        // Tasks that came in while the loop wound down still run (a listener closing, say).
+        for task in late { task() }
         Glibc.close(wakeup)
         Glibc.close(epoll)
+        epoll = -1
         buffer.deallocate()
-        stopped.signal()
+        waiting?.resume()
     }
 
     private func dispatch(_ events: UInt32, tag: UInt64) {
@@ -204,9 +250,9 @@ final class SpliceLoop: @unchecked Sendable {
     private func runInbox() {
         var count: UInt64 = 0
         _ = Glibc.read(wakeup, &count, 8)
-        let tasks = inbox.withLockedValue { tasks in
-            defer { tasks.removeAll(keepingCapacity: true) }
-            return tasks
+        let tasks = control.withLockedValue { control in
+            defer { control.inbox.removeAll(keepingCapacity: true) }
+            return control.inbox
         }
         for task in tasks { task() }
     }
@@ -247,8 +293,8 @@ final class SpliceLoops: Sendable {
     }
 
     /// Closes every connection on every loop and ends the threads.
-    func stop() {
-        for loop in loops { loop.stop() }
+    func stop() async {
+        for loop in loops { await loop.stop() }
     }
 
     func closeAll(listener: Int?) {
