@@ -61,3 +61,33 @@ struct SpliceSideTests {
     }
 }
 #endif
+
+#if os(Linux)
+import Logging
+
+/// The splice loop's own bookkeeping, apart from any connection.
+struct SpliceLoopTests {
+    let logger = Logger(label: "splice-loop-tests")
+
+    @Test func forgettingASocketThatWasNeverWatchedIsHarmless() async throws {
+        // A node socket whose connect fails at once is closed before it is ever watched; its
+        // descriptor number may lie beyond anything the loop has seen.
+        let loop = try SpliceLoop(name: "test-splice", logger: logger)
+        let watchedNothing = await loop.submit {
+            loop.forget(100_000)
+            return true
+        }
+        #expect(watchedNothing)
+        await loop.stop()
+    }
+
+    @Test func aTaskSentAfterTheLoopStoppedStillRuns() async throws {
+        let loop = try SpliceLoop(name: "test-splice", logger: logger)
+        await loop.stop()
+        // A reload that closes a listener while the balancer shuts down must not hang.
+        let ran = await loop.submit { true }
+        #expect(ran)
+        await loop.stop()
+    }
+}
+#endif

@@ -45,10 +45,9 @@ final class PlainListenerSocket: Sendable {
         let fd = try bind(address)
         let socket = PlainListenerSocket(
             fd: fd, name: name, context: context, key: key, registry: registry, loops: loops, handOver: handOver)
-        let shared = loops.loops.count > 1 ? EPOLLEXCLUSIVE.rawValue : 0
         for loop in loops.loops {
             let watched = await loop.submit {
-                loop.watch(fd, for: .listener(socket), events: EPOLLIN.rawValue | shared, levelTriggered: true)
+                loop.watch(fd, for: .listener(socket), events: socket.events, levelTriggered: true)
             }
             if !watched {
                 let error = IOError(errnoCode: errno, reason: "epoll_ctl")
@@ -57,6 +56,11 @@ final class PlainListenerSocket: Sendable {
             }
         }
         return socket
+    }
+
+    /// What each loop watches the socket for: with several loops, one is woken per connection.
+    var events: UInt32 {
+        EPOLLIN.rawValue | (loops.loops.count > 1 ? EPOLLEXCLUSIVE.rawValue : 0)
     }
 
     /// Stops accepting: every loop lets go of the socket before it is closed, so no loop can

@@ -147,6 +147,8 @@ final class SpliceLoop: @unchecked Sendable {
 
     /// Forgets `fd`; the caller closes it (closing takes it out of the epoll set).
     func forget(_ fd: CInt) {
+        // A socket that failed before it was watched may lie beyond the table.
+        guard Int(fd) < slots.count else { return }
         slots[Int(fd)].owner = .none
         slots[Int(fd)].generation &+= 1
     }
@@ -269,7 +271,8 @@ final class SpliceLoop: @unchecked Sendable {
         pausedListeners.removeAll { $0.until <= now }
         for paused in due {
             _ = watch(
-                paused.listener.fd, for: .listener(paused.listener), events: EPOLLIN.rawValue, levelTriggered: true)
+                paused.listener.fd, for: .listener(paused.listener), events: paused.listener.events,
+                levelTriggered: true)
         }
         if let next = pausedListeners.map(\.until).min() { nextSweep = min(nextSweep, next) }
     }
@@ -297,10 +300,5 @@ final class SpliceLoops: Sendable {
         for loop in loops { await loop.stop() }
     }
 
-    func closeAll(listener: Int?) {
-        for loop in loops {
-            loop.execute { loop.closeAll(listener: listener) }
-        }
-    }
 }
 #endif
