@@ -182,11 +182,17 @@ extension Balancer {
 
     /// The splice loops, started with the first plain listener; as many as the event loops.
     private func spliceLoops() throws -> SpliceLoops {
-        try splice.withLockedValue { loops in
-            if let loops { return loops }
-            let made = try SpliceLoops(count: Array(group.makeIterator()).count, logger: logger)
-            loops = made
-            return made
+        try splice.withLockedValue { state in
+            switch state {
+            case .running(let loops):
+                return loops
+            case .idle:
+                let loops = try SpliceLoops(count: Array(group.makeIterator()).count, logger: logger)
+                state = .running(loops)
+                return loops
+            case .stopped:
+                throw BalancerError.shuttingDown
+            }
         }
     }
     #endif

@@ -12,11 +12,15 @@ import ServiceLifecycle
 public enum BalancerError: Error, CustomStringConvertible {
     /// A listener's address could not be bound.
     case bindFailed(listener: String, address: Endpoint, reason: String)
+    /// The balancer has shut down; nothing new opens.
+    case shuttingDown
 
     public var description: String {
         switch self {
         case .bindFailed(let listener, let address, let reason):
             "listener '\(listener)': cannot listen on \(address): \(reason)"
+        case .shuttingDown:
+            "the balancer is shutting down"
         }
     }
 }
@@ -44,7 +48,14 @@ public final class Balancer: Service, Sendable {
     let coordinator: UpdateCoordinator
     #if os(Linux)
     /// The plain-TCP data path's threads, started with the first plain listener.
-    let splice = NIOLockedValueBox<SpliceLoops?>(nil)
+    let splice = NIOLockedValueBox(SpliceState.idle)
+
+    enum SpliceState {
+        case idle
+        case running(SpliceLoops)
+        /// The balancer has shut down: a reload racing it gets no new threads.
+        case stopped
+    }
     #endif
 
     /// What a reload replaces, under one lock.
@@ -164,10 +175,12 @@ public final class Balancer: Service, Sendable {
 
     private func stopSpliceLoops() async {
         #if os(Linux)
-        await splice.withLockedValue { loops in
-            defer { loops = nil }
-            return loops
-        }?.stop()
+        let running = splice.withLockedValue { state -> SpliceLoops? in
+            defer { state = .stopped }
+            if case .running(let loops) = state { return loops }
+            return nil
+        }
+        await running?.stop()
         #endif
     }
 
