@@ -118,8 +118,9 @@ extension Balancer {
         tag: Int
     ) async throws -> ListenerSocket {
         #if os(Linux)
-        // Plain TCP listeners with an IP address take the splice path; TLS and HTTP need NIO.
-        if case .fixed = listener.classification,
+        // Listeners bound to an IP address that terminate nothing (fixed class, or SNI peeked from
+        // the ClientHello) take the splice path; by-path listeners terminate TLS and speak HTTP: NIO.
+        if listener.classification.splicable,
             let address = try? SocketAddress(ipAddress: listener.bind.host, port: listener.bind.port)
         {
             return .plain(
@@ -270,6 +271,14 @@ extension ListenerConfiguration {
 }
 
 extension ListenerClassification {
+    /// Bytes pass through untouched (at most peeked), so the splice path can carry them.
+    var splicable: Bool {
+        switch self {
+        case .fixed, .bySNI: true
+        case .byPath: false
+        }
+    }
+
     /// The `class` value as written in the configuration.
     public var name: String {
         switch self {

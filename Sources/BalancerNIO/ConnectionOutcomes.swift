@@ -1,4 +1,5 @@
 import BalancerCore
+import Metrics
 
 // What both data paths (the NIO glue and the splice loops) record when a connection cannot be
 // served or a node lets it down, so the access log, journal and metrics read the same either way.
@@ -21,6 +22,15 @@ extension ListenerContext {
 }
 
 extension ConnectionRecord {
+    /// A classifying listener could not read what it classifies by; counted per listener and reason.
+    func handshakeFailed(listener: String, reason: String, detail: String, outcome: String = "handshake-failed") {
+        Counter(
+            label: "ums_balancer_handshake_failures_total", dimensions: [("listener", listener), ("reason", reason)]
+        )
+        .increment()
+        end(outcome, reason: detail)
+    }
+
     /// A connect to `node` failed; the next node is tried.
     func connectFailed(to node: NodeID, error: String) {
         logger.debug(

@@ -60,6 +60,11 @@ public final class NodeDirectory: Sendable {
         state = NIOLockedValueBox(State(table: table, hosts: NodeHost.table(nodes)))
     }
 
+    /// Every node is given by IP address (the splice path resolves no names).
+    var everyNodeHasAnAddress: Bool {
+        state.withLockedValue { $0.hosts.values.allSatisfy { $0.address != nil } }
+    }
+
     /// Routing decision plus the address of every node to try, in order.
     public func route(
         _ trafficClass: TrafficClass,

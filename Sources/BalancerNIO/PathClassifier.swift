@@ -1,5 +1,4 @@
 import BalancerCore
-import Metrics
 import NIOCore
 import NIOSSL
 import NIOTLS
@@ -111,11 +110,7 @@ final class PathClassifier: ChannelInboundHandler, RemovableChannelHandler {
         deadline?.cancel()
         finished = true
         guard context.channel.isActive else { return }
-        Counter(
-            label: "ums_balancer_handshake_failures_total", dimensions: [("listener", listener), ("reason", reason)]
-        )
-        .increment()
-        record.end(outcome, reason: detail)
+        record.handshakeFailed(listener: listener, reason: reason, detail: detail, outcome: outcome)
         if let answer, handshakeDone {
             let body = "\(answer.dropFirst(4))\n"
             let response =

@@ -1,5 +1,4 @@
 import BalancerCore
-import Metrics
 import NIOCore
 
 /// Tells the proxy handler which class a connection is, with the bytes read to find out.
@@ -64,11 +63,7 @@ final class SNIClassifier: ChannelInboundHandler, RemovableChannelHandler {
     private func reject(context: ChannelHandlerContext, reason: String, detail: String) {
         deadline?.cancel()
         guard context.channel.isActive else { return }
-        Counter(
-            label: "ums_balancer_handshake_failures_total", dimensions: [("listener", listener), ("reason", reason)]
-        )
-        .increment()
-        record.end("handshake-failed", reason: detail)
+        record.handshakeFailed(listener: listener, reason: reason, detail: detail)
         context.close(promise: nil)
     }
 }

@@ -21,7 +21,11 @@ struct SNIListenerTests {
         }
     }
 
-    func start(handshakeTimeout: Duration = .seconds(5)) async throws -> Setup {
+    /// Bound to an IP address, a by-sni listener peeks on the splice loops; bound to a host name,
+    /// on SwiftNIO. Every test runs on both.
+    static let binds = ["127.0.0.1", "localhost"]
+
+    func start(bind: String, handshakeTimeout: Duration = .seconds(5)) async throws -> Setup {
         let certificates = try await TestCertificates.generate()
         let port = try FreePort.pick()
         var backends: [any Channel] = []
@@ -33,7 +37,7 @@ struct SNIListenerTests {
         var configuration = BalancerConfiguration(
             listeners: [
                 ListenerConfiguration(
-                    name: "web", bind: Endpoint(host: "127.0.0.1", port: try FreePort.pick()), backendPort: port,
+                    name: "web", bind: Endpoint(host: bind, port: try FreePort.pick()), backendPort: port,
                     classification: .bySNI(
                         SNIRules(patterns: [.console: ["ums-console.example.com"]], defaultClass: .device)))
             ],
@@ -53,8 +57,8 @@ struct SNIListenerTests {
             from: try setup.balancer.address("web"), serverName: serverName, caFile: setup.certificates.path("ca.pem"))
     }
 
-    @Test func consoleNamesGoOnlyToNormalNodesAndOthersToDevices() async throws {
-        let setup = try await start()
+    @Test(arguments: binds) func consoleNamesGoOnlyToNormalNodesAndOthersToDevices(bind: String) async throws {
+        let setup = try await start(bind: bind)
         #expect(await setup.balancer.balancer.overrideMode(.update, of: "ums1", actor: "test"))
         for _ in 0..<4 {
             #expect(try await greeting(setup, serverName: "ums-console.example.com") == "ums2")
@@ -76,8 +80,8 @@ struct SNIListenerTests {
             })
     }
 
-    @Test func plainHTTPOnTheTLSPortIsClosedAndLogged() async throws {
-        let setup = try await start()
+    @Test(arguments: binds) func plainHTTPOnTheTLSPortIsClosedAndLogged(bind: String) async throws {
+        let setup = try await start(bind: bind)
         let connection = try await TestClient.connect(to: try setup.balancer.address("web"))
         let answer = try await connection.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(string: "GET / HTTP/1.1\r\nHost: ums\r\n\r\n"))
@@ -90,8 +94,8 @@ struct SNIListenerTests {
         #expect(line.metadata["reason"] == "not a TLS handshake")
     }
 
-    @Test func aTooSlowClientHelloIsClosedAfterTheHandshakeTimeout() async throws {
-        let setup = try await start(handshakeTimeout: .milliseconds(300))
+    @Test(arguments: binds) func aTooSlowClientHelloIsClosedAfterTheHandshakeTimeout(bind: String) async throws {
+        let setup = try await start(bind: bind, handshakeTimeout: .milliseconds(300))
         let started = ContinuousClock.now
         let connection = try await TestClient.connect(to: try setup.balancer.address("web"))
         let answer = try await connection.executeThenClose { inbound, outbound in
@@ -106,8 +110,8 @@ struct SNIListenerTests {
         #expect(setup.balancer.accessLog.first?.metadata["outcome"] == "handshake-failed")
     }
 
-    @Test func anOversizedClientHelloIsClosed() async throws {
-        let setup = try await start()
+    @Test(arguments: binds) func anOversizedClientHelloIsClosed(bind: String) async throws {
+        let setup = try await start(bind: bind)
         let connection = try await TestClient.connect(to: try setup.balancer.address("web"))
         let answer = try? await connection.executeThenClose { inbound, outbound in
             // A handshake message announcing 1 MiB, sent in full-size records.

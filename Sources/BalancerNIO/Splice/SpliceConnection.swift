@@ -128,6 +128,16 @@ final class SpliceConnection {
     private var finished = false
     private let idleTimeout: TimeAmount
     private let connectTimeout: TimeAmount
+    /// A `by-sni` connection before its ClientHello is complete.
+    private var classifying: Classifying?
+
+    private struct Classifying {
+        var rules: SNIRules
+        var deadline: NIODeadline
+        var timeout: TimeAmount
+        /// What the client sent so far; the node gets all of it first.
+        var hello: [UInt8] = []
+    }
 
     private init(
         client: CInt, listener: ListenerContext, listenerKey: Int, record: ConnectionRecord,
@@ -144,28 +154,29 @@ final class SpliceConnection {
         self.connectTimeout = TimeAmount(listener.timeouts.connect)
     }
 
-    /// The shorter of the idle and connect timeouts: how often the loop must look at this connection.
-    var shortestTimeout: TimeAmount { min(idleTimeout, connectTimeout) }
+    /// The shortest timeout this connection runs under: how often the loop must look at it.
+    var shortestTimeout: TimeAmount { min(idleTimeout, connectTimeout, classifying?.timeout ?? idleTimeout) }
 
-    /// Takes a freshly accepted client socket: routes it and connects to its first node.
+    /// Takes a freshly accepted client socket: routes it (a `by-sni` one once its ClientHello is
+    /// in) and connects to its first node.
     static func start(
         client fd: CInt, peer: SocketAddress?, listener: ListenerContext, listenerKey: Int,
         registry: ConnectionRegistry, loop: SpliceLoop, handOver: (CInt, Int) -> Void
     ) {
-        let trafficClass = listener.configuration.initialClass
-        let algorithm = listener.configuration.algorithm(for: trafficClass)
-        let clientKey = algorithm == .source ? peer?.ipAddress ?? "unknown" : ""
-        let route = listener.directory.route(
-            trafficClass, algorithm: algorithm, clientKey: clientKey, port: listener.configuration.backendPort)
-        if case .targets(let targets) = route, targets.contains(where: { $0.address == nil }) {
+        guard listener.directory.everyNodeHasAnAddress else {
             // A node named by host name needs a resolver: NIO has one, this path does not.
             handOver(fd, listenerKey)
             return
         }
         let record = ConnectionRecord(
-            logger: listener.accessLogger, client: peer, trafficClass: trafficClass, metrics: listener.metrics)
+            logger: listener.accessLogger, client: peer, trafficClass: listener.configuration.initialClass,
+            metrics: listener.metrics)
         let connection = SpliceConnection(
             client: fd, listener: listener, listenerKey: listenerKey, record: record, registry: registry, loop: loop)
+        if case .bySNI(let rules) = listener.configuration.classification {
+            let timeout = TimeAmount(listener.configuration.handshakeTimeout)
+            connection.classifying = Classifying(rules: rules, deadline: loop.now + timeout, timeout: timeout)
+        }
         loop.adopt(connection)
         registry.register(connection, listener: listenerKey, loop: loop)
         guard
@@ -177,20 +188,84 @@ final class SpliceConnection {
             connection.finish()
             return
         }
-        switch route {
+        // A by-sni connection waits for its first bytes (watching reports them if they are there).
+        if connection.classifying == nil { connection.route(record.trafficClass) }
+    }
+
+    private func route(_ trafficClass: TrafficClass) {
+        record.trafficClass = trafficClass
+        let algorithm = listener.configuration.algorithm(for: trafficClass)
+        // Only affinity needs the client's address as text; the other algorithms skip the conversion.
+        let clientKey = algorithm == .source ? record.client?.ipAddress ?? "unknown" : ""
+        switch listener.directory.route(
+            trafficClass, algorithm: algorithm, clientKey: clientKey, port: listener.configuration.backendPort)
+        {
         case .refused(let refusal):
             listener.refuse(record, refusal)
-            connection.finish()
+            finish()
         case .targets(let targets):
-            connection.remaining = targets[...]
-            connection.dialNext()
+            remaining = targets[...]
+            dialNext()
         }
+    }
+
+    // MARK: - Classifying
+
+    /// Reads the ClientHello without answering it: the node gets every byte and completes the
+    /// handshake with the client itself.
+    private func classify() {
+        guard var state = classifying else { return }
+        let buffer = loop.buffer
+        while client.readable, client.failure == nil, !client.inputClosed {
+            // Never more than one byte past the largest ClientHello: that is enough to reject it.
+            let size = min(buffer.count, ClientHello.maximumSize + 1 - state.hello.count)
+            guard size > 0 else { break }
+            let count = Glibc.read(client.fd, buffer.baseAddress, size)
+            if count > 0 {
+                lastActivity = loop.now
+                client.bytesRead += count
+                state.hello.append(contentsOf: UnsafeRawBufferPointer(start: buffer.baseAddress, count: count))
+            } else if count == 0 {
+                client.inputClosed = true
+            } else if errno == EAGAIN {
+                client.readable = false
+            } else if errno != EINTR {
+                client.failure = errno
+            }
+        }
+        switch ClientHello.parse(state.hello) {
+        case .needMoreData:
+            guard client.inputClosed || client.failure != nil else {
+                classifying = state
+                return
+            }
+            record.end("client-aborted", reason: "client closed before a node was connected")
+            finish()
+        case .invalid(let why):
+            rejectHandshake(reason: why.contains("larger") ? "oversized" : "malformed", detail: why)
+        case .complete(let serverName):
+            classifying = nil
+            record.classified = "sni=\(serverName ?? "-")"
+            // The node gets the ClientHello (and anything after it) first, as a replay would.
+            replay = state.hello
+            route(state.rules.classify(serverName))
+        }
+    }
+
+    private func rejectHandshake(reason: String, detail: String) {
+        classifying = nil
+        record.handshakeFailed(listener: listener.configuration.name, reason: reason, detail: detail)
+        finish()
     }
 
     // MARK: - Events
 
     func clientEvent(_ events: UInt32) {
         client.note(events)
+        if classifying != nil {
+            classify()
+            return
+        }
         if node?.connected != true, client.hungUp {
             // Gone before a node was connected: there is nobody to tell.
             record.end("client-aborted", reason: "client closed before a node was connected")
@@ -232,7 +307,9 @@ final class SpliceConnection {
     func checkDeadlines() {
         guard !finished else { return }
         let now = loop.now
-        if let connectDeadline, now >= connectDeadline {
+        if let classifying, now >= classifying.deadline {
+            rejectHandshake(reason: "timeout", detail: "no complete ClientHello within \(classifying.timeout)")
+        } else if let connectDeadline, now >= connectDeadline {
             connectFailed("connect timed out")
         } else if let lingerDeadline, now >= lingerDeadline {
             finish()
@@ -358,12 +435,18 @@ final class SpliceConnection {
     // MARK: - Connecting
 
     private func dialNext() {
-        guard let next = remaining.first, let address = next.address else {
+        guard let next = remaining.first else {
             giveUp()
             return
         }
         remaining = remaining.dropFirst()
         target = next
+        guard let address = next.address else {
+            // Renamed to a host name by a reload since this connection was accepted.
+            failures.append("\(next.node) is named by host name")
+            dialNext()
+            return
+        }
         listener.directory.connectionOpened(to: next.node)
         let fd = socket(
             address.protocol.rawValue, CInt(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
