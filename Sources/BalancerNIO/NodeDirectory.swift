@@ -1,6 +1,7 @@
 import BalancerCore
 import NIOConcurrencyHelpers
 import NIOCore
+import Synchronization
 
 /// Where one connect attempt goes.
 public struct NodeTarget: Sendable, Hashable {
@@ -57,13 +58,15 @@ public final class NodeDirectory: Sendable {
     /// A directory of `nodes`, all in the state given by `initial`.
     public init(nodes: [NodeConfiguration], consolePolicy: ConsolePolicy, initial: (NodeID) -> NodeStatus) {
         let table = RoutingTable(nodes: nodes.map { initial($0.id) }, consolePolicy: consolePolicy)
-        state = NIOLockedValueBox(State(table: table, hosts: NodeHost.table(nodes)))
+        let hosts = NodeHost.table(nodes)
+        state = NIOLockedValueBox(State(table: table, hosts: hosts))
+        allAddressed = Synchronization.Atomic(hosts.values.allSatisfy { $0.address != nil })
     }
 
-    /// Every node is given by IP address (the splice path resolves no names).
-    var everyNodeHasAnAddress: Bool {
-        state.withLockedValue { $0.hosts.values.allSatisfy { $0.address != nil } }
-    }
+    /// Every node is given by IP address (the splice path resolves no names). Read for every new
+    /// connection, so it is kept apart from the lock.
+    var everyNodeHasAnAddress: Bool { allAddressed.load(ordering: .relaxed) }
+    private let allAddressed: Synchronization.Atomic<Bool>
 
     /// Routing decision plus the address of every node to try, in order.
     public func route(
@@ -155,6 +158,7 @@ public final class NodeDirectory: Sendable {
                 replacing: reset)
             state.table.consolePolicy = consolePolicy
             state.hosts = NodeHost.table(nodes)
+            allAddressed.store(state.hosts.values.allSatisfy { $0.address != nil }, ordering: .relaxed)
         }
     }
 
