@@ -215,6 +215,8 @@ final class SpliceConnection {
     /// handshake with the client itself.
     private func classify() {
         guard var state = classifying else { return }
+        // Held outside while it grows, so appending does not copy the bytes.
+        classifying = nil
         let buffer = loop.buffer
         while client.readable, client.failure == nil, !client.inputClosed {
             // Never more than one byte past the largest ClientHello: that is enough to reject it.
@@ -244,7 +246,6 @@ final class SpliceConnection {
         case .invalid(let why):
             rejectHandshake(reason: why.contains("larger") ? "oversized" : "malformed", detail: why)
         case .complete(let serverName):
-            classifying = nil
             record.classified = "sni=\(serverName ?? "-")"
             // The node gets the ClientHello (and anything after it) first, as a replay would.
             replay = state.hello
@@ -253,7 +254,7 @@ final class SpliceConnection {
     }
 
     private func rejectHandshake(reason: String, detail: String) {
-        classifying = nil
+        classifying = nil  // the handshake timeout may call this while it is still set
         record.handshakeFailed(listener: listener.configuration.name, reason: reason, detail: detail)
         finish()
     }
