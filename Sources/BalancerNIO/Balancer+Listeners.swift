@@ -141,9 +141,7 @@ extension Balancer {
         for context: NIOLockedValueBox<ListenerContext>,
         tag: Int
     ) -> ServerBootstrap {
-        let registry = connections
-        let sweepers = idleSweepers
-        return ServerBootstrap(group: group)
+        ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             // TCP_NODELAY is NIO's default on the listening socket, and accepted sockets inherit it
@@ -152,29 +150,17 @@ extension Balancer {
             .childChannelOption(.autoRead, value: false)
             .childChannelOption(.recvAllocator, value: Balancer.receiveBuffers)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try Self.setUpConnection(
-                        channel, context: context, tag: tag, registry: registry, sweepers: sweepers)
-                }
-            }
+            .childChannelInitializer(connectionInitializer(context: context, tag: tag))
     }
 
     #if os(Linux)
     /// Takes an accepted client socket of a plain listener into NIO (a node named by host name).
     private func adopt(_ fd: CInt, context: NIOLockedValueBox<ListenerContext>, tag: Int) {
-        let registry = connections
-        let sweepers = idleSweepers
         ClientBootstrap(group: group)
             .channelOption(.autoRead, value: false)
             .channelOption(.recvAllocator, value: Balancer.receiveBuffers)
             .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try Self.setUpConnection(
-                        channel, context: context, tag: tag, registry: registry, sweepers: sweepers)
-                }
-            }
+            .channelInitializer(connectionInitializer(context: context, tag: tag))
             .withConnectedSocket(fd)
             .whenFailure { [logger] error in
                 logger.error("cannot take over a client connection", metadata: ["error": "\(error)"])
@@ -197,6 +183,19 @@ extension Balancer {
         }
     }
     #endif
+
+    /// The initializer of an accepted client channel, accepted by NIO or handed over by a splice loop.
+    private func connectionInitializer(
+        context: NIOLockedValueBox<ListenerContext>, tag: Int
+    ) -> @Sendable (any Channel) -> EventLoopFuture<Void> {
+        let registry = connections
+        let sweepers = idleSweepers
+        return { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try Self.setUpConnection(channel, context: context, tag: tag, registry: registry, sweepers: sweepers)
+            }
+        }
+    }
 
     /// Sets up the pipeline of an accepted client channel.
     private static func setUpConnection(

@@ -53,8 +53,8 @@ final class IdleSweeper {
         if !members.isEmpty { schedule() }
     }
 
-    /// A quarter of the timeout, at least 10 ms and at most 1 s.
-    private static func interval(for timeout: TimeAmount) -> TimeAmount {
+    /// A quarter of the timeout, at least 10 ms and at most 1 s (the splice loops sweep by it too).
+    static func interval(for timeout: TimeAmount) -> TimeAmount {
         .nanoseconds(min(max(timeout.nanoseconds / 4, 10_000_000), 1_000_000_000))
     }
 }

@@ -164,7 +164,7 @@ final class SpliceLoop: @unchecked Sendable {
 
     func adopt(_ connection: SpliceConnection) {
         connections[ObjectIdentifier(connection)] = connection
-        let wanted = Self.sweepInterval(for: connection.shortestTimeout)
+        let wanted = IdleSweeper.interval(for: connection.shortestTimeout)
         if wanted < sweepInterval {
             sweepInterval = wanted
             nextSweep = min(nextSweep, now + wanted)
@@ -265,7 +265,7 @@ final class SpliceLoop: @unchecked Sendable {
             connection.checkDeadlines()
             shortest = min(shortest, connection.shortestTimeout)
         }
-        sweepInterval = Self.sweepInterval(for: shortest)
+        sweepInterval = IdleSweeper.interval(for: shortest)
         nextSweep = now + sweepInterval
         let due = pausedListeners.filter { $0.until <= now }
         pausedListeners.removeAll { $0.until <= now }
@@ -277,10 +277,6 @@ final class SpliceLoop: @unchecked Sendable {
         if let next = pausedListeners.map(\.until).min() { nextSweep = min(nextSweep, next) }
     }
 
-    /// A quarter of the timeout, at least 10 ms and at most 1 s.
-    private static func sweepInterval(for timeout: TimeAmount) -> TimeAmount {
-        .nanoseconds(min(max(timeout.nanoseconds / 4, 10_000_000), 1_000_000_000))
-    }
 }
 
 /// The loops of the plain-TCP data path, as many as the balancer has event-loop threads.
