@@ -8,6 +8,19 @@ import Testing
 /// The data path on real loopback sockets: what a device would notice, or must not.
 @Suite(.timeLimit(.minutes(1)))
 struct ProxyLoopbackTests {
+    /// Sends `count` requests, one connection each, half-closing after each; every one must come back.
+    func expectEchoes(through balancer: RunningBalancer, count: Int) async throws {
+        for index in 0..<count {
+            let connection = try await TestClient.connect(to: try balancer.address())
+            let answer = try await connection.executeThenClose { inbound, outbound in
+                try await outbound.write(ByteBuffer(string: "request \(index)"))
+                outbound.finish()
+                return String(buffer: try await TestClient.readAll(inbound))
+            }
+            #expect(answer == "request \(index)")
+        }
+    }
+
     @Test func eightMebibytesEachWayArriveByteIdentical() async throws {
         let cluster = try await BackendCluster.start([.echo])
         let balancer = try await RunningBalancer.start(cluster: cluster)
@@ -89,15 +102,7 @@ struct ProxyLoopbackTests {
     @Test func aNodeThatClosesWithoutAnsweringHandsTheClientToTheNextNode() async throws {
         let cluster = try await BackendCluster.start([.closeAtOnce, .echo])
         let balancer = try await RunningBalancer.start(balance: .roundRobin, cluster: cluster)
-        for index in 0..<10 {
-            let connection = try await TestClient.connect(to: try balancer.address())
-            let answer = try await connection.executeThenClose { inbound, outbound in
-                try await outbound.write(ByteBuffer(string: "request \(index)"))
-                outbound.finish()
-                return String(buffer: try await TestClient.readAll(inbound))
-            }
-            #expect(answer == "request \(index)")
-        }
+        try await expectEchoes(through: balancer, count: 10)
         try await balancer.stop()
         #expect(
             balancer.accessLog.allSatisfy { $0.metadata["node"] == "ums2" && $0.metadata["outcome"] == "closed" },
@@ -112,15 +117,7 @@ struct ProxyLoopbackTests {
         let cluster = try await BackendCluster.start([.echo], firstHost: 1)
         let balancer = try await RunningBalancer.start(
             cluster: cluster, nodes: [NodeConfiguration(id: "ums1", host: "localhost")])
-        for index in 0..<3 {
-            let connection = try await TestClient.connect(to: try balancer.address())
-            let answer = try await connection.executeThenClose { inbound, outbound in
-                try await outbound.write(ByteBuffer(string: "request \(index)"))
-                outbound.finish()
-                return String(buffer: try await TestClient.readAll(inbound))
-            }
-            #expect(answer == "request \(index)")
-        }
+        try await expectEchoes(through: balancer, count: 3)
         try await balancer.stop()
         #expect(balancer.accessLog.count == 3)
         #expect(

@@ -47,6 +47,42 @@ struct BalancerProcessTests {
             ])
     }
 
+    /// A `ums-balancer` process in front of one echo backend.
+    struct Running {
+        let backend: TestBackend
+        let directory: TemporaryDirectory
+        let process: ProcessHarness
+        let port: Int
+
+        var address: SocketAddress {
+            get throws { try SocketAddress(ipAddress: "127.0.0.1", port: port) }
+        }
+
+        /// Kills the process if it still runs and removes its files (the backend is stopped apart).
+        func cleanUp() {
+            process.kill()
+            directory.remove()
+        }
+    }
+
+    /// Starts the balancer with `config(...)` and waits until it listens.
+    func startBalancer(grace: String = "10s") async throws -> Running {
+        let backend = try await TestBackend.start(name: "ums1", behavior: .echo)
+        let directory = try TemporaryDirectory()
+        let port = try FreePort.pick()
+        let path = try directory.write("b.yaml", config(listenPort: port, backendPort: backend.port, grace: grace))
+        let process = try await ProcessHarness("ums-balancer", ["run", "--config", path])
+        let running = Running(backend: backend, directory: directory, process: process, port: port)
+        do {
+            try await process.waitForOutput("listening")
+        } catch {
+            running.cleanUp()
+            await backend.stop()
+            throw error
+        }
+        return running
+    }
+
     @Test func runRefusesAnInvalidConfigWithTheSameMessages() async throws {
         let result = try await ProcessHarness.run("ums-balancer", ["run", "--config", "/nonexistent.yaml"])
         #expect(result.status == 1)
@@ -54,16 +90,11 @@ struct BalancerProcessTests {
     }
 
     @Test func sigtermLetsOpenConnectionsFinishThenExitsZero() async throws {
-        let backend = try await TestBackend.start(name: "ums1", behavior: .echo)
-        let dir = try TemporaryDirectory()
-        defer { dir.remove() }
-        let port = try FreePort.pick()
-        let path = try dir.write("b.yaml", config(listenPort: port, backendPort: backend.port))
-        let balancer = try await ProcessHarness("ums-balancer", ["run", "--config", path])
-        defer { balancer.kill() }
-        try await balancer.waitForOutput("listening")
+        let running = try await startBalancer()
+        defer { running.cleanUp() }
+        let (backend, balancer) = (running.backend, running.process)
 
-        let address = try SocketAddress(ipAddress: "127.0.0.1", port: port)
+        let address = try running.address
         let connections = try await withThrowingTaskGroup(of: TestClient.Connection.self) { tasks in
             for _ in 0..<3 { tasks.addTask { try await TestClient.connect(to: address) } }
             return try await tasks.reduce(into: []) { $0.append($1) }
@@ -89,15 +120,10 @@ struct BalancerProcessTests {
     }
 
     @Test func aSIGHUPAsSoonAsItListensReloadsInsteadOfEndingTheProcess() async throws {
-        let backend = try await TestBackend.start(name: "ums1", behavior: .echo)
-        let dir = try TemporaryDirectory()
-        defer { dir.remove() }
-        let port = try FreePort.pick()
-        let path = try dir.write("b.yaml", config(listenPort: port, backendPort: backend.port))
-        let balancer = try await ProcessHarness("ums-balancer", ["run", "--config", path])
-        defer { balancer.kill() }
+        let running = try await startBalancer()
+        defer { running.cleanUp() }
+        let (backend, balancer) = (running.backend, running.process)
         // A deployment tool that reloads the moment the balancer is up.
-        try await balancer.waitForOutput("listening")
         balancer.send(SIGHUP)
         try await balancer.waitForOutput("configuration reloaded")
         #expect(balancer.isRunning)
@@ -107,15 +133,10 @@ struct BalancerProcessTests {
     }
 
     @Test func aSecondSignalExitsAtOnceWithoutWaitingForTheGracePeriod() async throws {
-        let backend = try await TestBackend.start(name: "ums1", behavior: .echo)
-        let dir = try TemporaryDirectory()
-        defer { dir.remove() }
-        let port = try FreePort.pick()
-        let path = try dir.write("b.yaml", config(listenPort: port, backendPort: backend.port, grace: "60s"))
-        let balancer = try await ProcessHarness("ums-balancer", ["run", "--config", path])
-        defer { balancer.kill() }
-        try await balancer.waitForOutput("listening")
-        let connection = try await TestClient.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: port))
+        let running = try await startBalancer(grace: "60s")
+        defer { running.cleanUp() }
+        let (backend, balancer) = (running.backend, running.process)
+        let connection = try await TestClient.connect(to: try running.address)
         balancer.send(SIGTERM)
         try await balancer.waitForOutput("stopped accepting")
         let started = ContinuousClock.now
@@ -128,15 +149,10 @@ struct BalancerProcessTests {
     }
 
     @Test func connectionsStillOpenAtTheGraceDeadlineAreClosedAndTheExitIsZero() async throws {
-        let backend = try await TestBackend.start(name: "ums1", behavior: .echo)
-        let dir = try TemporaryDirectory()
-        defer { dir.remove() }
-        let port = try FreePort.pick()
-        let path = try dir.write("b.yaml", config(listenPort: port, backendPort: backend.port, grace: "500ms"))
-        let balancer = try await ProcessHarness("ums-balancer", ["run", "--config", path])
-        defer { balancer.kill() }
-        try await balancer.waitForOutput("listening")
-        let connection = try await TestClient.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: port))
+        let running = try await startBalancer(grace: "500ms")
+        defer { running.cleanUp() }
+        let (backend, balancer) = (running.backend, running.process)
+        let connection = try await TestClient.connect(to: try running.address)
         let started = ContinuousClock.now
         balancer.send(SIGTERM)
         let received = try await connection.executeThenClose { inbound, _ in try await TestClient.readAll(inbound) }
