@@ -5,8 +5,8 @@ import Foundation
 import Hummingbird
 import Prometheus
 
-/// The admin HTTP API's routes over one running balancer. `router(token:)` is the composition that
-/// `AdminService` serves and tests call too.
+/// The admin HTTP API's routes over one running balancer. `router(tokens:)` is the composition that
+/// `AdminService` serves.
 public struct AdminAPI: Sendable {
     let balancer: Balancer
     let store: StateStore?
@@ -27,12 +27,8 @@ public struct AdminAPI: Sendable {
         self.reload = reload
     }
 
-    /// Every route, behind the error mapping and then the token check (401 before 404).
-    public func router(token: AdminToken?) -> Router<AdminRequestContext> {
-        router(tokens: AdminTokens(token))
-    }
-
-    /// Every route, checking the token `tokens` holds at the time of each request.
+    /// Every route, behind the error mapping and then the token check (401 before 404), checking
+    /// the token `tokens` holds at the time of each request.
     public func router(tokens: AdminTokens) -> Router<AdminRequestContext> {
         let router = Router(context: AdminRequestContext.self)
         router.add(middleware: ErrorResponseMiddleware())
