@@ -177,8 +177,15 @@ func raiseOpenFileLimit(logger: Logger) {
     #endif
     guard getrlimit(resource, &limit) == 0 else { return }
     if limit.rlim_cur < limit.rlim_max {
-        limit.rlim_cur = limit.rlim_max
-        _ = setrlimit(resource, &limit)
+        var raised = limit
+        raised.rlim_cur = limit.rlim_max
+        if setrlimit(resource, &raised) != 0 {
+            logger.warning(
+                "cannot raise the open file limit to the hard limit",
+                metadata: ["hard": "\(limit.rlim_max)", "error": "\(String(cString: strerror(errno)))"])
+        }
+        // Report what is in force, not what was asked for.
+        _ = getrlimit(resource, &limit)
     }
     logger.info(
         "open file limit", metadata: ["limit": "\(limit.rlim_cur)", "max_connections": "\(limit.rlim_cur / 2)"])

@@ -132,6 +132,32 @@ struct BalancerProcessTests {
         await backend.stop()
     }
 
+    @Test func theSoftOpenFileLimitIsRaisedToTheHardOneAtStart() async throws {
+        // Each proxied connection holds two descriptors; a shell's default soft limit (often 1,024)
+        // would cap the balancer at ~500 devices.
+        var limit = rlimit()
+        #expect(getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0)
+        try #require(limit.rlim_max > 512, "the hard limit here leaves nothing to raise")
+        let backend = try await TestBackend.start(name: "ums1", behavior: .echo)
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let path = try directory.write(
+            "b.yaml", config(listenPort: try FreePort.pick(), backendPort: backend.port))
+        let binary = ProcessHarness.productsDirectory.appendingPathComponent("ums-balancer").path
+        let balancer = try await ProcessHarness(
+            path: URL(fileURLWithPath: "/bin/sh"),
+            ["-c", #"ulimit -Sn 512 && exec "$0" run --config "$1""#, binary, path])
+        defer { balancer.kill() }
+        try await balancer.waitForOutput("listening")
+        #expect(balancer.output.contains("limit=\(limit.rlim_max) max_connections=\(limit.rlim_max / 2)"))
+        let limits = try String(contentsOfFile: "/proc/\(balancer.processIdentifier)/limits", encoding: .utf8)
+        let openFiles = try #require(limits.split(separator: "\n").first { $0.hasPrefix("Max open files") })
+        #expect(openFiles.split(separator: " ").dropFirst(3).prefix(2) == ["\(limit.rlim_max)", "\(limit.rlim_max)"])
+        balancer.send(SIGTERM)
+        #expect(try await balancer.waitForExit() == 0)
+        await backend.stop()
+    }
+
     @Test func aSecondSignalExitsAtOnceWithoutWaitingForTheGracePeriod() async throws {
         let running = try await startBalancer(grace: "60s")
         defer { running.cleanUp() }
