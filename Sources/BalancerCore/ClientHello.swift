@@ -7,7 +7,25 @@ public enum ClientHello {
         /// A complete ClientHello; `serverName` is its SNI host name, if it sent one.
         case complete(serverName: String?)
         /// Not a TLS ClientHello, or a broken or oversized one.
-        case invalid(String)
+        case invalid(Problem)
+    }
+
+    /// What is wrong with bytes that are no acceptable ClientHello.
+    public enum Problem: Sendable, Hashable, CustomStringConvertible {
+        /// The first bytes are not a TLS handshake record (plain HTTP, say).
+        case notTLS
+        /// Larger than `maximumSize`.
+        case oversized
+        /// Broken TLS framing or ClientHello fields; the detail says which.
+        case malformed(String)
+
+        public var description: String {
+            switch self {
+            case .notTLS: "not a TLS handshake"
+            case .oversized: "ClientHello larger than \(ClientHello.maximumSize) bytes"
+            case .malformed(let detail): detail
+            }
+        }
     }
 
     /// The largest ClientHello accepted, records included; real ones are under 2 KiB.
@@ -22,28 +40,27 @@ public enum ClientHello {
         while true {
             guard offset + 5 <= bytes.count else {
                 return bytes.count > maximumSize
-                    ? .invalid("ClientHello larger than \(maximumSize) bytes") : .needMoreData
+                    ? .invalid(.oversized) : .needMoreData
             }
             guard bytes[offset] == 0x16 else {
-                return .invalid(
-                    offset == 0 ? "not a TLS handshake" : "TLS record of another type inside the ClientHello")
+                return .invalid(offset == 0 ? .notTLS : .malformed("TLS record of another type inside the ClientHello"))
             }
             guard bytes[offset + 1] == 0x03, bytes[offset + 2] <= 0x04 else {
-                return .invalid("unknown TLS record version")
+                return .invalid(.malformed("unknown TLS record version"))
             }
             let length = Int(bytes[offset + 3]) << 8 | Int(bytes[offset + 4])
-            guard length > 0, length <= 16_384 else { return .invalid("bad TLS record length \(length)") }
+            guard length > 0, length <= 16_384 else { return .invalid(.malformed("bad TLS record length \(length)")) }
             guard offset + 5 + length <= bytes.count else {
                 return offset + 5 + length > maximumSize
-                    ? .invalid("ClientHello larger than \(maximumSize) bytes") : .needMoreData
+                    ? .invalid(.oversized) : .needMoreData
             }
             handshake += bytes[(offset + 5)..<(offset + 5 + length)]
             offset += 5 + length
             guard handshake.count >= 4 else { continue }
-            guard handshake[0] == 0x01 else { return .invalid("first handshake message is not a ClientHello") }
+            guard handshake[0] == 0x01 else { return .invalid(.malformed("first handshake message is not a ClientHello")) }
             let messageLength = Int(handshake[1]) << 16 | Int(handshake[2]) << 8 | Int(handshake[3])
             guard 4 + messageLength <= maximumSize else {
-                return .invalid("ClientHello larger than \(maximumSize) bytes")
+                return .invalid(.oversized)
             }
             if handshake.count >= 4 + messageLength {
                 return parseBody(handshake[4..<(4 + messageLength)])
@@ -58,25 +75,25 @@ public enum ClientHello {
             let cipherSuitesLength = reader.uint16(), cipherSuitesLength >= 2, cipherSuitesLength % 2 == 0,
             reader.skip(Int(cipherSuitesLength)),
             let compressionLength = reader.uint8(), compressionLength >= 1, reader.skip(Int(compressionLength))
-        else { return .invalid("malformed ClientHello") }
+        else { return .invalid(.malformed("malformed ClientHello")) }
         if reader.isAtEnd { return .complete(serverName: nil) }
         guard let extensionsLength = reader.uint16(), var extensions = reader.slice(Int(extensionsLength)),
             reader.isAtEnd
-        else { return .invalid("malformed ClientHello extensions") }
+        else { return .invalid(.malformed("malformed ClientHello extensions")) }
         while !extensions.isAtEnd {
             guard let type = extensions.uint16(), let length = extensions.uint16(),
                 var data = extensions.slice(Int(length))
-            else { return .invalid("malformed ClientHello extension") }
+            else { return .invalid(.malformed("malformed ClientHello extension")) }
             guard type == 0 else { continue }  // server_name
             guard let listLength = data.uint16(), var list = data.slice(Int(listLength)) else {
-                return .invalid("malformed server_name extension")
+                return .invalid(.malformed("malformed server_name extension"))
             }
             while !list.isAtEnd {
                 guard let nameType = list.uint8(), let nameLength = list.uint16(),
                     let name = list.bytes(Int(nameLength))
-                else { return .invalid("malformed server_name extension") }
+                else { return .invalid(.malformed("malformed server_name extension")) }
                 guard nameType == 0 else { continue }
-                guard let hostName = hostName(name) else { return .invalid("server name is not a host name") }
+                guard let hostName = hostName(name) else { return .invalid(.malformed("server name is not a host name")) }
                 return .complete(serverName: hostName)
             }
             return .complete(serverName: nil)

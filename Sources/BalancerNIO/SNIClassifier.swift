@@ -43,7 +43,7 @@ final class SNIClassifier: ChannelInboundHandler, RemovableChannelHandler {
         case .needMoreData:
             context.read()
         case .invalid(let why):
-            reject(context: context, reason: why.contains("larger") ? "oversized" : "malformed", detail: why)
+            reject(context: context, reason: why.handshakeFailure.label, detail: why.description)
         case .complete(let serverName):
             deadline?.cancel()
             let trafficClass = rules.classify(serverName)

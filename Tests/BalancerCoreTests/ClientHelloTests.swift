@@ -66,24 +66,24 @@ enum ClientHelloBuilder {
     }
 
     @Test func plainHTTPIsNotAHello() {
-        #expect(ClientHello.parse(Array("GET / HTTP/1.1\r\n\r\n".utf8)) == .invalid("not a TLS handshake"))
+        #expect(ClientHello.parse(Array("GET / HTTP/1.1\r\n\r\n".utf8)) == .invalid(.notTLS))
     }
 
     @Test func anOversizedHelloIsRejectedBeforeItIsComplete() {
         let hello = ClientHelloBuilder.hello(serverName: "a.example.com", extraExtensionBytes: 20_000)
-        #expect(ClientHello.parse(hello.prefix(17_000)) == .invalid("ClientHello larger than 16384 bytes"))
+        #expect(ClientHello.parse(hello.prefix(17_000)) == .invalid(.oversized))
     }
 
     @Test func aServerNameWithControlCharactersIsRejected() {
         #expect(
             ClientHello.parse(ClientHelloBuilder.hello(serverName: "evil\u{0}.com"))
-                == .invalid("server name is not a host name"))
+                == .invalid(.malformed("server name is not a host name")))
     }
 
     @Test func truncatedInnerLengthsAreMalformedNotCrashes() {
         var hello = ClientHelloBuilder.hello(serverName: "ums.example.com")
         hello[5 + 4 + 34] = 0xff  // session id length beyond the message
-        #expect(ClientHello.parse(hello) == .invalid("malformed ClientHello"))
+        #expect(ClientHello.parse(hello) == .invalid(.malformed("malformed ClientHello")))
     }
 
     @Test func randomBytesNeverTrap() {

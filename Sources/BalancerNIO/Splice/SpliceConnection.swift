@@ -244,7 +244,7 @@ final class SpliceConnection {
             record.end("client-aborted", reason: "client closed before a node was connected")
             finish()
         case .invalid(let why):
-            rejectHandshake(reason: why.contains("larger") ? "oversized" : "malformed", detail: why)
+            rejectHandshake(reason: why.handshakeFailure.label, detail: why.description)
         case .complete(let serverName):
             record.classified = "sni=\(serverName ?? "-")"
             // The node gets the ClientHello (and anything after it) first, as a replay would.

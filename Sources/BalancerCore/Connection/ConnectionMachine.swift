@@ -1,0 +1,474 @@
+/// Where a connection may be sent: a node and whatever the executor needs to connect to it.
+public protocol RelayTarget: Sendable {
+    /// The node this target belongs to.
+    var node: NodeID { get }
+}
+
+/// What one listener's connections follow: how they are classified and their time limits.
+public struct ConnectionSettings: Sendable, Hashable {
+    /// How a connection's traffic class is decided.
+    public enum Classification: Sendable, Hashable {
+        /// Every connection has this class: routed at once.
+        case fixed(TrafficClass)
+        /// The server name of the TLS ClientHello decides (`by-sni`), read before routing and
+        /// replayed to the node untouched.
+        case clientHello(SNIRules)
+        /// A classifier in front of the relay (a `by-path` listener's TLS and HTTP handlers)
+        /// reports the class through `classified(_:detail:peekedBytes:now:)`.
+        case external
+    }
+
+    public var classification: Classification
+    /// How long one connect attempt may take before the next node is tried.
+    public var connectTimeout: Duration
+    /// A connection with no bytes moving either way for this long is closed.
+    public var idleTimeout: Duration
+    /// How long a `by-sni` connection may take to send its complete ClientHello.
+    public var handshakeTimeout: Duration
+    /// How long bytes already queued for one side may take to leave once the other side is gone.
+    public var lingerLimit: Duration
+    /// The most a client may have sent before its node's first byte for a redispatch to stay possible.
+    public var replayLimit: Int
+    /// Refusals are told to the client in an HTTP 503 (the client speaks HTTP to the balancer).
+    public var answersRefusalsOverHTTP: Bool
+
+    /// The default replay limit: far above any ClientHello or request a device sends first.
+    public static let defaultReplayLimit = 64 * 1024
+
+    public init(
+        classification: Classification,
+        connectTimeout: Duration,
+        idleTimeout: Duration,
+        handshakeTimeout: Duration,
+        lingerLimit: Duration? = nil,
+        replayLimit: Int = defaultReplayLimit,
+        answersRefusalsOverHTTP: Bool = false
+    ) {
+        self.classification = classification
+        self.connectTimeout = connectTimeout
+        self.idleTimeout = idleTimeout
+        self.handshakeTimeout = handshakeTimeout
+        self.lingerLimit = lingerLimit ?? idleTimeout
+        self.replayLimit = replayLimit
+        self.answersRefusalsOverHTTP = answersRefusalsOverHTTP
+    }
+}
+
+/// What the executor must do next for one connection.
+public enum ConnectionAction<Target: RelayTarget>: Sendable {
+    /// Nothing, until the next event.
+    case none
+    /// Read more of the client's first bytes and pass them all to `clientPreamble(_:endOfInput:now:)`.
+    case readPreamble
+    /// Ask routing where a connection of this class goes; answer with `routed(_:now:)` or `refused(_:)`.
+    case route(TrafficClass)
+    /// Close the current node socket, if any, and connect to this target; answer with
+    /// `connected(now:)` or `connectFailed(_:now:)`.
+    case dial(Target)
+    /// The node is connected: send it the bytes kept for replay first (if `replay`), then shut
+    /// its writing side down (if `halfCloseNode`: the client already sent its EOF), and relay both ways.
+    case startRelay(replay: Bool, halfCloseNode: Bool)
+    /// Shut down writing to `side` once the bytes queued for it are out (its partner sent EOF).
+    case halfClose(ConnectionSide)
+    /// Both directions are done: once nothing is queued for either side, call `pendingWritten(now:)`.
+    case finishWhenFlushed
+    /// The other side is gone: close it, keep writing what is queued for `survivor`, and call
+    /// `pendingWritten(now:)` once that is out.
+    case linger(survivor: ConnectionSide)
+    /// Close both sockets: the connection is over.
+    case close(ConnectionEnd)
+    /// Tell the client why in an HTTP 503, then close: the connection is over.
+    case answerAndClose(ConnectionEnd)
+}
+
+extension ConnectionAction: Equatable where Target: Equatable {}
+
+/// What to do with bytes just read from one side, besides forwarding them to the other.
+public enum ReadVerdict: Sendable, Hashable {
+    /// Forward them.
+    case forward
+    /// Forward them (once a node is connected) and keep a copy: the node may still be replaced.
+    case keepForReplay
+    /// Forward them and let go of the bytes kept for replay: no redispatch is possible any more.
+    case dropReplay
+    /// Do not forward them: the connection is over.
+    case close(ConnectionEnd)
+}
+
+/// The life of one proxied connection, with no sockets in it: events in, actions out.
+///
+/// Both data paths (the epoll relay and the NIO handlers) are executors of this machine: they
+/// move the bytes and report what their sockets do; every decision — classify, route, which node
+/// next, replay, redispatch after a silent close, half-close, linger, time out, how it ended —
+/// is made here, so the two paths cannot behave differently.
+///
+/// The rules users rely on: no client byte is read before a node is connected (except what a
+/// classifier must read); a failed connect is retried on the next node before the client
+/// notices; a node that closes without sending a byte is replaced by the next with everything
+/// the client sent replayed, while that is at most `replayLimit`; an EOF becomes the other
+/// side's half-close once what is queued for it is out; a reset after a complete exchange is a
+/// normal close; no bytes either way for `idleTimeout` closes both sides.
+public struct ConnectionMachine<Target: RelayTarget>: Sendable {
+    /// Where the connection stands.
+    public enum Phase: Sendable, Hashable {
+        /// Reading what the listener classifies by.
+        case classifying
+        /// Waiting for routing's answer.
+        case routing
+        /// Connecting to a node.
+        case connecting
+        /// Both sides connected; bytes move.
+        case relaying
+        /// Both directions done; the last queued bytes are leaving.
+        case finishing
+        /// One side failed; the other gets what was queued for it.
+        case lingering
+        /// Over: `end` says how.
+        case ended
+    }
+
+    public let settings: ConnectionSettings
+    public private(set) var phase: Phase
+    /// The class routing uses: the listener's until classified.
+    public private(set) var trafficClass: TrafficClass
+    /// How a classifying listener decided the class (`sni=...`, `GET /path`), for the access log.
+    public private(set) var classified: String?
+    /// The node currently connected (or last connected): the access log's `node`.
+    public private(set) var node: NodeID?
+    /// Times the client was handed to another node after one closed without answering.
+    public private(set) var retries = 0
+    /// Every node that let this connection down, in order.
+    public private(set) var failures: [NodeFailure] = []
+    /// How the connection ended; the first reason wins, later ones are consequences.
+    public private(set) var end: ConnectionEnd?
+    /// Bytes read from the client (classifier's peek included) and from nodes.
+    public private(set) var bytesFromClient = 0
+    public private(set) var bytesFromNode = 0
+
+    private var targets: [Target] = []
+    private var nextTarget = 0
+    private var current: Target?
+    private var bytesFromCurrentNode = 0
+    /// Bytes the executor keeps for a replay; nil once a replay is no longer possible.
+    private var replayed: Int? = 0
+    private var clientInputEnded = false
+    private var nodeInputEnded = false
+    /// Writing to that side is shut down (or will be, once its queue is out).
+    private var clientOutputClosed = false
+    private var nodeOutputClosed = false
+    private var clientFailed = false
+    private var deadline: MonotonicInstant?
+    private var lastActivity: MonotonicInstant
+
+    /// A connection just accepted at `now`; call `start(now:)` next.
+    public init(settings: ConnectionSettings, now: MonotonicInstant, initialClass: TrafficClass? = nil) {
+        self.settings = settings
+        self.phase = .classifying
+        self.lastActivity = now
+        switch settings.classification {
+        case .fixed(let trafficClass): self.trafficClass = trafficClass
+        case .clientHello(let rules): self.trafficClass = initialClass ?? rules.defaultClass
+        case .external: self.trafficClass = initialClass ?? .console
+        }
+    }
+
+    /// The earliest time `tick(now:)` has something to check: how often an executor must look.
+    public var shortestTimeout: Duration {
+        min(settings.idleTimeout, settings.connectTimeout, settings.handshakeTimeout)
+    }
+
+    // MARK: - Accepting and classifying
+
+    /// The connection was accepted: route it, or read what classifies it first.
+    public mutating func start(now: MonotonicInstant) -> ConnectionAction<Target> {
+        guard phase == .classifying, end == nil else { return .none }
+        switch settings.classification {
+        case .fixed:
+            phase = .routing
+            return .route(trafficClass)
+        case .clientHello:
+            deadline = now + settings.handshakeTimeout
+            return .readPreamble
+        case .external:
+            return .none
+        }
+    }
+
+    /// Everything the client sent so far (not only the latest read), while classifying by ClientHello.
+    public mutating func clientPreamble(
+        _ bytes: some Collection<UInt8>, endOfInput: Bool, now: MonotonicInstant
+    ) -> ConnectionAction<Target> {
+        guard phase == .classifying, case .clientHello(let rules) = settings.classification else { return .none }
+        lastActivity = now
+        switch ClientHello.parse(bytes) {
+        case .needMoreData:
+            guard endOfInput else { return .readPreamble }
+            return close(ConnectionEnd(.clientAborted, .clientClosedBeforeNode))
+        case .invalid(let problem):
+            return close(ConnectionEnd(.handshakeFailed, .handshake(problem.handshakeFailure)))
+        case .complete(let serverName):
+            return classifiedAs(
+                rules.classify(serverName), detail: "sni=\(serverName ?? "-")", peekedBytes: bytes.count,
+                endOfInput: endOfInput)
+        }
+    }
+
+    /// A classifier in front of the relay decided the class; `peekedBytes` it read are the
+    /// executor's to replay to the node.
+    public mutating func classified(
+        _ trafficClass: TrafficClass, detail: String, peekedBytes: Int, now: MonotonicInstant
+    ) -> ConnectionAction<Target> {
+        guard phase == .classifying else { return .none }
+        lastActivity = now
+        return classifiedAs(trafficClass, detail: detail, peekedBytes: peekedBytes, endOfInput: false)
+    }
+
+    /// The classifier in front of the relay gave up: the connection is over.
+    public mutating func classificationFailed(_ end: ConnectionEnd) -> ConnectionAction<Target> {
+        close(end)
+    }
+
+    private mutating func classifiedAs(
+        _ trafficClass: TrafficClass, detail: String, peekedBytes: Int, endOfInput: Bool
+    ) -> ConnectionAction<Target> {
+        self.trafficClass = trafficClass
+        classified = detail
+        bytesFromClient += peekedBytes
+        replayed = peekedBytes
+        if endOfInput { clientInputEnded = true }
+        deadline = nil
+        phase = .routing
+        return .route(trafficClass)
+    }
+
+    // MARK: - Routing and connecting
+
+    /// Routing's answer: try these targets in order.
+    public mutating func routed(_ targets: [Target], now: MonotonicInstant) -> ConnectionAction<Target> {
+        guard phase == .routing else { return .none }
+        self.targets = targets
+        nextTarget = 0
+        return dialNext(now: now)
+    }
+
+    /// Routing found no node that may take the connection.
+    public mutating func refused(_ refusal: Refusal) -> ConnectionAction<Target> {
+        guard phase == .routing else { return .none }
+        return refuse(ConnectionEnd(.refused, .noEligibleNode(refusal)))
+    }
+
+    /// The node being dialled accepted the connection.
+    public mutating func connected(now: MonotonicInstant) -> ConnectionAction<Target> {
+        guard phase == .connecting, let current else { return .none }
+        phase = .relaying
+        deadline = nil
+        node = current.node
+        lastActivity = now
+        nodeOutputClosed = clientInputEnded
+        return .startRelay(replay: (replayed ?? 0) > 0, halfCloseNode: clientInputEnded)
+    }
+
+    /// The connect to the node being dialled failed: the next node is tried.
+    public mutating func connectFailed(_ kind: NodeFailureKind, now: MonotonicInstant) -> ConnectionAction<Target> {
+        guard phase == .connecting, let current else { return .none }
+        failures.append(NodeFailure(node: current.node, kind: kind))
+        return dialNext(now: now)
+    }
+
+    private mutating func dialNext(now: MonotonicInstant) -> ConnectionAction<Target> {
+        guard nextTarget < targets.count else {
+            current = nil
+            return refuse(ConnectionEnd(.unavailable, .everyNodeFailed(trafficClass, failures)))
+        }
+        let target = targets[nextTarget]
+        nextTarget += 1
+        current = target
+        bytesFromCurrentNode = 0
+        nodeInputEnded = false
+        nodeOutputClosed = false
+        clientOutputClosed = false
+        phase = .connecting
+        deadline = now + settings.connectTimeout
+        return .dial(target)
+    }
+
+    /// The node closed or failed before its first byte, and another may take the client over.
+    private var mayRedispatch: Bool {
+        bytesFromCurrentNode == 0 && replayed != nil && nextTarget < targets.count && !clientFailed
+    }
+
+    private mutating func redispatch(now: MonotonicInstant) -> ConnectionAction<Target> {
+        if let current { failures.append(NodeFailure(node: current.node, kind: .closedWithoutAnswer)) }
+        retries += 1
+        return dialNext(now: now)
+    }
+
+    // MARK: - Relaying
+
+    /// `count` bytes were read from `side`.
+    public mutating func read(from side: ConnectionSide, count: Int, now: MonotonicInstant) -> ReadVerdict {
+        lastActivity = now
+        switch side {
+        case .client:
+            bytesFromClient += count
+            guard let kept = replayed else { return .forward }
+            guard kept + count <= settings.replayLimit else {
+                replayed = nil
+                // Before a node is connected the bytes have nowhere to go but the replay.
+                guard phase == .relaying else {
+                    let over = ConnectionEnd(.error, .replayLimitExceeded(settings.replayLimit))
+                    _ = close(over)
+                    return .close(end ?? over)
+                }
+                return .dropReplay
+            }
+            replayed = kept + count
+            return .keepForReplay
+        case .node:
+            bytesFromNode += count
+            bytesFromCurrentNode += count
+            // The node answered: it will not be replaced, so the replay is no longer needed.
+            guard bytesFromCurrentNode == count, replayed != nil else { return .forward }
+            replayed = nil
+            return .dropReplay
+        }
+    }
+
+    /// `side` sent its EOF (a half-close).
+    public mutating func inputEnded(_ side: ConnectionSide, now: MonotonicInstant) -> ConnectionAction<Target> {
+        switch side {
+        case .client:
+            guard !clientInputEnded else { return .none }
+            clientInputEnded = true
+            // Before a node is connected the EOF waits, and is passed on after the replay.
+            guard phase == .relaying, !nodeOutputClosed else { return .none }
+            nodeOutputClosed = true
+            return nodeInputEnded ? finish(now: now) : .halfClose(.node)
+        case .node:
+            guard phase == .relaying, !nodeInputEnded else { return .none }
+            if mayRedispatch { return redispatch(now: now) }
+            nodeInputEnded = true
+            clientOutputClosed = true
+            return clientInputEnded ? finish(now: now) : .halfClose(.client)
+        }
+    }
+
+    /// A socket failed (reset, refused write, hang-up); `queuedForFailed` and `queuedForSurvivor`
+    /// say whether bytes still wait to be written to the failed side and to the other one.
+    public mutating func failed(
+        _ side: ConnectionSide,
+        _ failure: SocketFailure,
+        queuedForFailed: Bool,
+        queuedForSurvivor: Bool,
+        now: MonotonicInstant
+    ) -> ConnectionAction<Target> {
+        if side == .client { clientFailed = true }
+        switch phase {
+        case .classifying, .routing:
+            return close(ConnectionEnd(.clientAborted, .clientClosedBeforeNode))
+        case .connecting:
+            guard side == .client else { return connectFailed(.socket(failure), now: now) }
+            return close(ConnectionEnd(.clientAborted, .clientClosedBeforeNode))
+        case .relaying, .finishing:
+            if side == .node, mayRedispatch { return redispatch(now: now) }
+            // The failed side's partner had finished sending and everything reached it: a client
+            // that resets instead of closing after its answer lost nothing.
+            let partnerDone = side == .client ? nodeInputEnded : clientInputEnded
+            let outcome =
+                partnerDone && !queuedForFailed
+                ? ConnectionEnd.closed : ConnectionEnd(.error, .socketFailed(side, failure))
+            record(outcome)
+            guard queuedForSurvivor else { return close(outcome) }
+            phase = .lingering
+            deadline = now + settings.lingerLimit
+            return .linger(survivor: side.other)
+        case .lingering:
+            return close(end ?? ConnectionEnd(.error, .socketFailed(side, failure)))
+        case .ended:
+            return .none
+        }
+    }
+
+    /// What `finishWhenFlushed` or `linger` waited for has been written.
+    public mutating func pendingWritten(now: MonotonicInstant) -> ConnectionAction<Target> {
+        guard phase == .finishing || phase == .lingering else { return .none }
+        return close(end ?? .closed)
+    }
+
+    private mutating func finish(now: MonotonicInstant) -> ConnectionAction<Target> {
+        record(.closed)
+        phase = .finishing
+        deadline = now + settings.lingerLimit
+        return .finishWhenFlushed
+    }
+
+    // MARK: - Time and the balancer
+
+    /// Time passed: the handshake, connect, idle and linger limits.
+    public mutating func tick(now: MonotonicInstant) -> ConnectionAction<Target> {
+        switch phase {
+        case .classifying:
+            guard let deadline, now >= deadline else { return .none }
+            return close(
+                ConnectionEnd(
+                    .handshakeFailed,
+                    .handshake(.timeout(what: "ClientHello", limit: settings.handshakeTimeout))))
+        case .connecting:
+            guard let deadline, now >= deadline else { return .none }
+            return connectFailed(.timedOut, now: now)
+        case .relaying:
+            guard now - lastActivity >= settings.idleTimeout else { return .none }
+            return close(.idleTimeout)
+        case .finishing, .lingering:
+            guard let deadline, now >= deadline else { return .none }
+            return close(end ?? .closed)
+        case .routing, .ended:
+            return .none
+        }
+    }
+
+    /// The balancer closes the connection for good (shutdown, a removed listener).
+    public mutating func shutDown() -> ConnectionAction<Target> {
+        guard phase != .ended else { return .none }
+        return close(.shutdown)
+    }
+
+    /// The executor could not set the connection up.
+    public mutating func setupFailed(_ detail: String) -> ConnectionAction<Target> {
+        guard phase != .ended else { return .none }
+        return close(ConnectionEnd(.error, .setupFailed(detail)))
+    }
+
+    // MARK: - Ending
+
+    private mutating func record(_ outcome: ConnectionEnd) {
+        if end == nil { end = outcome }
+    }
+
+    private mutating func close(_ outcome: ConnectionEnd) -> ConnectionAction<Target> {
+        record(outcome)
+        phase = .ended
+        deadline = nil
+        replayed = nil
+        return .close(end!)
+    }
+
+    private mutating func refuse(_ outcome: ConnectionEnd) -> ConnectionAction<Target> {
+        guard settings.answersRefusalsOverHTTP else { return close(outcome) }
+        record(outcome)
+        phase = .ended
+        deadline = nil
+        return .answerAndClose(end!)
+    }
+}
+
+extension ClientHello.Problem {
+    /// The handshake failure this problem is counted as.
+    public var handshakeFailure: HandshakeFailure {
+        switch self {
+        case .notTLS: .notTLS(description)
+        case .oversized: .oversized(description)
+        case .malformed: .malformed(description)
+        }
+    }
+}

@@ -1,0 +1,410 @@
+import BalancerCore
+import Testing
+
+/// A node target as tests name it.
+struct TestTarget: RelayTarget, Hashable, CustomStringConvertible {
+    var node: NodeID
+    var description: String { node }
+}
+
+/// One event fed to the machine, and what the test expects back.
+enum Step: CustomStringConvertible {
+    case start(ConnectionAction<TestTarget>)
+    case preamble([UInt8], endOfInput: Bool = false, ConnectionAction<TestTarget>)
+    case classified(TrafficClass, peeked: Int, ConnectionAction<TestTarget>)
+    case routed([NodeID], ConnectionAction<TestTarget>)
+    case refused(Refusal, ConnectionAction<TestTarget>)
+    case connected(ConnectionAction<TestTarget>)
+    case connectFailed(NodeFailureKind, ConnectionAction<TestTarget>)
+    case read(ConnectionSide, Int, ReadVerdict)
+    case inputEnded(ConnectionSide, ConnectionAction<TestTarget>)
+    case failed(
+        ConnectionSide, SocketFailure, queuedForFailed: Bool = false, queuedForSurvivor: Bool = false,
+        ConnectionAction<TestTarget>)
+    case written(ConnectionAction<TestTarget>)
+    /// Moves the test's clock by this much, then ticks.
+    case tick(Duration, ConnectionAction<TestTarget>)
+    case shutDown(ConnectionAction<TestTarget>)
+
+    var description: String {
+        switch self {
+        case .start: "start"
+        case .preamble(let bytes, let end, _): "preamble(\(bytes.count) bytes, eof: \(end))"
+        case .classified(let trafficClass, _, _): "classified(\(trafficClass))"
+        case .routed(let nodes, _): "routed(\(nodes))"
+        case .refused: "refused"
+        case .connected: "connected"
+        case .connectFailed(let kind, _): "connectFailed(\(kind))"
+        case .read(let side, let count, _): "read(\(side), \(count))"
+        case .inputEnded(let side, _): "inputEnded(\(side))"
+        case .failed(let side, let failure, _, _, _): "failed(\(side), \(failure))"
+        case .written: "written"
+        case .tick(let duration, _): "tick(+\(duration))"
+        case .shutDown: "shutDown"
+        }
+    }
+}
+
+/// One behaviour users rely on, as the events of one connection and the machine's answers.
+struct Behaviour: CustomTestStringConvertible, Sendable {
+    var name: String
+    var settings: ConnectionSettings
+    var steps: [Step]
+    /// What the access log says at the end.
+    var end: ConnectionEnd? = nil
+    var retries = 0
+
+    var testDescription: String { name }
+}
+
+extension Step: @unchecked Sendable {}
+
+private let device = ConnectionSettings(
+    classification: .fixed(.device), connectTimeout: .seconds(3), idleTimeout: .seconds(60),
+    handshakeTimeout: .seconds(5))
+private let sni = ConnectionSettings(
+    classification: .clientHello(SNIRules(patterns: [.console: ["console.example.com"]], defaultClass: .console)),
+    connectTimeout: .seconds(3), idleTimeout: .seconds(60), handshakeTimeout: .seconds(5))
+private let path = ConnectionSettings(
+    classification: .external, connectTimeout: .seconds(3), idleTimeout: .seconds(60),
+    handshakeTimeout: .seconds(5), answersRefusalsOverHTTP: true)
+private let ums1 = TestTarget(node: "ums1")
+private let ums2 = TestTarget(node: "ums2")
+private let hello = ClientHelloBuilder.hello(serverName: "console.example.com")
+private let allDown = Refusal(trafficClass: .device, reasons: [("ums1", .down), ("ums2", .down)])
+private let reset = SocketFailure.connectionReset
+
+private let behaviours: [Behaviour] = [
+    Behaviour(
+        name: "a fixed-class connection is routed at once and relayed once its first node connects",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1", "ums2"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)),
+        ]),
+    Behaviour(
+        name: "a refused connect is retried on the next node before the client notices",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1", "ums2"], .dial(ums1)), .connectFailed(.refused, .dial(ums2)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)),
+        ]),
+    Behaviour(
+        name: "a connect that takes longer than the connect timeout moves on to the next node",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1", "ums2"], .dial(ums1)), .tick(.seconds(2), .none),
+            .tick(.seconds(1), .dial(ums2)),
+        ]),
+    Behaviour(
+        name: "when every node fails the connection is unavailable, with each node's reason",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1", "ums2"], .dial(ums1)), .connectFailed(.refused, .dial(ums2)),
+            .connectFailed(
+                .timedOut,
+                .close(
+                    ConnectionEnd(
+                        .unavailable,
+                        .everyNodeFailed(
+                            .device,
+                            [NodeFailure(node: "ums1", kind: .refused), NodeFailure(node: "ums2", kind: .timedOut)])))),
+        ],
+        end: ConnectionEnd(
+            .unavailable,
+            .everyNodeFailed(
+                .device, [NodeFailure(node: "ums1", kind: .refused), NodeFailure(node: "ums2", kind: .timedOut)]))),
+    Behaviour(
+        name: "no eligible node: refused and closed at once",
+        settings: device,
+        steps: [.start(.route(.device)), .refused(allDown, .close(ConnectionEnd(.refused, .noEligibleNode(allDown))))],
+        end: ConnectionEnd(.refused, .noEligibleNode(allDown))),
+    Behaviour(
+        name: "an HTTP client is told why in a 503",
+        settings: path,
+        steps: [
+            .start(.none), .classified(.device, peeked: 80, .route(.device)),
+            .refused(allDown, .answerAndClose(ConnectionEnd(.refused, .noEligibleNode(allDown)))),
+        ]),
+    Behaviour(
+        name: "a by-sni connection waits for its whole ClientHello and replays it to the node",
+        settings: sni,
+        steps: [
+            .start(.readPreamble), .preamble(Array(hello.prefix(20)), .readPreamble),
+            .preamble(hello, .route(.console)), .routed(["ums1"], .dial(ums1)),
+            .connected(.startRelay(replay: true, halfCloseNode: false)),
+        ]),
+    Behaviour(
+        name: "plain HTTP on a by-sni listener is a handshake failure counted as not-tls",
+        settings: sni,
+        steps: [
+            .start(.readPreamble),
+            .preamble(
+                Array("GET / HTTP/1.1\r\n\r\n".utf8),
+                .close(ConnectionEnd(.handshakeFailed, .handshake(.notTLS("not a TLS handshake"))))),
+        ]),
+    Behaviour(
+        name: "a ClientHello that does not complete within the handshake timeout fails the handshake",
+        settings: sni,
+        steps: [
+            .start(.readPreamble), .preamble(Array(hello.prefix(20)), .readPreamble), .tick(.seconds(4), .none),
+            .tick(
+                .seconds(1),
+                .close(
+                    ConnectionEnd(
+                        .handshakeFailed, .handshake(.timeout(what: "ClientHello", limit: .seconds(5)))))),
+        ]),
+    Behaviour(
+        name: "a client that closes before its ClientHello is complete aborted",
+        settings: sni,
+        steps: [
+            .start(.readPreamble),
+            .preamble(
+                Array(hello.prefix(20)), endOfInput: true,
+                .close(ConnectionEnd(.clientAborted, .clientClosedBeforeNode))),
+        ]),
+    Behaviour(
+        name: "a node that closes without answering is replaced, and the next gets what the client sent",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1", "ums2"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .read(.client, 120, .keepForReplay),
+            .inputEnded(.node, .dial(ums2)), .connected(.startRelay(replay: true, halfCloseNode: false)),
+            .read(.node, 10, .dropReplay), .read(.client, 5, .forward),
+        ],
+        retries: 1),
+    Behaviour(
+        name: "a node that resets without answering is replaced too",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1", "ums2"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .read(.client, 120, .keepForReplay),
+            .failed(.node, reset, .dial(ums2)), .connected(.startRelay(replay: true, halfCloseNode: false)),
+        ],
+        retries: 1),
+    Behaviour(
+        name: "a client that already sent its EOF gets it passed to the replacement node after the replay",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1", "ums2"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .read(.client, 120, .keepForReplay),
+            .inputEnded(.client, .halfClose(.node)), .inputEnded(.node, .dial(ums2)),
+            .connected(.startRelay(replay: true, halfCloseNode: true)),
+        ],
+        retries: 1),
+    Behaviour(
+        name: "once the node has answered it is never replaced: its EOF half-closes the client",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1", "ums2"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .read(.client, 120, .keepForReplay),
+            .read(.node, 300, .dropReplay), .inputEnded(.node, .halfClose(.client)),
+        ]),
+    Behaviour(
+        name: "a client that sent more than the replay limit is not replayed elsewhere",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1", "ums2"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .read(.client, 60_000, .keepForReplay),
+            .read(.client, 6_000, .dropReplay), .inputEnded(.node, .halfClose(.client)),
+        ]),
+    Behaviour(
+        name: "the last node closing without an answer half-closes the client: nobody else can take it",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .read(.client, 10, .keepForReplay),
+            .inputEnded(.node, .halfClose(.client)),
+        ]),
+    Behaviour(
+        name: "an EOF becomes the other side's half-close; both done, the connection closes once flushed",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .read(.client, 10, .keepForReplay),
+            .inputEnded(.client, .halfClose(.node)), .read(.node, 10, .dropReplay),
+            .inputEnded(.node, .finishWhenFlushed), .written(.close(.closed)),
+        ],
+        end: .closed),
+    Behaviour(
+        name: "a client EOF that arrives before the node is connected is passed on after the replay",
+        settings: sni,
+        steps: [
+            .start(.readPreamble), .preamble(hello, endOfInput: true, .route(.console)),
+            .routed(["ums1"], .dial(ums1)), .connected(.startRelay(replay: true, halfCloseNode: true)),
+            .inputEnded(.client, .none),
+        ]),
+    Behaviour(
+        name: "a client that resets after the node finished and everything reached it closed normally",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .read(.node, 50, .dropReplay),
+            .inputEnded(.node, .halfClose(.client)), .failed(.client, reset, .close(.closed)),
+        ],
+        end: .closed),
+    Behaviour(
+        name: "a reset in mid-exchange is an error",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .read(.node, 50, .dropReplay),
+            .failed(.client, reset, .close(ConnectionEnd(.error, .socketFailed(.client, reset)))),
+        ],
+        end: ConnectionEnd(.error, .socketFailed(.client, reset))),
+    Behaviour(
+        name: "a reset while bytes for the failed side were still queued is an error, not a normal close",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .read(.node, 50, .dropReplay),
+            .inputEnded(.node, .halfClose(.client)),
+            .failed(.client, reset, queuedForFailed: true, .close(ConnectionEnd(.error, .socketFailed(.client, reset)))),
+        ]),
+    Behaviour(
+        name: "the survivor of a failure gets what was queued for it, then the connection closes",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .read(.node, 50, .dropReplay),
+            .failed(.node, reset, queuedForSurvivor: true, .linger(survivor: .client)),
+            .written(.close(ConnectionEnd(.error, .socketFailed(.node, reset)))),
+        ],
+        end: ConnectionEnd(.error, .socketFailed(.node, reset))),
+    Behaviour(
+        name: "a survivor that never takes its bytes is closed at the linger limit",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .read(.node, 50, .dropReplay),
+            .failed(.node, reset, queuedForSurvivor: true, .linger(survivor: .client)),
+            .tick(.seconds(59), .none), .tick(.seconds(1), .close(ConnectionEnd(.error, .socketFailed(.node, reset)))),
+        ]),
+    Behaviour(
+        name: "a peer that never reads the last bytes is closed at the linger limit",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .inputEnded(.client, .halfClose(.node)),
+            .inputEnded(.node, .finishWhenFlushed), .tick(.seconds(59), .none), .tick(.seconds(1), .close(.closed)),
+        ]),
+    Behaviour(
+        name: "no byte either way for the idle timeout closes both sides; any byte restarts it",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .tick(.seconds(59), .none),
+            .read(.node, 1, .dropReplay), .tick(.seconds(59), .none), .tick(.seconds(1), .close(.idleTimeout)),
+        ],
+        end: .idleTimeout),
+    Behaviour(
+        name: "a client gone before its node is connected aborted",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1"], .dial(ums1)),
+            .failed(.client, reset, .close(ConnectionEnd(.clientAborted, .clientClosedBeforeNode))),
+            .connected(.none),
+        ]),
+    Behaviour(
+        name: "a client that sends more than a replay can hold before its node is connected is closed",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1"], .dial(ums1)), .read(.client, 1_000, .keepForReplay),
+            .read(.client, 64 * 1024, .close(ConnectionEnd(.error, .replayLimitExceeded(64 * 1024)))),
+        ]),
+    Behaviour(
+        name: "shutdown closes a connection for good; nothing it hears afterwards changes how it ended",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .shutDown(.close(.shutdown)),
+            .inputEnded(.node, .none), .failed(.client, reset, .none), .tick(.seconds(3600), .none),
+            .shutDown(.none),
+        ],
+        end: .shutdown),
+    Behaviour(
+        name: "the first reason wins: a reset while the last bytes leave keeps the normal close",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .inputEnded(.client, .halfClose(.node)),
+            .inputEnded(.node, .finishWhenFlushed),
+            .failed(.node, reset, queuedForSurvivor: true, .linger(survivor: .client)), .written(.close(.closed)),
+        ],
+        end: .closed),
+]
+
+@Suite struct ConnectionMachineTests {
+    @Test(arguments: behaviours)
+    func behaviour(_ behaviour: Behaviour) {
+        var now = MonotonicInstant(nanoseconds: 1_000_000_000)
+        var machine = ConnectionMachine<TestTarget>(settings: behaviour.settings, now: now)
+        for (index, step) in behaviour.steps.enumerated() {
+            let context = Comment(rawValue: "step \(index + 1): \(step)")
+            switch step {
+            case .start(let expected):
+                #expect(machine.start(now: now) == expected, context)
+            case .preamble(let bytes, let endOfInput, let expected):
+                #expect(machine.clientPreamble(bytes, endOfInput: endOfInput, now: now) == expected, context)
+            case .classified(let trafficClass, let peeked, let expected):
+                #expect(machine.classified(trafficClass, detail: "GET /", peekedBytes: peeked, now: now) == expected)
+            case .routed(let nodes, let expected):
+                #expect(machine.routed(nodes.map(TestTarget.init), now: now) == expected, context)
+            case .refused(let refusal, let expected):
+                #expect(machine.refused(refusal) == expected, context)
+            case .connected(let expected):
+                #expect(machine.connected(now: now) == expected, context)
+            case .connectFailed(let kind, let expected):
+                #expect(machine.connectFailed(kind, now: now) == expected, context)
+            case .read(let side, let count, let expected):
+                #expect(machine.read(from: side, count: count, now: now) == expected, context)
+            case .inputEnded(let side, let expected):
+                #expect(machine.inputEnded(side, now: now) == expected, context)
+            case .failed(let side, let failure, let queuedForFailed, let queuedForSurvivor, let expected):
+                let action = machine.failed(
+                    side, failure, queuedForFailed: queuedForFailed, queuedForSurvivor: queuedForSurvivor, now: now)
+                #expect(action == expected, context)
+            case .written(let expected):
+                #expect(machine.pendingWritten(now: now) == expected, context)
+            case .tick(let duration, let expected):
+                now = now + duration
+                #expect(machine.tick(now: now) == expected, context)
+            case .shutDown(let expected):
+                #expect(machine.shutDown() == expected, context)
+            }
+        }
+        if let end = behaviour.end { #expect(machine.end == end) }
+        #expect(machine.retries == behaviour.retries)
+    }
+
+    @Test func theAccessLogKnowsTheNodeTheBytesAndHowTheClassWasDecided() {
+        let now = MonotonicInstant(nanoseconds: 0)
+        var machine = ConnectionMachine<TestTarget>(settings: sni, now: now)
+        _ = machine.start(now: now)
+        _ = machine.clientPreamble(hello, endOfInput: false, now: now)
+        _ = machine.routed([ums1, ums2], now: now)
+        _ = machine.connectFailed(.refused, now: now)
+        _ = machine.connected(now: now)
+        _ = machine.read(from: .client, count: 10, now: now)
+        _ = machine.read(from: .node, count: 500, now: now)
+        #expect(machine.node == "ums2")
+        #expect(machine.classified == "sni=console.example.com")
+        #expect(machine.trafficClass == .console)
+        #expect(machine.bytesFromClient == hello.count + 10)
+        #expect(machine.bytesFromNode == 500)
+        #expect(machine.failures == [NodeFailure(node: "ums1", kind: .refused)])
+    }
+
+    @Test func reasonsReadTheSameAsTheyAlwaysDid() {
+        #expect(ClientHello.Problem.notTLS.description == "not a TLS handshake")
+        #expect(ClientHello.Problem.oversized.description == "ClientHello larger than 16384 bytes")
+        #expect(ConnectionEndReason.clientClosedBeforeNode.description == "client closed before a node was connected")
+        #expect(ConnectionEndReason.noEligibleNode(allDown).description == "device refused: ums1 down, ums2 down")
+        #expect(
+            ConnectionEndReason.everyNodeFailed(
+                .device, [NodeFailure(node: "ums1", kind: .refused), NodeFailure(node: "ums2", kind: .timedOut)]
+            ).description == "device unavailable: every node failed: ums1 connection refused, ums2 connect timed out")
+        #expect(HandshakeFailure.notTLS("not a TLS handshake").label == "not-tls")
+        #expect(ConnectionEndReason.noEligibleNode(allDown).refusalLabel == "no-eligible-node")
+    }
+}
