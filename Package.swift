@@ -24,7 +24,7 @@ let package = Package(
     targets: [
         // Pure domain: no NIO, no I/O.
         .target(name: "BalancerCore"),
-        // epoll and eventfd for the plain-TCP data path (Linux only; empty elsewhere).
+        // epoll and eventfd for the relay (Linux only; empty elsewhere).
         .target(name: "CBalancerLinux"),
         .target(
             name: "BalancerConfigFile",
@@ -33,10 +33,31 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
+        // What both data-path executors share: node directory, listener context, access log, registry.
+        .target(
+            name: "BalancerDataPath",
+            dependencies: [
+                "BalancerCore", "BalancerStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
+        // The epoll executor of the connection machine (Linux only; empty elsewhere).
+        .target(
+            name: "BalancerRelay",
+            dependencies: [
+                "BalancerCore", "BalancerDataPath", "CBalancerLinux",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "BalancerNIO",
             dependencies: [
-                "BalancerCore", "BalancerStore", "CBalancerLinux",
+                "BalancerCore", "BalancerStore", "BalancerDataPath", "BalancerRelay",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTLS", package: "swift-nio"),
@@ -130,7 +151,7 @@ let package = Package(
         .testTarget(
             name: "BalancerNIOTests",
             dependencies: [
-                "BalancerNIO", "BalancerCore", "BalancerTesting",
+                "BalancerNIO", "BalancerCore", "BalancerTesting", "BalancerDataPath", "BalancerRelay",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),

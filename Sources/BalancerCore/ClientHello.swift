@@ -57,7 +57,9 @@ public enum ClientHello {
             handshake += bytes[(offset + 5)..<(offset + 5 + length)]
             offset += 5 + length
             guard handshake.count >= 4 else { continue }
-            guard handshake[0] == 0x01 else { return .invalid(.malformed("first handshake message is not a ClientHello")) }
+            guard handshake[0] == 0x01 else {
+                return .invalid(.malformed("first handshake message is not a ClientHello"))
+            }
             let messageLength = Int(handshake[1]) << 16 | Int(handshake[2]) << 8 | Int(handshake[3])
             guard 4 + messageLength <= maximumSize else {
                 return .invalid(.oversized)
@@ -93,7 +95,9 @@ public enum ClientHello {
                     let name = list.bytes(Int(nameLength))
                 else { return .invalid(.malformed("malformed server_name extension")) }
                 guard nameType == 0 else { continue }
-                guard let hostName = hostName(name) else { return .invalid(.malformed("server name is not a host name")) }
+                guard let hostName = hostName(name) else {
+                    return .invalid(.malformed("server name is not a host name"))
+                }
                 return .complete(serverName: hostName)
             }
             return .complete(serverName: nil)

@@ -58,9 +58,27 @@ public struct RequestHead: Sendable, Hashable {
         /// The head is not complete yet.
         case needMoreData
         /// Not an HTTP/1.x request head, or one larger than the limit.
-        case invalid(String)
+        case invalid(Problem)
         /// A head, and how many bytes it took (what follows is the body or the upgraded stream).
         case complete(RequestHead, length: Int)
+    }
+
+    /// What is wrong with bytes that are no acceptable request head.
+    public enum Problem: Sendable, Hashable, CustomStringConvertible {
+        /// Larger than the limit, in bytes.
+        case oversized(limit: Int)
+        /// Binary bytes, or a first line no HTTP client sends (TLS on a plain port, say).
+        case notHTTP
+        /// Broken lines; the detail says which.
+        case malformed(String)
+
+        public var description: String {
+            switch self {
+            case .oversized(let limit): "request head larger than \(limit) bytes"
+            case .notHTTP: "not an HTTP request"
+            case .malformed(let detail): detail
+            }
+        }
     }
 
     /// The largest head accepted by default, including the blank line.
@@ -73,23 +91,24 @@ public struct RequestHead: Sendable, Hashable {
         var length = 0
         for byte in bytes {
             length += 1
-            if length > limit { return .invalid("request head larger than \(limit) bytes") }
+            if length > limit { return .invalid(.oversized(limit: limit)) }
             if byte == 0x0A {
                 if line.last == 0x0D { line.removeLast() }
                 if line.isEmpty {
-                    if lines.isEmpty { return .invalid("empty request line") }
-                    return head(lines).map { .complete($0, length: length) } ?? .invalid("malformed request head")
+                    if lines.isEmpty { return .invalid(.malformed("empty request line")) }
+                    return head(lines).map { .complete($0, length: length) }
+                        ?? .invalid(.malformed("malformed request head"))
                 }
                 lines.append(line[...])
                 line.removeAll(keepingCapacity: true)
             } else {
                 // Control bytes other than tab never appear in a head; catch binary (TLS) early.
                 if byte < 0x20 && byte != 0x09 && byte != 0x0D || byte == 0x7F {
-                    return .invalid("not an HTTP request")
+                    return .invalid(.notHTTP)
                 }
                 line.append(byte)
                 if lines.isEmpty && line.count == 8 && !line.allSatisfy(Self.isTokenByte) && !line.contains(0x20) {
-                    return .invalid("not an HTTP request")
+                    return .invalid(.notHTTP)
                 }
             }
         }

@@ -1,4 +1,6 @@
 import BalancerCore
+import BalancerDataPath
+import BalancerRelay
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
@@ -12,28 +14,37 @@ import Glibc
 /// One open listening socket, the settings its new connections follow, and its connections.
 final class ListenerRuntime: Sendable {
     let socket: ListenerSocket
-    let context: NIOLockedValueBox<ListenerContext>
+    let context: NIOLockedValueBox<NIOListenerContext>
     let connections: ListenerConnections
 
-    init(socket: ListenerSocket, context: NIOLockedValueBox<ListenerContext>, connections: ListenerConnections) {
+    init(socket: ListenerSocket, context: NIOLockedValueBox<NIOListenerContext>, connections: ListenerConnections) {
         self.socket = socket
         self.context = context
         self.connections = connections
     }
+
+    /// New connections follow `context` from now on.
+    func replaceContext(_ context: NIOListenerContext) {
+        self.context.withLockedValue { $0 = context }
+        #if os(Linux)
+        if case .relay(_, let shared) = socket { shared.withLockedValue { $0 = context.shared } }
+        #endif
+    }
 }
 
-/// A listening socket: a NIO server channel, or (plain TCP listeners on Linux) one the splice loops accept from.
+/// A listening socket: a NIO server channel, or (on Linux, listeners that terminate nothing) one
+/// the relay loops accept from.
 enum ListenerSocket: Sendable {
     case nio(any Channel)
     #if os(Linux)
-    case plain(PlainListenerSocket)
+    case relay(RelayListener, NIOLockedValueBox<ListenerContext>)
     #endif
 
     var localAddress: SocketAddress? {
         switch self {
         case .nio(let channel): channel.localAddress
         #if os(Linux)
-        case .plain(let socket): socket.localAddress
+        case .relay(let socket, _): socket.localAddress
         #endif
         }
     }
@@ -43,7 +54,7 @@ enum ListenerSocket: Sendable {
         switch self {
         case .nio(let channel): try? await channel.close()
         #if os(Linux)
-        case .plain(let socket): await socket.close()
+        case .relay(let socket, _): await socket.close()
         #endif
         }
     }
@@ -87,7 +98,7 @@ extension Balancer {
             ])
     }
 
-    func makeContext(_ listener: ListenerConfiguration, timeouts: TimeoutSettings) -> ListenerContext {
+    func makeContext(_ listener: ListenerConfiguration, timeouts: TimeoutSettings) -> NIOListenerContext {
         var tls: PathListenerTLS?
         if case .byPath(let settings) = listener.classification {
             // Read from the files each time, so a reload picks up renewed certificates.
@@ -99,37 +110,27 @@ extension Balancer {
                     metadata: ["listener": "\(listener.name)", "error": "\(error)"])
             }
         }
-        var context = ListenerContext(
-            configuration: listener,
-            directory: directory,
-            timeouts: timeouts,
-            accessLogger: Self.listenerLogger(accessLogger, listener: listener.name),
-            journal: journal,
-            metrics: ListenerMetrics(listener: listener.name),
-            tls: tls
-        )
-        context.makeNodeBootstraps(for: group)
-        return context
+        let shared = ListenerContext(
+            configuration: listener, directory: directory, timeouts: timeouts, accessLogger: accessLogger,
+            journal: journal, metrics: ListenerMetrics(listener: listener.name))
+        return NIOListenerContext(shared: shared, tls: tls, group: group)
     }
 
     private func openSocket(
         _ listener: ListenerConfiguration,
-        context: NIOLockedValueBox<ListenerContext>,
+        context: NIOLockedValueBox<NIOListenerContext>,
         tag: Int
     ) async throws -> ListenerSocket {
         #if os(Linux)
         // Listeners bound to an IP address that terminate nothing (fixed class, or SNI peeked from
-        // the ClientHello) take the splice path; by-path listeners terminate TLS and speak HTTP: NIO.
-        if listener.classification.splicable,
+        // the ClientHello) are relayed on the epoll loops; by-path listeners end TLS and speak HTTP: NIO.
+        if dataPath == .automatic, listener.classification.relayable,
             let address = try? SocketAddress(ipAddress: listener.bind.host, port: listener.bind.port)
         {
-            return .plain(
-                try await PlainListenerSocket.open(
-                    address, name: listener.name, context: context, key: tag, registry: connections,
-                    loops: try spliceLoops()
-                ) { [weak self] fd, key in
-                    self?.adopt(fd, context: context, tag: key) ?? { _ = Glibc.close(fd) }()
-                })
+            let shared = NIOLockedValueBox(context.withLockedValue { $0.shared })
+            let socket = try await RelayListener.open(
+                address, name: listener.name, context: shared, key: tag, registry: connections, loops: try relayLoops())
+            return .relay(socket, shared)
         }
         #endif
         let channel = try await bootstrap(for: context, tag: tag)
@@ -138,10 +139,12 @@ extension Balancer {
     }
 
     private func bootstrap(
-        for context: NIOLockedValueBox<ListenerContext>,
+        for context: NIOLockedValueBox<NIOListenerContext>,
         tag: Int
     ) -> ServerBootstrap {
-        ServerBootstrap(group: group)
+        let registry = connections
+        let sweepers = relaySweepers
+        return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             // TCP_NODELAY is NIO's default on the listening socket, and accepted sockets inherit it
@@ -150,31 +153,24 @@ extension Balancer {
             .childChannelOption(.autoRead, value: false)
             .childChannelOption(.recvAllocator, value: Balancer.receiveBuffers)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer(connectionInitializer(context: context, tag: tag))
-    }
-
-    #if os(Linux)
-    /// Takes an accepted client socket of a plain listener into NIO (a node named by host name).
-    private func adopt(_ fd: CInt, context: NIOLockedValueBox<ListenerContext>, tag: Int) {
-        ClientBootstrap(group: group)
-            .channelOption(.autoRead, value: false)
-            .channelOption(.recvAllocator, value: Balancer.receiveBuffers)
-            .channelOption(.allowRemoteHalfClosure, value: true)
-            .channelInitializer(connectionInitializer(context: context, tag: tag))
-            .withConnectedSocket(fd)
-            .whenFailure { [logger] error in
-                logger.error("cannot take over a client connection", metadata: ["error": "\(error)"])
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try Self.setUpConnection(
+                        channel, context: context, tag: tag, registry: registry,
+                        sweeper: sweepers.sweeper(for: channel.eventLoop))
+                }
             }
     }
 
-    /// The splice loops, started with the first plain listener; as many as the event loops.
-    private func spliceLoops() throws -> SpliceLoops {
-        try splice.withLockedValue { state in
+    #if os(Linux)
+    /// The relay loops, started with the first relayed listener; as many as the event loops.
+    private func relayLoops() throws -> RelayLoops {
+        try relay.withLockedValue { state in
             switch state {
             case .running(let loops):
                 return loops
             case .idle:
-                let loops = try SpliceLoops(count: Array(group.makeIterator()).count, logger: logger)
+                let loops = try RelayLoops(count: Array(group.makeIterator()).count, logger: logger)
                 state = .running(loops)
                 return loops
             case .stopped:
@@ -184,106 +180,47 @@ extension Balancer {
     }
     #endif
 
-    /// The initializer of an accepted client channel, accepted by NIO or handed over by a splice loop.
-    private func connectionInitializer(
-        context: NIOLockedValueBox<ListenerContext>, tag: Int
-    ) -> @Sendable (any Channel) -> EventLoopFuture<Void> {
-        let registry = connections
-        let sweepers = idleSweepers
-        return { channel in
-            channel.eventLoop.makeCompletedFuture {
-                try Self.setUpConnection(channel, context: context, tag: tag, registry: registry, sweepers: sweepers)
-            }
-        }
-    }
-
-    /// Sets up the pipeline of an accepted client channel.
+    /// Sets up the pipeline of an accepted client channel: TLS and the path classifier for a
+    /// `by-path` listener, then the relay.
     private static func setUpConnection(
         _ channel: any Channel,
-        context: NIOLockedValueBox<ListenerContext>,
+        context: NIOLockedValueBox<NIOListenerContext>,
         tag: Int,
         registry: ConnectionRegistry,
-        sweepers: IdleSweepers
+        sweeper: RelaySweeper?
     ) throws {
         // Each connection takes the listener's settings as they are when it arrives.
         let listener = context.withLockedValue { $0 }
-        registry.register(channel, listener: tag)
-        let record = ConnectionRecord(
-            logger: listener.accessLogger,
-            client: channel.remoteAddress,
-            trafficClass: listener.configuration.initialClass,
-            metrics: listener.metrics
-        )
+        let configuration = listener.shared.configuration
         let sync = channel.pipeline.syncOperations
-        try sync.addHandler(
-            ConnectionGuard(
-                record: record, side: "client", idleTimeout: TimeAmount(listener.timeouts.idle),
-                sweeper: sweepers.sweeper(for: channel.eventLoop))
-        )
-        if case .bySNI(let rules) = listener.configuration.classification {
-            try sync.addHandler(
-                SNIClassifier(
-                    rules: rules, timeout: listener.configuration.handshakeTimeout, record: record,
-                    listener: listener.configuration.name))
-        }
-        if case .byPath(let settings) = listener.configuration.classification {
-            guard let tls = listener.tls else {
-                record.end("handshake-failed", reason: "the listener's TLS certificates could not be loaded")
-                record.log()
-                throw ChannelError.ioOnClosedChannel
+        if case .byPath(let settings) = configuration.classification {
+            if let tls = listener.tls {
+                try sync.addHandler(NIOSSLServerHandler(context: tls.server))
             }
-            try sync.addHandler(NIOSSLServerHandler(context: tls.server))
-            try sync.addHandler(
-                PathClassifier(
-                    rules: settings.rules, timeout: listener.configuration.handshakeTimeout, record: record,
-                    listener: listener.configuration.name))
+            try sync.addHandler(PathClassifier(rules: settings.rules, timeout: configuration.handshakeTimeout))
         }
-        try sync.addHandler(ProxyHandler(listener: listener, record: record))
+        try NIORelay.attach(
+            to: channel, listener: listener, listenerKey: tag, registry: registry, sweeper: sweeper,
+            certificatesMissing: listener.tls == nil && configuration.classification.terminatesTLS)
     }
 
     func listenerRuntime(_ name: String) -> ListenerRuntime? {
         state.withLockedValue { $0.listeners[name] }
     }
-
-    /// The access logger of one listener: its name is set once, not per connection.
-    private static func listenerLogger(_ logger: Logger, listener: String) -> Logger {
-        var logger = logger
-        logger[metadataKey: "listener"] = "\(listener)"
-        return logger
-    }
-
-    static func describe(_ address: SocketAddress) -> String {
-        guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
-        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
-    }
-}
-
-extension ListenerConfiguration {
-    /// The class a connection has before anything is known about it.
-    var initialClass: TrafficClass {
-        switch classification {
-        case .fixed(let trafficClass): trafficClass
-        case .bySNI(let rules): rules.defaultClass
-        case .byPath(let settings): settings.rules.defaultClass
-        }
-    }
 }
 
 extension ListenerClassification {
-    /// Bytes pass through untouched (at most peeked), so the splice path can carry them.
-    var splicable: Bool {
+    /// Bytes pass through untouched (at most peeked), so the relay can carry them.
+    var relayable: Bool {
         switch self {
         case .fixed, .bySNI: true
         case .byPath: false
         }
     }
 
-    /// The `class` value as written in the configuration.
-    public var name: String {
-        switch self {
-        case .fixed(let trafficClass): trafficClass.rawValue
-        case .bySNI: "by-sni"
-        case .byPath: "by-path"
-        }
+    /// TLS is ended here.
+    var terminatesTLS: Bool {
+        if case .byPath = self { return true }
+        return false
     }
 }

@@ -80,7 +80,7 @@ extension Balancer {
         }
         for listener in applied.listeners where bound[listener.name] == nil {
             let context = makeContext(listener, timeouts: applied.timeouts)
-            listenerRuntime(listener.name)?.context.withLockedValue { $0 = context }
+            listenerRuntime(listener.name)?.replaceContext(context)
         }
         directory.replaceNodes(
             applied.nodes, consolePolicy: applied.update.console, reset: Set(diff.changedNodes.map(\.id))

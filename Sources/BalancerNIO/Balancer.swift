@@ -1,5 +1,7 @@
 import AsyncHTTPClient
 import BalancerCore
+import BalancerDataPath
+import BalancerRelay
 import BalancerStore
 import Foundation
 import Logging
@@ -25,6 +27,14 @@ public enum BalancerError: Error, CustomStringConvertible {
     }
 }
 
+/// Which executor of the connection machine carries the listeners that terminate nothing.
+public enum DataPath: String, Sendable, Hashable, CaseIterable {
+    /// The epoll relay on Linux for listeners bound to an IP address; NIO otherwise.
+    case automatic
+    /// NIO channels for every listener (what other platforms use; tests run the suite over both).
+    case nio
+}
+
 /// The running balancer: probes the nodes, opens the listeners once every node has had its first
 /// probe, proxies connections, tracks the update run, reloads its configuration in place, and on
 /// graceful shutdown stops accepting and lets connections finish up to `shutdown_grace`.
@@ -32,8 +42,10 @@ public final class Balancer: Service, Sendable {
     public let directory: NodeDirectory
     /// Every client connection, across listeners (shutdown waits for these).
     public let connections = ConnectionRegistry()
-    /// Closes idle connections, one timer per event loop.
-    let idleSweepers: IdleSweepers
+    /// Looks at the NIO executor's connection timers, one timer per event loop.
+    let relaySweepers: RelaySweepers
+    /// Which executor carries listeners that terminate nothing.
+    let dataPath: DataPath
     /// Runs reloads one at a time.
     let reloadGate = SerialGate()
     /// The append-only event journal (in the state database when one is configured).
@@ -47,12 +59,12 @@ public final class Balancer: Service, Sendable {
     private let store: StateStore?
     let coordinator: UpdateCoordinator
     #if os(Linux)
-    /// The plain-TCP data path's threads, started with the first plain listener.
-    let splice = NIOLockedValueBox(SpliceState.idle)
+    /// The relay's threads, started with the first relayed listener.
+    let relay = NIOLockedValueBox(RelayState.idle)
 
-    enum SpliceState {
+    enum RelayState {
         case idle
-        case running(SpliceLoops)
+        case running(RelayLoops)
         /// The balancer has shut down: a reload racing it gets no new threads.
         case stopped
     }
@@ -75,8 +87,10 @@ public final class Balancer: Service, Sendable {
         logger: Logger,
         accessLogger: Logger? = nil,
         store: StateStore? = nil,
-        initialRun: UpdateRun? = nil
+        initialRun: UpdateRun? = nil,
+        dataPath: DataPath = .automatic
     ) {
+        self.dataPath = dataPath
         self.group = group
         self.logger = logger
         self.accessLogger = accessLogger ?? logger
@@ -88,7 +102,7 @@ public final class Balancer: Service, Sendable {
             Self.initialStatus(of: $0, configuration)
         }
         self.listeningPromise = group.next().makePromise(of: Void.self)
-        self.idleSweepers = IdleSweepers(group: group)
+        self.relaySweepers = RelaySweepers(group: group)
         self.httpClient = Self.makeHTTPClient(group: group)
         self.coordinator = UpdateCoordinator(
             configuration: configuration, initialRun: initialRun, directory: directory, httpClient: httpClient,
@@ -162,20 +176,29 @@ public final class Balancer: Service, Sendable {
             listeningPromise.fail(error)
             stopMonitor()
             await closeListeners()
-            await stopSpliceLoops()
+            await stopRelayLoops()
             await stopBackground(journalWriter)
             throw error
         }
         listeningPromise.fail(CancellationError())
         stopMonitor()
         await drain()
-        await stopSpliceLoops()
+        await stopRelayLoops()
         await stopBackground(journalWriter)
     }
 
-    private func stopSpliceLoops() async {
+    /// The relay's threads are running (some listener is relayed).
+    var relayIsRunning: Bool {
         #if os(Linux)
-        let running = splice.withLockedValue { state -> SpliceLoops? in
+        relay.withLockedValue { if case .running = $0 { true } else { false } }
+        #else
+        false
+        #endif
+    }
+
+    private func stopRelayLoops() async {
+        #if os(Linux)
+        let running = relay.withLockedValue { state -> RelayLoops? in
             defer { state = .stopped }
             if case .running(let loops) = state { return loops }
             return nil

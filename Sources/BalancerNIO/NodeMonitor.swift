@@ -1,4 +1,5 @@
 import BalancerCore
+import BalancerDataPath
 import BalancerStore
 import Logging
 import Metrics
@@ -15,6 +16,7 @@ final class NodeMonitor: Sendable {
     private let journal: Journal
     private let logger: Logger
     private let onChange: @Sendable () async -> Void
+    private let resolver: NodeNameResolver
 
     init(
         nodes: [NodeConfiguration],
@@ -34,6 +36,7 @@ final class NodeMonitor: Sendable {
         self.probe = probe
         self.directory = directory
         self.logger = logger
+        self.resolver = NodeNameResolver(directory: directory, logger: logger)
     }
 
     private var readsMode: Bool {
@@ -44,6 +47,8 @@ final class NodeMonitor: Sendable {
     /// Probes every node once, together, then keeps probing each on its interval until cancelled.
     /// `firstRoundDone` runs once every node has had its first answer.
     func run(firstRoundDone: @Sendable () async throws -> Void) async throws {
+        // Names resolve before the listeners open, so no connection meets a node without an address.
+        await resolver.resolveAll()
         var observers: [NodeID: NodeObserver] = [:]
         await withTaskGroup(of: (NodeID, ProbeOutcome).self) { group in
             for node in nodes {
@@ -73,6 +78,7 @@ final class NodeMonitor: Sendable {
         while true {
             try await Task.sleep(until: next, clock: clock)
             next = max(next + interval, clock.now)
+            if NodeHost.isName(node.host) { await resolver.resolve(node.id, name: node.host) }
             let started = clock.now
             let outcome = await probe.probe(node)
             latency.recordNanoseconds(Int64((clock.now - started) / .nanoseconds(1)))

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import BalancerCore
+import BalancerDataPath
 import Foundation
 import NIOCore
 import NIOPosix
@@ -42,7 +43,7 @@ struct NodeProbe: Sendable {
             try? await channel.close()
             return .answered(nil)
         } catch {
-            return .failed(ProxyHandler.describe(error))
+            return .failed(NIORelay.describe(error))
         }
     }
 
@@ -59,7 +60,7 @@ struct NodeProbe: Sendable {
         } catch let error as HTTPClientError where error == .deadlineExceeded || error == .readTimeout {
             return .failed("status timed out after \(DurationText.format(timeout))")
         } catch {
-            return .failed("status: \(ProxyHandler.describe(error))")
+            return .failed("status: \(NIORelay.describe(error))")
         }
     }
 

@@ -1,38 +1,49 @@
 import BalancerCore
+import BalancerDataPath
 import NIOCore
 import NIOSSL
 import NIOTLS
 
+/// Tells the connection's relay which class a connection is, with the bytes read to find out.
+struct ConnectionClassified {
+    var trafficClass: TrafficClass
+    var detail: String
+    var bytes: ByteBuffer
+}
+
+/// Tells the connection's relay that classifying failed, and what the client should read first.
+struct ConnectionClassificationFailed {
+    var end: ConnectionEnd
+    /// An HTTP answer (400, 431) to write before closing.
+    var answer: ByteBuffer?
+}
+
 /// Reads the first HTTP request head of a TLS-terminated connection, classifies it by path and
 /// hands the rewritten head (client certificate in `X-SSL-CERT`, any forged one removed), plus
-/// whatever followed it, to the proxy handler. A failed handshake, or a head that is malformed,
-/// oversized or too slow, closes the connection and is counted; other connections never notice.
+/// whatever followed it, to the connection's relay. A failed handshake, or a head that is
+/// malformed, oversized or too slow, ends the connection with its reason; other connections never notice.
 final class PathClassifier: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let rules: PathRules
-    private let timeout: TimeAmount
-    private let record: ConnectionRecord
-    private let listener: String
+    private let timeout: Duration
     private var buffered = ByteBuffer()
     private var deadline: Scheduled<Void>?
     private var handshakeDone = false
     private var finished = false
 
-    init(rules: PathRules, timeout: Duration, record: ConnectionRecord, listener: String) {
+    init(rules: PathRules, timeout: Duration) {
         self.rules = rules
-        self.timeout = TimeAmount(timeout)
-        self.record = record
-        self.listener = listener
+        self.timeout = timeout
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) {
+        deadline = context.eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(timeout)) {
             let what = self.handshakeDone ? "request head" : "TLS handshake and request head"
             self.reject(
-                context: context, outcome: "handshake-failed", reason: "timeout",
-                detail: "no complete \(what) within \(self.timeout)")
+                context: context,
+                ConnectionEnd(.handshakeFailed, .handshake(.timeout(what: what, limit: self.timeout))))
         }
         context.fireChannelActive()
         context.read()
@@ -50,10 +61,15 @@ final class PathClassifier: ChannelInboundHandler, RemovableChannelHandler {
         switch RequestHead.parse(buffered.readableBytesView) {
         case .needMoreData:
             context.read()
-        case .invalid(let why):
-            reject(
-                context: context, outcome: "bad-request", reason: why.contains("larger") ? "oversized" : "malformed",
-                detail: why, answer: why.contains("larger") ? "431 Request Header Fields Too Large" : "400 Bad Request")
+        case .invalid(let problem):
+            let failure: HandshakeFailure =
+                switch problem {
+                case .oversized: .oversized(problem.description)
+                case .notHTTP, .malformed: .malformed(problem.description)
+                }
+            let answer =
+                if case .oversized = problem { "431 Request Header Fields Too Large" } else { "400 Bad Request" }
+            reject(context: context, ConnectionEnd(.badRequest, .handshake(failure)), answer: answer)
         case .complete(let head, let length):
             classified(context: context, head: head, length: length)
         }
@@ -68,16 +84,7 @@ final class PathClassifier: ChannelInboundHandler, RemovableChannelHandler {
             context.fireErrorCaught(error)
             return
         }
-        let text = "\(error)"
-        let reason =
-            if text.contains("HTTP_REQUEST") || text.contains("WRONG_VERSION_NUMBER") {
-                "not-tls"
-            } else if text.contains("CERTIFICATE") || text.contains("CERT") {
-                "client-certificate"
-            } else {
-                "tls-handshake"
-            }
-        reject(context: context, outcome: "handshake-failed", reason: reason, detail: "TLS handshake failed: \(text)")
+        reject(context: context, ConnectionEnd(.handshakeFailed, .handshake(TLSHandshakeError.failure(error))))
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -104,24 +111,18 @@ final class PathClassifier: ChannelInboundHandler, RemovableChannelHandler {
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
-    private func reject(
-        context: ChannelHandlerContext, outcome: String, reason: String, detail: String, answer: String? = nil
-    ) {
+    private func reject(context: ChannelHandlerContext, _ end: ConnectionEnd, answer: String? = nil) {
         deadline?.cancel()
+        guard !finished else { return }
         finished = true
-        guard context.channel.isActive else { return }
-        record.handshakeFailed(listener: listener, reason: reason, detail: detail, outcome: outcome)
+        var response: ByteBuffer?
         if let answer, handshakeDone {
             let body = "\(answer.dropFirst(4))\n"
-            let response =
-                "HTTP/1.1 \(answer)\r\nConnection: close\r\nContent-Type: text/plain\r\n"
-                + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: response))).assumeIsolated().whenComplete { _ in
-                context.close(promise: nil)
-            }
-        } else {
-            context.close(promise: nil)
+            response = ByteBuffer(
+                string: "HTTP/1.1 \(answer)\r\nConnection: close\r\nContent-Type: text/plain\r\n"
+                    + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)")
         }
+        context.fireUserInboundEventTriggered(ConnectionClassificationFailed(end: end, answer: response))
     }
 }
 

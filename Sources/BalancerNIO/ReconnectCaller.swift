@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import BalancerCore
+import BalancerDataPath
 import NIOCore
 
 /// Calls a node's reconnect action: an HTTP POST or an operator command. Each call is bounded
@@ -24,7 +25,7 @@ struct ReconnectCaller: Sendable {
                 let text = String(buffer: body).trimmingCharacters(in: .whitespacesAndNewlines).prefix(200)
                 return .rejected("HTTP \(code)" + (text.isEmpty ? "" : ": \(text)"))
             } catch {
-                return .rejected(ProxyHandler.describe(error))
+                return .rejected(NIORelay.describe(error))
             }
         case .command(let words):
             let filled = words.map { NodeAction.substitute($0, node: node, forURL: false) }

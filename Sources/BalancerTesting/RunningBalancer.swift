@@ -52,13 +52,14 @@ public final class RunningBalancer: Sendable {
     private let task: Task<Void, any Error>
 
     /// Starts a balancer for `configuration` and waits until its listeners are open.
-    public init(configuration: BalancerConfiguration, store: StateStore? = nil, initialRun: UpdateRun? = nil)
-        async throws
-    {
+    public init(
+        configuration: BalancerConfiguration, store: StateStore? = nil, initialRun: UpdateRun? = nil,
+        dataPath: DataPath = .automatic
+    ) async throws {
         group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads ?? 2)
         balancer = Balancer(
             configuration: configuration, group: group, logger: logs.logger(label: "balancer"), store: store,
-            initialRun: initialRun)
+            initialRun: initialRun, dataPath: dataPath)
         services = ServiceGroup(
             services: [balancer], logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
         task = Task { [services] in try await services.run() }
@@ -67,6 +68,7 @@ public final class RunningBalancer: Sendable {
 
     /// Starts a balancer with one listener per entry, all on free 127.0.0.1 ports.
     public static func start(
+        dataPath: DataPath = .automatic,
         listeners: [(name: String, trafficClass: TrafficClass)] = [("devices", .device)],
         balance: BalanceAlgorithm? = nil,
         cluster: BackendCluster,
@@ -88,7 +90,7 @@ public final class RunningBalancer: Sendable {
         configuration.threads = 2
         configuration.shutdownGrace = .seconds(5)
         configure(&configuration)
-        return try await RunningBalancer(configuration: configuration)
+        return try await RunningBalancer(configuration: configuration, dataPath: dataPath)
     }
 
     /// The bound address of a listener.

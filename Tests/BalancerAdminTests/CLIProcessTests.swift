@@ -223,7 +223,7 @@ struct CLIProcessTests {
             #expect(metrics.samples("ums_balancer_node_mode", ["node": "ums2", "mode": "normal"]).first?.value == 1)
             #expect(metrics.samples("ums_balancer_config_generation").first?.value == 1)
             #expect(
-                metrics.samples("ums_balancer_handshake_failures_total", ["listener": "web", "reason": "malformed"])
+                metrics.samples("ums_balancer_handshake_failures_total", ["listener": "web", "reason": "not-tls"])
                     .first?.value == 1, "\(metrics.samples("ums_balancer_handshake_failures_total"))")
         } catch {
             await running.stop()

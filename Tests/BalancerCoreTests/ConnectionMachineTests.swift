@@ -259,7 +259,8 @@ private let behaviours: [Behaviour] = [
             .start(.route(.device)), .routed(["ums1"], .dial(ums1)),
             .connected(.startRelay(replay: false, halfCloseNode: false)), .read(.node, 50, .dropReplay),
             .inputEnded(.node, .halfClose(.client)),
-            .failed(.client, reset, queuedForFailed: true, .close(ConnectionEnd(.error, .socketFailed(.client, reset)))),
+            .failed(
+                .client, reset, queuedForFailed: true, .close(ConnectionEnd(.error, .socketFailed(.client, reset)))),
         ]),
     Behaviour(
         name: "the survivor of a failure gets what was queued for it, then the connection closes",

@@ -1,9 +1,10 @@
 import BalancerCore
-import BalancerNIO
 import BalancerTesting
 import NIOCore
 import NIOPosix
 import Testing
+
+@testable import BalancerNIO
 
 /// The data path on real loopback sockets: what a device would notice, or must not.
 @Suite(.timeLimit(.minutes(1)))
@@ -21,9 +22,24 @@ struct ProxyLoopbackTests {
         }
     }
 
-    @Test func eightMebibytesEachWayArriveByteIdentical() async throws {
+    @Test(arguments: DataPath.allCases) func theExecutorAskedForCarriesTheConnections(_ dataPath: DataPath) async throws
+    {
         let cluster = try await BackendCluster.start([.echo])
-        let balancer = try await RunningBalancer.start(cluster: cluster)
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster)
+        try await expectEchoes(through: balancer, count: 1)
+        #if os(Linux)
+        #expect(balancer.balancer.relayIsRunning == (dataPath == .automatic))
+        #else
+        #expect(!balancer.balancer.relayIsRunning)
+        #endif
+        try await balancer.stop()
+        await cluster.stop()
+    }
+
+    @Test(arguments: DataPath.allCases) func eightMebibytesEachWayArriveByteIdentical(_ dataPath: DataPath) async throws
+    {
+        let cluster = try await BackendCluster.start([.echo])
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster)
         let size = 8 * 1024 * 1024
         let sent = TestBackend.payload(size: size)
         let connection = try await TestClient.connect(to: try balancer.address())
@@ -57,10 +73,12 @@ struct ProxyLoopbackTests {
         await cluster.stop()
     }
 
-    @Test func aHalfClosedClientStillReceivesTheNodesFullAnswer() async throws {
+    @Test(arguments: DataPath.allCases) func aHalfClosedClientStillReceivesTheNodesFullAnswer(_ dataPath: DataPath)
+        async throws
+    {
         let answerSize = 4 * 1024 * 1024
         let cluster = try await BackendCluster.start([.answerAfterEOF(size: answerSize)])
-        let balancer = try await RunningBalancer.start(cluster: cluster)
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster)
         let connection = try await TestClient.connect(to: try balancer.address())
         let answer = try await connection.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(string: "GET /device/00E0C5000001/profile"))
@@ -72,10 +90,12 @@ struct ProxyLoopbackTests {
         await cluster.stop()
     }
 
-    @Test func aNodeThatRefusesConnectionsIsSkippedWithoutTheClientNoticing() async throws {
+    @Test(arguments: DataPath.allCases) func aNodeThatRefusesConnectionsIsSkippedWithoutTheClientNoticing(
+        _ dataPath: DataPath
+    ) async throws {
         let cluster = try await BackendCluster.start([.greetThenEcho, .greetThenEcho])
         // Probes run rarely, so the balancer still believes ums1 is up after it stops listening.
-        let balancer = try await RunningBalancer.start(balance: .roundRobin, cluster: cluster) {
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, balance: .roundRobin, cluster: cluster) {
             $0.health.interval = .seconds(3600)
         }
         await cluster.backends[0].stop()
@@ -99,9 +119,11 @@ struct ProxyLoopbackTests {
         await cluster.stop()
     }
 
-    @Test func aNodeThatClosesWithoutAnsweringHandsTheClientToTheNextNode() async throws {
+    @Test(arguments: DataPath.allCases) func aNodeThatClosesWithoutAnsweringHandsTheClientToTheNextNode(
+        _ dataPath: DataPath
+    ) async throws {
         let cluster = try await BackendCluster.start([.closeAtOnce, .echo])
-        let balancer = try await RunningBalancer.start(balance: .roundRobin, cluster: cluster)
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, balance: .roundRobin, cluster: cluster)
         try await expectEchoes(through: balancer, count: 10)
         try await balancer.stop()
         #expect(
@@ -111,11 +133,14 @@ struct ProxyLoopbackTests {
         await cluster.stop()
     }
 
-    @Test func aNodeNamedByHostNameIsReachedThroughAPlainListener() async throws {
-        // Plain listeners move bytes on their own loops, which resolve no names: such a client is
-        // handed to the NIO data path, and must not notice.
+    @Test(arguments: DataPath.allCases) func aNodeNamedByHostNameIsReachedThroughAPlainListener(_ dataPath: DataPath)
+        async throws
+    {
+        // The name is resolved before the listeners open (and on each health interval), off the
+        // data path: the connections are relayed to its address like any other.
         let cluster = try await BackendCluster.start([.echo], firstHost: 1)
         let balancer = try await RunningBalancer.start(
+            dataPath: dataPath,
             cluster: cluster, nodes: [NodeConfiguration(id: "ums1", host: "localhost")])
         try await expectEchoes(through: balancer, count: 3)
         try await balancer.stop()
@@ -127,10 +152,12 @@ struct ProxyLoopbackTests {
         await cluster.stop()
     }
 
-    @Test func whenEveryNodeIsDownTheClientIsClosedPromptlyAndTheLogSaysWhy() async throws {
+    @Test(arguments: DataPath.allCases) func whenEveryNodeIsDownTheClientIsClosedPromptlyAndTheLogSaysWhy(
+        _ dataPath: DataPath
+    ) async throws {
         let cluster = try await BackendCluster.start([.echo, .echo])
         await cluster.stop()
-        let balancer = try await RunningBalancer.start(cluster: cluster)
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster)
         let started = ContinuousClock.now
         let connection = try await TestClient.connect(to: try balancer.address())
         let received = try await connection.executeThenClose { inbound, _ in try await TestClient.readAll(inbound) }
@@ -144,10 +171,11 @@ struct ProxyLoopbackTests {
         #expect(line.metadata["reason"] == "device refused: ums1 down, ums2 down")
     }
 
-    @Test func aSlowReaderDoesNotMakeTheBalancerBuffer() async throws {
+    @Test(arguments: DataPath.allCases) func aSlowReaderDoesNotMakeTheBalancerBuffer(_ dataPath: DataPath) async throws
+    {
         let total = 128 * 1024 * 1024
         let cluster = try await BackendCluster.start([.firehose(size: total)])
-        let balancer = try await RunningBalancer.start(cluster: cluster)
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster)
         let connection = try await TestClient.connect(to: try balancer.address())
         try await connection.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(string: "go"))
@@ -167,10 +195,14 @@ struct ProxyLoopbackTests {
         await cluster.stop()
     }
 
-    @Test func aNodeThatStopsReadingDoesNotHoldItsConnectionOpenForGood() async throws {
+    @Test(arguments: DataPath.allCases) func aNodeThatStopsReadingDoesNotHoldItsConnectionOpenForGood(
+        _ dataPath: DataPath
+    ) async throws {
         let cluster = try await BackendCluster.start([.neverReads])
         // Long enough that a test machine busy with other tests gets the client's bytes out first.
-        let balancer = try await RunningBalancer.start(cluster: cluster) { $0.timeouts.idle = .seconds(2) }
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster) {
+            $0.timeouts.idle = .seconds(2)
+        }
         let connection = try await TestClient.connect(to: try balancer.address())
         // More than the socket buffers on the way hold: the balancer is left with bytes for the node.
         let payload = TestBackend.payload(size: 16 * 1024 * 1024)
@@ -189,15 +221,17 @@ struct ProxyLoopbackTests {
         #expect(balancer.balancer.connections.count == 0)
         try await balancer.stop()
         let line = try #require(balancer.accessLog.first)
-        #expect(line.metadata["node"] == "ums1", "the client was spliced to the node")
+        #expect(line.metadata["node"] == "ums1", "the client was relayed to the node")
         #expect(Int(line.metadata["bytes_in"] ?? "") ?? 0 > 0, "\(line)")
         #expect(line.metadata["outcome"] == "idle-timeout")
         await cluster.stop()
     }
 
-    @Test func hundredConcurrentConnectionsSpreadOverThreeNodesByLeastConnections() async throws {
+    @Test(arguments: DataPath.allCases) func hundredConcurrentConnectionsSpreadOverThreeNodesByLeastConnections(
+        _ dataPath: DataPath
+    ) async throws {
         let cluster = try await BackendCluster.start([.greetThenEcho, .greetThenEcho, .greetThenEcho])
-        let balancer = try await RunningBalancer.start(cluster: cluster)
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster)
         let address = try balancer.address()
         let connections = try await withThrowingTaskGroup(of: TestClient.Connection.self) { tasks in
             for _ in 0..<100 { tasks.addTask { try await TestClient.connect(to: address) } }
@@ -218,9 +252,12 @@ struct ProxyLoopbackTests {
         await cluster.stop()
     }
 
-    @Test func consoleConnectionsFromOneClientStayOnOneNode() async throws {
+    @Test(arguments: DataPath.allCases) func consoleConnectionsFromOneClientStayOnOneNode(_ dataPath: DataPath)
+        async throws
+    {
         let cluster = try await BackendCluster.start([.greetThenEcho, .greetThenEcho, .greetThenEcho])
-        let balancer = try await RunningBalancer.start(listeners: [("console", .console)], cluster: cluster)
+        let balancer = try await RunningBalancer.start(
+            dataPath: dataPath, listeners: [("console", .console)], cluster: cluster)
         var nodes: Set<String> = []
         for _ in 0..<12 {
             let connection = try await TestClient.connect(to: try balancer.address("console"))
@@ -237,9 +274,13 @@ struct ProxyLoopbackTests {
         await cluster.stop()
     }
 
-    @Test func anIdleConnectionIsClosedAfterTheIdleTimeout() async throws {
+    @Test(arguments: DataPath.allCases) func anIdleConnectionIsClosedAfterTheIdleTimeout(_ dataPath: DataPath)
+        async throws
+    {
         let cluster = try await BackendCluster.start([.echo])
-        let balancer = try await RunningBalancer.start(cluster: cluster) { $0.timeouts.idle = .milliseconds(300) }
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster) {
+            $0.timeouts.idle = .milliseconds(300)
+        }
         let started = ContinuousClock.now
         let connection = try await TestClient.connect(to: try balancer.address())
         let received = try await connection.executeThenClose { inbound, _ in try await TestClient.readAll(inbound) }
@@ -251,9 +292,13 @@ struct ProxyLoopbackTests {
         await cluster.stop()
     }
 
-    @Test func aConnectionMovingBytesOutlivesTheIdleTimeoutUntilItGoesQuiet() async throws {
+    @Test(arguments: DataPath.allCases) func aConnectionMovingBytesOutlivesTheIdleTimeoutUntilItGoesQuiet(
+        _ dataPath: DataPath
+    ) async throws {
         let cluster = try await BackendCluster.start([.echo])
-        let balancer = try await RunningBalancer.start(cluster: cluster) { $0.timeouts.idle = .seconds(3) }
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster) {
+            $0.timeouts.idle = .seconds(3)
+        }
         let connection = try await TestClient.connect(to: try balancer.address())
         let (echoed, quietFor, bytesAfter) = try await connection.executeThenClose { inbound, outbound in
             var iterator = inbound.makeAsyncIterator()
@@ -277,9 +322,10 @@ struct ProxyLoopbackTests {
         await cluster.stop()
     }
 
-    @Test func listenersOpenOnlyAfterTheFirstProbeRound() async throws {
+    @Test(arguments: DataPath.allCases) func listenersOpenOnlyAfterTheFirstProbeRound(_ dataPath: DataPath) async throws
+    {
         let cluster = try await BackendCluster.start([.greetThenEcho])
-        let balancer = try await RunningBalancer.start(cluster: cluster)
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster)
         // By the time the listener accepts, the node's health is known, so the first connection is served.
         #expect(balancer.balancer.directory.snapshot().first?.status.health == .up)
         try await balancer.stop()

@@ -24,9 +24,11 @@ struct ReloadTests {
             classification: .fixed(.device))
     }
 
-    @Test func anAddedListenerAcceptsAtOnceAndTheGenerationRises() async throws {
+    @Test(arguments: DataPath.allCases) func anAddedListenerAcceptsAtOnceAndTheGenerationRises(_ dataPath: DataPath)
+        async throws
+    {
         let cluster = try await BackendCluster.start([.greetThenEcho])
-        let balancer = try await RunningBalancer.start(cluster: cluster)
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster)
         var next = balancer.balancer.configuration
         let port = try FreePort.pick()
         next.listeners.append(listener("extra", port: port, backendPort: cluster.port))
@@ -39,9 +41,10 @@ struct ReloadTests {
         await cluster.stop()
     }
 
-    @Test func reloadsAskedForAtOnceRunOneAfterTheOther() async throws {
+    @Test(arguments: DataPath.allCases) func reloadsAskedForAtOnceRunOneAfterTheOther(_ dataPath: DataPath) async throws
+    {
         let cluster = try await BackendCluster.start([.greetThenEcho])
-        let balancer = try await RunningBalancer.start(cluster: cluster)
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster)
         var next = balancer.balancer.configuration
         let port = try FreePort.pick()
         next.listeners.append(listener("extra", port: port, backendPort: cluster.port))
@@ -59,9 +62,11 @@ struct ReloadTests {
         await cluster.stop()
     }
 
-    @Test func aRemovedListenerRefusesNewConnectionsAndClosesOldOnesAtTheDrainDeadline() async throws {
+    @Test(arguments: DataPath.allCases) func aRemovedListenerRefusesNewConnectionsAndClosesOldOnesAtTheDrainDeadline(
+        _ dataPath: DataPath
+    ) async throws {
         let cluster = try await BackendCluster.start([.greetThenEcho])
-        let balancer = try await RunningBalancer.start(cluster: cluster)
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster)
         let address = try balancer.address()
         let open = try await TestClient.connect(to: address)
         var iterator = open.inbound.makeAsyncIterator()
@@ -85,9 +90,11 @@ struct ReloadTests {
         await cluster.stop()
     }
 
-    @Test func aRemovedNodeFinishesItsConnectionsButGetsNoNewOnes() async throws {
+    @Test(arguments: DataPath.allCases) func aRemovedNodeFinishesItsConnectionsButGetsNoNewOnes(_ dataPath: DataPath)
+        async throws
+    {
         let cluster = try await BackendCluster.start([.greetThenEcho, .greetThenEcho])
-        let balancer = try await RunningBalancer.start(balance: .roundRobin, cluster: cluster)
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, balance: .roundRobin, cluster: cluster)
         let address = try balancer.address()
         var held: [TestClient.Connection] = []
         var onUms1: (TestClient.Connection, NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator)?
@@ -117,9 +124,9 @@ struct ReloadTests {
         await cluster.stop()
     }
 
-    @Test func aBindConflictRejectsTheWholeReload() async throws {
+    @Test(arguments: DataPath.allCases) func aBindConflictRejectsTheWholeReload(_ dataPath: DataPath) async throws {
         let cluster = try await BackendCluster.start([.greetThenEcho])
-        let balancer = try await RunningBalancer.start(cluster: cluster)
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster)
         let blocker = try await TestBackend.start(name: "squatter", behavior: .echo)
         let freePort = try FreePort.pick()
         var next = balancer.balancer.configuration
@@ -142,9 +149,11 @@ struct ReloadTests {
         await cluster.stop()
     }
 
-    @Test func drainedAndMaintenanceNodesStaySoAcrossAReload() async throws {
+    @Test(arguments: DataPath.allCases) func drainedAndMaintenanceNodesStaySoAcrossAReload(_ dataPath: DataPath)
+        async throws
+    {
         let cluster = try await BackendCluster.start([.greetThenEcho, .greetThenEcho, .greetThenEcho])
-        let balancer = try await RunningBalancer.start(cluster: cluster)
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster)
         balancer.balancer.directory.update("ums1") { $0.admin = .draining }
         balancer.balancer.directory.update("ums2") { $0.admin = .maintenance }
         var next = balancer.balancer.configuration

@@ -21,11 +21,20 @@ struct SNIListenerTests {
         }
     }
 
-    /// Bound to an IP address, a by-sni listener peeks on the splice loops; bound to a host name,
-    /// on SwiftNIO. Every test runs on both.
-    static let binds = ["127.0.0.1", "localhost"]
+    /// Where a by-sni listener is bound and which executor carries it: the relay, NIO asked for,
+    /// and NIO because the listener is bound to a host name. Every test runs on each.
+    struct Bind: Sendable, CustomTestStringConvertible {
+        var host: String
+        var dataPath: DataPath
+        var testDescription: String { "\(host) \(dataPath)" }
+    }
 
-    func start(bind: String, handshakeTimeout: Duration = .seconds(5)) async throws -> Setup {
+    static let binds = [
+        Bind(host: "127.0.0.1", dataPath: .automatic), Bind(host: "127.0.0.1", dataPath: .nio),
+        Bind(host: "localhost", dataPath: .automatic),
+    ]
+
+    func start(bind: Bind, handshakeTimeout: Duration = .seconds(5)) async throws -> Setup {
         let certificates = try await TestCertificates.generate()
         let port = try FreePort.pick()
         var backends: [any Channel] = []
@@ -37,7 +46,7 @@ struct SNIListenerTests {
         var configuration = BalancerConfiguration(
             listeners: [
                 ListenerConfiguration(
-                    name: "web", bind: Endpoint(host: bind, port: try FreePort.pick()), backendPort: port,
+                    name: "web", bind: Endpoint(host: bind.host, port: try FreePort.pick()), backendPort: port,
                     classification: .bySNI(
                         SNIRules(patterns: [.console: ["ums-console.example.com"]], defaultClass: .device)))
             ],
@@ -47,7 +56,7 @@ struct SNIListenerTests {
         configuration.listeners[0].handshakeTimeout = handshakeTimeout
         configuration.threads = 2
         configuration.shutdownGrace = .seconds(2)
-        let balancer = try await RunningBalancer(configuration: configuration)
+        let balancer = try await RunningBalancer(configuration: configuration, dataPath: bind.dataPath)
         return Setup(certificates: certificates, backends: backends, balancer: balancer)
     }
 
@@ -57,7 +66,7 @@ struct SNIListenerTests {
             from: try setup.balancer.address("web"), serverName: serverName, caFile: setup.certificates.path("ca.pem"))
     }
 
-    @Test(arguments: binds) func consoleNamesGoOnlyToNormalNodesAndOthersToDevices(bind: String) async throws {
+    @Test(arguments: binds) func consoleNamesGoOnlyToNormalNodesAndOthersToDevices(bind: Bind) async throws {
         let setup = try await start(bind: bind)
         #expect(await setup.balancer.balancer.overrideMode(.update, of: "ums1", actor: "test"))
         for _ in 0..<4 {
@@ -80,7 +89,7 @@ struct SNIListenerTests {
             })
     }
 
-    @Test(arguments: binds) func plainHTTPOnTheTLSPortIsClosedAndLogged(bind: String) async throws {
+    @Test(arguments: binds) func plainHTTPOnTheTLSPortIsClosedAndLogged(bind: Bind) async throws {
         let setup = try await start(bind: bind)
         let connection = try await TestClient.connect(to: try setup.balancer.address("web"))
         let answer = try await connection.executeThenClose { inbound, outbound in
@@ -94,7 +103,7 @@ struct SNIListenerTests {
         #expect(line.metadata["reason"] == "not a TLS handshake")
     }
 
-    @Test(arguments: binds) func aTooSlowClientHelloIsClosedAfterTheHandshakeTimeout(bind: String) async throws {
+    @Test(arguments: binds) func aTooSlowClientHelloIsClosedAfterTheHandshakeTimeout(bind: Bind) async throws {
         let setup = try await start(bind: bind, handshakeTimeout: .milliseconds(300))
         let started = ContinuousClock.now
         let connection = try await TestClient.connect(to: try setup.balancer.address("web"))
@@ -110,7 +119,7 @@ struct SNIListenerTests {
         #expect(setup.balancer.accessLog.first?.metadata["outcome"] == "handshake-failed")
     }
 
-    @Test(arguments: binds) func anOversizedClientHelloIsClosed(bind: String) async throws {
+    @Test(arguments: binds) func anOversizedClientHelloIsClosed(bind: Bind) async throws {
         let setup = try await start(bind: bind)
         let connection = try await TestClient.connect(to: try setup.balancer.address("web"))
         let answer = try? await connection.executeThenClose { inbound, outbound in

@@ -1,4 +1,4 @@
-// The Linux calls the plain-TCP data path makes that Swift's Glibc module does not export.
+// The Linux calls the relay makes that Swift's Glibc module does not export.
 #ifndef C_BALANCER_LINUX_H
 #define C_BALANCER_LINUX_H
 #ifdef __linux__

@@ -2,11 +2,11 @@
 import Glibc
 import Testing
 
-@testable import BalancerNIO
+@testable import BalancerRelay
 
-/// One socket of the plain-TCP data path: what it keeps when its peer cannot take more, and how
+/// One socket of the relay: what it keeps when its peer cannot take more, and how
 /// large its reads get.
-struct SpliceSideTests {
+struct RelaySideTests {
     @Test func aSocketThatCannotTakeMoreKeepsTheRestAndWritesItInOrderLater() throws {
         var fds: [CInt] = [0, 0]
         #expect(socketpair(AF_UNIX, CInt(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue), 0, &fds) == 0)
@@ -14,7 +14,7 @@ struct SpliceSideTests {
             close(fds[0])
             close(fds[1])
         }
-        let side = SpliceSide(fd: fds[0], connected: true)
+        let side = RelaySide(fd: fds[0], connected: true)
         let sent = (0..<(1024 * 1024)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
         let accepted = sent.withUnsafeBytes { side.send($0.baseAddress!, count: $0.count) }
         #expect(accepted)
@@ -37,7 +37,7 @@ struct SpliceSideTests {
         #expect(socketpair(AF_UNIX, CInt(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue), 0, &fds) == 0)
         close(fds[1])
         defer { close(fds[0]) }
-        let side = SpliceSide(fd: fds[0], connected: true)
+        let side = RelaySide(fd: fds[0], connected: true)
         let bytes: [UInt8] = [1, 2, 3]
         // Without MSG_NOSIGNAL this would raise SIGPIPE and end the test process.
         let accepted = bytes.withUnsafeBytes { side.send($0.baseAddress!, count: $0.count) }
@@ -46,18 +46,18 @@ struct SpliceSideTests {
     }
 
     @Test func readsGrowWhileThePartnerKeepsUpAndShrinkWhenItStalls() {
-        let side = SpliceSide(fd: -1, connected: true)
+        let side = RelaySide(fd: -1, connected: true)
         let limit = 256 * 1024
-        #expect(side.readSize == SpliceSide.smallestRead)
+        #expect(side.readSize == RelaySide.smallestRead)
         // A short read (a device's request) changes nothing.
         side.adjustReadSize(read: 300, asked: side.readSize, allSent: true, limit: limit)
-        #expect(side.readSize == SpliceSide.smallestRead)
+        #expect(side.readSize == RelaySide.smallestRead)
         // Full reads that all went out: a bulk transfer, so fewer, larger reads.
         for _ in 0..<10 { side.adjustReadSize(read: side.readSize, asked: side.readSize, allSent: true, limit: limit) }
         #expect(side.readSize == limit)
         // The partner stalls: what a stalled connection may hold shrinks back.
         for _ in 0..<10 { side.adjustReadSize(read: side.readSize, asked: side.readSize, allSent: false, limit: limit) }
-        #expect(side.readSize == SpliceSide.smallestRead)
+        #expect(side.readSize == RelaySide.smallestRead)
     }
 }
 #endif
@@ -65,14 +65,14 @@ struct SpliceSideTests {
 #if os(Linux)
 import Logging
 
-/// The splice loop's own bookkeeping, apart from any connection.
-struct SpliceLoopTests {
-    let logger = Logger(label: "splice-loop-tests")
+/// The relay loop's own bookkeeping, apart from any connection.
+struct RelayLoopTests {
+    let logger = Logger(label: "relay-loop-tests")
 
     @Test func forgettingASocketThatWasNeverWatchedIsHarmless() async throws {
         // A node socket whose connect fails at once is closed before it is ever watched; its
         // descriptor number may lie beyond anything the loop has seen.
-        let loop = try SpliceLoop(name: "test-splice", logger: logger)
+        let loop = try RelayLoop(name: "test-relay", logger: logger)
         let watchedNothing = await loop.submit {
             loop.forget(100_000)
             return true
@@ -82,7 +82,7 @@ struct SpliceLoopTests {
     }
 
     @Test func aTaskSentAfterTheLoopStoppedStillRuns() async throws {
-        let loop = try SpliceLoop(name: "test-splice", logger: logger)
+        let loop = try RelayLoop(name: "test-relay", logger: logger)
         await loop.stop()
         // A reload that closes a listener while the balancer shuts down must not hang.
         let ran = await loop.submit { true }

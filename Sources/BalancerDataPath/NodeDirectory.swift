@@ -1,29 +1,48 @@
 import BalancerCore
 import NIOConcurrencyHelpers
 import NIOCore
-import Synchronization
 
 /// Where one connect attempt goes.
-public struct NodeTarget: Sendable, Hashable {
+public struct NodeTarget: RelayTarget, Hashable {
     public var node: NodeID
     public var host: String
     public var port: Int
-    /// The socket address when `host` is an IP address, parsed once per configuration.
+    /// The socket address: parsed once per configuration for an IP address, resolved off the
+    /// event loops for a host name (nil until it resolved).
     public var address: SocketAddress?
+
+    public init(node: NodeID, host: String, port: Int, address: SocketAddress?) {
+        self.node = node
+        self.host = host
+        self.port = port
+        self.address = address
+    }
 }
 
-/// A node's host, and its socket address (port 0) when the host is an IP address.
-private struct NodeHost {
+/// A node's host, and its socket address (port 0): parsed for an IP address, resolved for a name.
+public struct NodeHost: Sendable {
+    /// `host` is a name to resolve, not an IP address.
+    public static func isName(_ host: String) -> Bool {
+        (try? SocketAddress(ipAddress: host, port: 0)) == nil
+    }
+
     var name: String
     var address: SocketAddress?
+    var isName: Bool
 
     init(_ name: String) {
         self.name = name
         self.address = try? SocketAddress(ipAddress: name, port: 0)
+        self.isName = address == nil
     }
 
-    static func table(_ nodes: [NodeConfiguration]) -> [NodeID: NodeHost] {
-        Dictionary(uniqueKeysWithValues: nodes.map { ($0.id, NodeHost($0.host)) })
+    /// The hosts of `nodes`; a name that stays the same keeps the address it resolved to.
+    static func table(_ nodes: [NodeConfiguration], keeping old: [NodeID: NodeHost] = [:]) -> [NodeID: NodeHost] {
+        Dictionary(
+            uniqueKeysWithValues: nodes.map { node in
+                if let kept = old[node.id], kept.name == node.host { return (node.id, kept) }
+                return (node.id, NodeHost(node.host))
+            })
     }
 
     func target(node: NodeID, port: Int) -> NodeTarget {
@@ -60,13 +79,29 @@ public final class NodeDirectory: Sendable {
         let table = RoutingTable(nodes: nodes.map { initial($0.id) }, consolePolicy: consolePolicy)
         let hosts = NodeHost.table(nodes)
         state = NIOLockedValueBox(State(table: table, hosts: hosts))
-        allAddressed = Synchronization.Atomic(hosts.values.allSatisfy { $0.address != nil })
     }
 
-    /// Every node is given by IP address (the splice path resolves no names). Read for every new
-    /// connection, so it is kept apart from the lock.
-    var everyNodeHasAnAddress: Bool { allAddressed.load(ordering: .relaxed) }
-    private let allAddressed: Synchronization.Atomic<Bool>
+    /// The nodes named by host name, with their names: what the resolver looks up.
+    public var hostNames: [(node: NodeID, name: String)] {
+        state.withLockedValue { state in
+            state.table.nodes.compactMap { node in
+                state.hosts[node.id].flatMap { $0.isName ? (node.id, $0.name) : nil }
+            }
+        }
+    }
+
+    /// Records what `name` (the host of `node`) resolved to; nil when it did not resolve. A name
+    /// changed by a reload meanwhile is left alone. Returns whether the address changed.
+    @discardableResult
+    public func resolved(_ node: NodeID, name: String, to address: SocketAddress?) -> Bool {
+        state.withLockedValue { state in
+            guard var host = state.hosts[node], host.isName, host.name == name else { return false }
+            guard host.address != address else { return false }
+            host.address = address
+            state.hosts[node] = host
+            return true
+        }
+    }
 
     /// Routing decision plus the address of every node to try, in order.
     public func route(
@@ -157,8 +192,7 @@ public final class NodeDirectory: Sendable {
                 },
                 replacing: reset)
             state.table.consolePolicy = consolePolicy
-            state.hosts = NodeHost.table(nodes)
-            allAddressed.store(state.hosts.values.allSatisfy { $0.address != nil }, ordering: .relaxed)
+            state.hosts = NodeHost.table(nodes, keeping: state.hosts)
         }
     }
 

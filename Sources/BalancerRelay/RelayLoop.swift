@@ -1,4 +1,5 @@
 #if os(Linux)
+import BalancerDataPath
 import CBalancerLinux
 import Foundation
 import Glibc
@@ -14,7 +15,7 @@ import NIOCore
 /// half-close) and NIO's pipeline machinery on top; HAProxy needs about 18. Sockets here are
 /// registered once, edge-triggered, for everything they will ever be asked for, so the only
 /// `epoll_ctl` per socket is the one that adds it. TLS, HTTP and the admin API stay on NIO.
-final class SpliceLoop: @unchecked Sendable {
+final class RelayLoop: @unchecked Sendable {
     // Everything below `inbox` is touched on the loop's thread only; `execute` is the way in.
     /// -1 once the thread has ended, so a late task's epoll call fails instead of reaching a
     /// descriptor that reused the number.
@@ -37,10 +38,10 @@ final class SpliceLoop: @unchecked Sendable {
     private let name: String
 
     private var slots: [Slot] = []
-    private var connections: [ObjectIdentifier: SpliceConnection] = [:]
-    private var pausedListeners: [(listener: PlainListenerSocket, until: NIODeadline)] = []
+    private var connections: [ObjectIdentifier: RelayConnection] = [:]
+    private var pausedListeners: [(listener: RelayListener, until: NIODeadline)] = []
     private var running = true
-    private var sweepInterval = TimeAmount.seconds(1)
+    private var sweepEvery = TimeAmount.seconds(1)
     private var nextSweep = NIODeadline.now()
     /// Every read lands here first and is written on at once; only what a socket cannot take yet
     /// is copied into that connection's own buffer. 256 KiB: a bulk transfer on loopback moves
@@ -62,9 +63,9 @@ final class SpliceLoop: @unchecked Sendable {
 
     enum Owner {
         case none
-        case listener(PlainListenerSocket)
-        case client(SpliceConnection)
-        case node(SpliceConnection)
+        case listener(RelayListener)
+        case client(RelayConnection)
+        case node(RelayConnection)
     }
 
     init(name: String, logger: Logger) throws {
@@ -162,16 +163,16 @@ final class SpliceLoop: @unchecked Sendable {
 
     // MARK: - Connections (on the loop)
 
-    func adopt(_ connection: SpliceConnection) {
+    func adopt(_ connection: RelayConnection) {
         connections[ObjectIdentifier(connection)] = connection
-        let wanted = IdleSweeper.interval(for: connection.shortestTimeout)
-        if wanted < sweepInterval {
-            sweepInterval = wanted
+        let wanted = TimeAmount(sweepInterval(for: connection.shortestTimeout))
+        if wanted < sweepEvery {
+            sweepEvery = wanted
             nextSweep = min(nextSweep, now + wanted)
         }
     }
 
-    func release(_ connection: SpliceConnection) {
+    func release(_ connection: RelayConnection) {
         connections.removeValue(forKey: ObjectIdentifier(connection))
     }
 
@@ -183,7 +184,7 @@ final class SpliceLoop: @unchecked Sendable {
     }
 
     /// Out of descriptors: stop accepting on `listener` for a moment instead of spinning on it.
-    func pause(_ listener: PlainListenerSocket) {
+    func pause(_ listener: RelayListener) {
         epoll_ctl(epoll, EPOLL_CTL_DEL, listener.fd, nil)
         forget(listener.fd)
         let until = now + .milliseconds(100)
@@ -260,13 +261,13 @@ final class SpliceLoop: @unchecked Sendable {
     }
 
     private func sweep() {
-        var shortest = TimeAmount.hours(24)
+        var shortest = Duration.seconds(86_400)
         for connection in Array(connections.values) {
             connection.checkDeadlines()
             shortest = min(shortest, connection.shortestTimeout)
         }
-        sweepInterval = IdleSweeper.interval(for: shortest)
-        nextSweep = now + sweepInterval
+        sweepEvery = TimeAmount(sweepInterval(for: shortest))
+        nextSweep = now + sweepEvery
         let due = pausedListeners.filter { $0.until <= now }
         pausedListeners.removeAll { $0.until <= now }
         for paused in due {
@@ -279,20 +280,21 @@ final class SpliceLoop: @unchecked Sendable {
 
 }
 
-/// The loops of the plain-TCP data path, as many as the balancer has event-loop threads.
-final class SpliceLoops: Sendable {
-    let loops: [SpliceLoop]
+/// The relay's loops, as many as the balancer has event-loop threads.
+public final class RelayLoops: Sendable {
+    let loops: [RelayLoop]
 
-    init(count: Int, logger: Logger) throws {
-        var loops: [SpliceLoop] = []
+    /// Starts `count` loops (at least one), each on a thread of its own.
+    public init(count: Int, logger: Logger) throws {
+        var loops: [RelayLoop] = []
         for index in 0..<max(1, count) {
-            loops.append(try SpliceLoop(name: "ums-splice-\(index)", logger: logger))
+            loops.append(try RelayLoop(name: "ums-relay-\(index)", logger: logger))
         }
         self.loops = loops
     }
 
     /// Closes every connection on every loop and ends the threads.
-    func stop() async {
+    public func stop() async {
         for loop in loops { await loop.stop() }
     }
 

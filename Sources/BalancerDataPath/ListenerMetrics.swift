@@ -4,18 +4,19 @@ import NIOConcurrencyHelpers
 
 /// The metrics of one listener's connections, created once and reused: a connection only
 /// increments handles it already has, so the hot path does no registry lookups.
-final class ListenerMetrics: Sendable {
-    let listener: String
-    let active: Meter
+public final class ListenerMetrics: Sendable {
+    public let listener: String
+    public let active: Meter
     let bytesIn: Counter
     let bytesOut: Counter
     private let connections = NIOLockedValueBox<[ConnectionKey: Counter]>([:])
     private let refusals = NIOLockedValueBox<[RefusalKey: Counter]>([:])
+    private let handshakeFailures = NIOLockedValueBox<[String: Counter]>([:])
 
     private struct ConnectionKey: Hashable {
         var trafficClass: TrafficClass
         var node: NodeID?
-        var outcome: String
+        var outcome: ConnectionOutcome
     }
 
     private struct RefusalKey: Hashable {
@@ -23,7 +24,7 @@ final class ListenerMetrics: Sendable {
         var reason: String
     }
 
-    init(listener: String) {
+    public init(listener: String) {
         self.listener = listener
         active = Meter(label: "ums_balancer_connections_active", dimensions: [("listener", listener)])
         bytesIn = Counter(label: "ums_balancer_bytes_total", dimensions: [("listener", listener), ("direction", "in")])
@@ -32,7 +33,9 @@ final class ListenerMetrics: Sendable {
     }
 
     /// Counts a finished connection by class, node and outcome.
-    func connectionEnded(trafficClass: TrafficClass, node: NodeID?, outcome: String, bytesIn: Int, bytesOut: Int) {
+    func connectionEnded(
+        trafficClass: TrafficClass, node: NodeID?, outcome: ConnectionOutcome, bytesIn: Int, bytesOut: Int
+    ) {
         let key = ConnectionKey(trafficClass: trafficClass, node: node, outcome: outcome)
         let counter = connections.withLockedValue { counters in
             if let counter = counters[key] { return counter }
@@ -40,7 +43,7 @@ final class ListenerMetrics: Sendable {
                 label: "ums_balancer_connections_total",
                 dimensions: [
                     ("listener", listener), ("class", trafficClass.rawValue), ("node", node ?? "-"),
-                    ("outcome", outcome),
+                    ("outcome", outcome.rawValue),
                 ])
             counters[key] = counter
             return counter
@@ -59,6 +62,19 @@ final class ListenerMetrics: Sendable {
                 label: "ums_balancer_refusals_total",
                 dimensions: [("listener", listener), ("class", trafficClass.rawValue), ("reason", reason)])
             counters[key] = counter
+            return counter
+        }
+        counter.increment()
+    }
+
+    /// Counts a connection that did not complete what its listener classifies by, by reason.
+    public func handshakeFailed(reason: String) {
+        let counter = handshakeFailures.withLockedValue { counters in
+            if let counter = counters[reason] { return counter }
+            let counter = Counter(
+                label: "ums_balancer_handshake_failures_total",
+                dimensions: [("listener", listener), ("reason", reason)])
+            counters[reason] = counter
             return counter
         }
         counter.increment()

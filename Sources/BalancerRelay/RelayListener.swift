@@ -1,26 +1,26 @@
 #if os(Linux)
 import BalancerCore
+import BalancerDataPath
 import CBalancerLinux
 import Glibc
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// The listening socket of a plain TCP listener, shared by every splice loop: each loop accepts
-/// from it (EPOLLEXCLUSIVE wakes one loop per connection) and keeps the connections it accepted.
-final class PlainListenerSocket: Sendable {
+/// The listening socket of a listener the relay serves, shared by every relay loop: each loop
+/// accepts from it (EPOLLEXCLUSIVE wakes one loop per connection) and keeps the connections it accepted.
+public final class RelayListener: Sendable {
     let fd: CInt
     let name: String
-    let localAddress: SocketAddress?
+    /// The address it is bound to.
+    public let localAddress: SocketAddress?
     private let context: NIOLockedValueBox<ListenerContext>
     private let key: Int
     private let registry: ConnectionRegistry
-    private let loops: SpliceLoops
-    /// Takes a connection the splice path cannot serve (a node named by host name) into NIO.
-    private let handOver: @Sendable (CInt, Int) -> Void
+    private let loops: RelayLoops
 
     private init(
         fd: CInt, name: String, context: NIOLockedValueBox<ListenerContext>, key: Int, registry: ConnectionRegistry,
-        loops: SpliceLoops, handOver: @escaping @Sendable (CInt, Int) -> Void
+        loops: RelayLoops
     ) {
         self.fd = fd
         self.name = name
@@ -28,23 +28,21 @@ final class PlainListenerSocket: Sendable {
         self.key = key
         self.registry = registry
         self.loops = loops
-        self.handOver = handOver
         self.localAddress = Self.boundAddress(fd)
     }
 
-    /// Binds `address` and starts accepting on every loop.
-    static func open(
+    /// Binds `address` and starts accepting on every loop; `context` is read for each new connection.
+    public static func open(
         _ address: SocketAddress,
         name: String,
         context: NIOLockedValueBox<ListenerContext>,
         key: Int,
         registry: ConnectionRegistry,
-        loops: SpliceLoops,
-        handOver: @escaping @Sendable (CInt, Int) -> Void
-    ) async throws -> PlainListenerSocket {
+        loops: RelayLoops
+    ) async throws -> RelayListener {
         let fd = try bind(address)
-        let socket = PlainListenerSocket(
-            fd: fd, name: name, context: context, key: key, registry: registry, loops: loops, handOver: handOver)
+        let socket = RelayListener(
+            fd: fd, name: name, context: context, key: key, registry: registry, loops: loops)
         for loop in loops.loops {
             let watched = await loop.submit {
                 loop.watch(fd, for: .listener(socket), events: socket.events, levelTriggered: true)
@@ -65,7 +63,7 @@ final class PlainListenerSocket: Sendable {
 
     /// Stops accepting: every loop lets go of the socket before it is closed, so no loop can
     /// accept from a descriptor number that was reused meanwhile.
-    func close() async {
+    public func close() async {
         for loop in loops.loops {
             await loop.submit { [fd] in loop.unwatch(fd) }
         }
@@ -73,7 +71,7 @@ final class PlainListenerSocket: Sendable {
     }
 
     /// Accepts what is waiting (a bounded batch, so one busy listener cannot starve the loop).
-    func accept(on loop: SpliceLoop) {
+    func accept(on loop: RelayLoop) {
         for _ in 0..<16 {
             var peer = sockaddr_storage()
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
@@ -93,9 +91,9 @@ final class PlainListenerSocket: Sendable {
                 }
             }
             let listener = context.withLockedValue { $0 }
-            SpliceConnection.start(
+            RelayConnection.start(
                 client: client, peer: Self.socketAddress(peer), listener: listener, listenerKey: key,
-                registry: registry, loop: loop, handOver: handOver)
+                registry: registry, loop: loop)
         }
     }
 

@@ -1,0 +1,100 @@
+import BalancerCore
+import Logging
+import NIOCore
+
+/// The access-log line, metrics and journal entries of one proxied connection, written once when
+/// it ends from what its connection machine decided. Both executors end every connection here,
+/// so the log, metrics and journal read the same whichever data path carried it.
+public struct ConnectionLog {
+    /// When the connection was accepted.
+    public let started: NIODeadline
+    /// The client's address, described only when a line is written.
+    public let client: SocketAddress?
+    /// Extra fields for the line (a by-path listener's `client_cert`, say).
+    public var metadata: Logger.Metadata = [:]
+
+    /// Starts the record of a connection just accepted from `client` (counted as active).
+    public init(client: SocketAddress?, listener: ListenerContext) {
+        self.started = .now()
+        self.client = client
+        listener.metrics.active.increment()
+    }
+
+    /// "10.1.2.3:51234" for log lines.
+    public var clientDescription: String {
+        client.map(Self.describe) ?? "unknown"
+    }
+
+    /// The client's IP address as text (what console affinity keys on).
+    public var clientIP: String? { client?.ipAddress }
+
+    /// The machine is about to dial again after a node failed: says so (a hand-on at notice level).
+    public func dialling(after machine: ConnectionMachine<NodeTarget>, listener: ListenerContext) {
+        guard let failure = machine.failures.last else { return }
+        if failure.kind == .closedWithoutAnswer {
+            listener.accessLogger.notice(
+                "node closed a connection without answering: handing the client to the next node",
+                metadata: ["client": "\(clientDescription)", "failed_node": "\(failure.node)"])
+        } else {
+            listener.accessLogger.debug(
+                "connect failed, trying next node",
+                metadata: ["client": "\(clientDescription)", "node": "\(failure.node)", "error": "\(failure.kind)"])
+        }
+    }
+
+    /// Writes the line and counts the connection; `extraBytesOut` are bytes the balancer itself
+    /// sent the client (a 503 answer).
+    public func ended(_ machine: ConnectionMachine<NodeTarget>, listener: ListenerContext, extraBytesOut: Int = 0) {
+        let end = machine.end ?? .closed
+        let bytesIn = machine.bytesFromClient
+        let bytesOut = machine.bytesFromNode + extraBytesOut
+        let metrics = listener.metrics
+        metrics.active.decrement()
+        metrics.connectionEnded(
+            trafficClass: machine.trafficClass, node: machine.node, outcome: end.outcome, bytesIn: bytesIn,
+            bytesOut: bytesOut)
+        switch end.reason {
+        case .noEligibleNode(let refusal)?:
+            listener.journal.record(.refusal, "\(listener.configuration.name): \(refusal)")
+            metrics.refused(trafficClass: machine.trafficClass, reason: "no-eligible-node")
+        case .everyNodeFailed(let trafficClass, let failures)?:
+            let reasons = failures.map(\.description).joined(separator: ", ")
+            listener.journal.record(
+                .refusal, "\(listener.configuration.name): \(trafficClass) unavailable: \(reasons)")
+            metrics.refused(trafficClass: machine.trafficClass, reason: "all-connects-failed")
+        case .handshake(let failure)?:
+            metrics.handshakeFailed(reason: failure.label)
+        default:
+            break
+        }
+        let level: Logger.Level = end.outcome.isWarning ? .warning : .info
+        let logger = listener.accessLogger
+        // Building the line costs more than proxying a short connection: skip it when it is not printed.
+        guard logger.logLevel <= level else { return }
+        var line: Logger.Metadata = [
+            "client": "\(clientDescription)",
+            "class": "\(machine.trafficClass)",
+            "node": "\(machine.node ?? "-")",
+            "bytes_in": "\(bytesIn)",
+            "bytes_out": "\(bytesOut)",
+            "duration_ms": "\((NIODeadline.now() - started).nanoseconds / 1_000_000)",
+            "outcome": "\(end.outcome)",
+        ]
+        if let reason = end.reason { line["reason"] = "\(reason)" }
+        if machine.retries > 0 { line["retries"] = "\(machine.retries)" }
+        if let classified = machine.classified { line["classified"] = "\(classified)" }
+        line.merge(metadata) { $1 }
+        logger.log(level: level, "connection", metadata: line)
+    }
+
+    /// "10.1.2.3:51234", "[::1]:8443".
+    public static func describe(_ address: SocketAddress) -> String {
+        guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
+        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+}
+
+extension NIODeadline {
+    /// This deadline on the connection machine's clock.
+    public var monotonic: MonotonicInstant { MonotonicInstant(nanoseconds: uptimeNanoseconds) }
+}

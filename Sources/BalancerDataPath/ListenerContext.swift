@@ -1,0 +1,98 @@
+import BalancerCore
+import BalancerStore
+import Logging
+import NIOCore
+
+/// What every connection of one listener shares, whichever executor runs it. A reload replaces it
+/// as a whole; each connection keeps the one it was accepted under.
+public struct ListenerContext: Sendable {
+    public var configuration: ListenerConfiguration
+    public var directory: NodeDirectory
+    /// What the connection machine of each connection follows.
+    public var settings: ConnectionSettings
+    /// The access logger, with the listener's name set once.
+    public var accessLogger: Logger
+    public var journal: Journal
+    public var metrics: ListenerMetrics
+
+    public init(
+        configuration: ListenerConfiguration,
+        directory: NodeDirectory,
+        timeouts: TimeoutSettings,
+        accessLogger: Logger,
+        journal: Journal,
+        metrics: ListenerMetrics
+    ) {
+        self.configuration = configuration
+        self.directory = directory
+        self.settings = ConnectionSettings(for: configuration, timeouts: timeouts)
+        var logger = accessLogger
+        logger[metadataKey: "listener"] = "\(configuration.name)"
+        self.accessLogger = logger
+        self.journal = journal
+        self.metrics = metrics
+    }
+
+    /// Routes a connection of `trafficClass` from `client` and feeds the answer to `machine`.
+    public func route(
+        _ machine: inout ConnectionMachine<NodeTarget>,
+        _ trafficClass: TrafficClass,
+        clientAddress: () -> String?,
+        now: MonotonicInstant
+    ) -> ConnectionAction<NodeTarget> {
+        let algorithm = configuration.algorithm(for: trafficClass)
+        // Only affinity needs the client's address as text; the other algorithms skip the conversion.
+        let clientKey = algorithm == .source ? clientAddress() ?? "unknown" : ""
+        switch directory.route(
+            trafficClass, algorithm: algorithm, clientKey: clientKey, port: configuration.backendPort)
+        {
+        case .refused(let refusal): return machine.refused(refusal)
+        case .targets(let targets): return machine.routed(targets, now: now)
+        }
+    }
+}
+
+extension ConnectionSettings {
+    /// The settings of `listener`'s connections under `timeouts`.
+    public init(for listener: ListenerConfiguration, timeouts: TimeoutSettings) {
+        let classification: Classification =
+            switch listener.classification {
+            case .fixed(let trafficClass): .fixed(trafficClass)
+            case .bySNI(let rules): .clientHello(rules)
+            case .byPath: .external
+            }
+        var answersOverHTTP = false
+        if case .byPath = listener.classification { answersOverHTTP = true }
+        self.init(
+            classification: classification, connectTimeout: timeouts.connect, idleTimeout: timeouts.idle,
+            handshakeTimeout: listener.handshakeTimeout, answersRefusalsOverHTTP: answersOverHTTP)
+    }
+}
+
+extension ListenerConfiguration {
+    /// The class a connection has before anything is known about it.
+    public var initialClass: TrafficClass {
+        switch classification {
+        case .fixed(let trafficClass): trafficClass
+        case .bySNI(let rules): rules.defaultClass
+        case .byPath(let settings): settings.rules.defaultClass
+        }
+    }
+}
+
+extension ListenerClassification {
+    /// The `class` value as written in the configuration.
+    public var name: String {
+        switch self {
+        case .fixed(let trafficClass): trafficClass.rawValue
+        case .bySNI: "by-sni"
+        case .byPath: "by-path"
+        }
+    }
+}
+
+/// How often an executor looks at its connections' timers: a quarter of the shortest timeout, at
+/// least 10 ms and at most 1 s, so a timeout fires at most that late.
+public func sweepInterval(for timeout: Duration) -> Duration {
+    min(max(timeout / 4, .milliseconds(10)), .seconds(1))
+}

@@ -1,0 +1,370 @@
+import BalancerCore
+import BalancerDataPath
+import NIOCore
+import NIOPosix
+import NIOSSL
+
+/// The NIO executor of `ConnectionMachine` for one connection: it owns the client channel's and
+/// the node channel's `RelayGlue`, feeds the machine what they report, and carries out its
+/// actions. Listeners the relay cannot serve run here: `by-path` (TLS ended here, HTTP read), and
+/// any listener on a platform without epoll or bound to a host name.
+final class NIORelay {
+    private let listener: NIOListenerContext
+    private var machine: ConnectionMachine<NodeTarget>
+    private let log: ConnectionLog
+    private let clientChannel: any Channel
+    private let registry: ConnectionRegistry
+    private let sweeper: RelaySweeper?
+    private var clientGlue: RelayGlue!
+    private var node: RelayGlue?
+    /// The node `node` (or the connect under way) is counted against, until it is dropped.
+    private var countedNode: NodeID?
+    /// Numbers connect attempts, so the late answer of an abandoned one is recognised and closed.
+    private var dialAttempt = 0
+    /// What the current node must get first, and again if it is replaced: bytes a classifier
+    /// read, then what the client sent, while the machine says to keep them.
+    private var replay: [ByteBuffer] = []
+    /// The client's first bytes while a `by-sni` connection is classified.
+    private var preamble = ByteBuffer()
+    /// An answer a classifier wants the client to get before the connection closes (400, 431).
+    private var answer: ByteBuffer?
+    private var extraBytesOut = 0
+    private var started = false
+    private var finished = false
+    /// A `by-path` listener whose certificates could not be loaded: its connections are closed.
+    private var certificatesMissing = false
+
+    private init(
+        clientChannel: any Channel, listener: NIOListenerContext, registry: ConnectionRegistry,
+        sweeper: RelaySweeper?
+    ) {
+        self.clientChannel = clientChannel
+        self.listener = listener
+        self.registry = registry
+        self.sweeper = sweeper
+        self.log = ConnectionLog(client: clientChannel.remoteAddress, listener: listener.shared)
+        self.machine = ConnectionMachine(
+            settings: listener.shared.settings, now: NIODeadline.now().monotonic,
+            initialClass: listener.shared.configuration.initialClass)
+    }
+
+    /// Adds the client side of a new connection to `channel`'s pipeline (after any TLS and
+    /// classifier handlers); the machine starts once the channel is active.
+    @discardableResult
+    static func attach(
+        to channel: any Channel, listener: NIOListenerContext, listenerKey: Int, registry: ConnectionRegistry,
+        sweeper: RelaySweeper?, certificatesMissing: Bool = false
+    ) throws -> NIORelay {
+        let relay = NIORelay(clientChannel: channel, listener: listener, registry: registry, sweeper: sweeper)
+        relay.certificatesMissing = certificatesMissing
+        relay.clientGlue = RelayGlue(side: .client, relay: relay, readsAllowed: false, overTLS: listener.tls != nil)
+        try channel.pipeline.syncOperations.addHandler(relay.clientGlue)
+        let handle = NIORelayHandle(relay: relay)
+        let loop = channel.eventLoop
+        registry.register(ObjectIdentifier(relay), listener: listenerKey) {
+            loop.execute { handle.relay.shutDown() }
+        }
+        sweeper?.add(relay)
+        if channel.isActive { relay.start() }
+        return relay
+    }
+
+    private var now: MonotonicInstant { NIODeadline.now().monotonic }
+
+    /// How often the sweeper must look at this connection's timers.
+    var shortestTimeout: Duration { machine.shortestTimeout }
+
+    private func start() {
+        guard !started else { return }
+        started = true
+        if certificatesMissing {
+            perform(machine.classificationFailed(ConnectionEnd(.handshakeFailed, .handshake(.listenerCertificates))))
+        } else {
+            perform(machine.start(now: now))
+        }
+    }
+
+    private func glue(_ side: ConnectionSide) -> RelayGlue? {
+        side == .client ? clientGlue : node
+    }
+
+    // MARK: - Carrying out the machine's actions
+
+    private func perform(_ action: ConnectionAction<NodeTarget>) {
+        guard !finished else { return }
+        switch action {
+        case .none:
+            break
+        case .readPreamble:
+            clientGlue.readOnce()
+        case .route(let trafficClass):
+            clientGlue.stopReading()
+            perform(listener.shared.route(&machine, trafficClass, clientAddress: { log.clientIP }, now: now))
+        case .dial(let target):
+            log.dialling(after: machine, listener: listener.shared)
+            dial(target)
+        case .startRelay(let withReplay, let halfCloseNode):
+            guard let node else { return }
+            node.partner = clientGlue
+            clientGlue.partner = node
+            if withReplay {
+                for buffer in replay { node.write(buffer) }
+                node.flush()
+            }
+            if halfCloseNode { node.halfClose() }
+            clientGlue.startReading()
+        case .halfClose(let side):
+            glue(side)?.halfClose()
+        case .finishWhenFlushed:
+            whenFlushed([clientGlue, node].compactMap { $0 })
+        case .linger(let survivor):
+            if survivor == .client { dropNode() }
+            whenFlushed([glue(survivor)].compactMap { $0 })
+        case .close:
+            finish()
+        case .answerAndClose(let end):
+            answer = ByteBuffer(bytes: RefusalPage.response(text: Self.refusalText(end)))
+            finish()
+        }
+    }
+
+    /// Calls `pendingWritten` once every glue in `glues` has written what is queued for it.
+    private func whenFlushed(_ glues: [RelayGlue]) {
+        var waiting = glues.count
+        guard waiting > 0 else {
+            perform(machine.pendingWritten(now: now))
+            return
+        }
+        for glue in glues {
+            glue.whenFlushed {
+                waiting -= 1
+                if waiting == 0 { self.perform(self.machine.pendingWritten(now: self.now)) }
+            }
+        }
+    }
+
+    // MARK: - Events from the glue
+
+    func channelActive(_ side: ConnectionSide) {
+        if side == .client { start() }
+    }
+
+    func read(_ buffer: ByteBuffer, from side: ConnectionSide) {
+        guard !finished else { return }
+        if side == .client, machine.phase == .classifying {
+            var buffer = buffer
+            preamble.writeBuffer(&buffer)
+            perform(machine.clientPreamble(preamble.readableBytesView, endOfInput: false, now: now))
+            keepPreambleIfClassified()
+            return
+        }
+        switch machine.read(from: side, count: buffer.readableBytes, now: now) {
+        case .forward:
+            break
+        case .keepForReplay:
+            replay.append(buffer)
+        case .dropReplay:
+            replay = []
+        case .close:
+            finish()
+            return
+        }
+        switch side {
+        case .client:
+            // Before its node is connected, what a client sent waits in the replay.
+            if machine.phase == .relaying || machine.phase == .finishing { node?.write(buffer) }
+        case .node:
+            clientGlue.write(buffer)
+        }
+    }
+
+    func readComplete(from side: ConnectionSide) {
+        glue(side.other)?.flush()
+    }
+
+    func inputEnded(_ side: ConnectionSide) {
+        guard !finished else { return }
+        if side == .client, machine.phase == .classifying, case .clientHello = machine.settings.classification {
+            perform(machine.clientPreamble(preamble.readableBytesView, endOfInput: true, now: now))
+            keepPreambleIfClassified()
+            return
+        }
+        perform(machine.inputEnded(side, now: now))
+    }
+
+    func inactive(_ side: ConnectionSide) {
+        guard !finished else { return }
+        // A channel that closes without an error or EOF first (a TLS layer closing it, say) is gone
+        // as if reset.
+        failed(side, ChannelError.eof)
+    }
+
+    func failed(_ side: ConnectionSide, _ error: any Error) {
+        guard !finished else { return }
+        let queuedForFailed = glue(side)?.hasQueuedBytes ?? false
+        let queuedForSurvivor = glue(side.other)?.hasQueuedBytes ?? false
+        perform(
+            machine.failed(
+                side, Self.socketFailure(error), queuedForFailed: queuedForFailed,
+                queuedForSurvivor: queuedForSurvivor, now: now))
+    }
+
+    func classified(_ event: ConnectionClassified) {
+        replay = event.bytes.readableBytes > 0 ? [event.bytes] : []
+        perform(
+            machine.classified(
+                event.trafficClass, detail: event.detail, peekedBytes: event.bytes.readableBytes, now: now))
+    }
+
+    func classificationFailed(_ event: ConnectionClassificationFailed) {
+        answer = event.answer
+        perform(machine.classificationFailed(event.end))
+    }
+
+    /// The sweeper's look at the machine's timers.
+    func tick(_ deadline: NIODeadline) {
+        guard !finished else { return }
+        perform(machine.tick(now: deadline.monotonic))
+    }
+
+    /// The balancer closes this connection for good.
+    func shutDown() {
+        perform(machine.shutDown())
+    }
+
+    private func keepPreambleIfClassified() {
+        guard machine.phase != .classifying else { return }
+        if preamble.readableBytes > 0 { replay = [preamble] }
+        preamble = ByteBuffer()
+    }
+
+    // MARK: - Connecting
+
+    private func dial(_ target: NodeTarget) {
+        dropNode()
+        dialAttempt += 1
+        let attempt = dialAttempt
+        guard let address = target.address else {
+            perform(machine.connectFailed(.unresolved(target.host), now: now))
+            return
+        }
+        listener.shared.directory.connectionOpened(to: target.node)
+        countedNode = target.node
+        let overTLS = listener.tls?.backend != nil
+        let connecting = listener.connect(to: target, at: address, on: clientChannel.eventLoop)
+        connecting.assumeIsolated().whenComplete { result in
+            guard attempt == self.dialAttempt, !self.finished else {
+                // Given up on meanwhile (a timeout moved on, or the client left): its count is released.
+                if case .success(let channel) = result { channel.close(promise: nil) }
+                return
+            }
+            switch result {
+            case .success(let channel):
+                let glue = RelayGlue(side: .node, relay: self, readsAllowed: true, overTLS: overTLS)
+                do {
+                    // Added here, in the connect callback, before the loop can deliver any of its bytes.
+                    try channel.pipeline.syncOperations.addHandler(glue)
+                } catch {
+                    channel.close(promise: nil)
+                    self.perform(self.machine.connectFailed(.socket(Self.socketFailure(error)), now: self.now))
+                    return
+                }
+                self.node = glue
+                self.perform(self.machine.connected(now: self.now))
+            case .failure(let error):
+                self.perform(self.machine.connectFailed(Self.failureKind(error, host: target.host), now: self.now))
+            }
+        }
+    }
+
+    /// Closes the node channel and gives its connection count back.
+    private func dropNode() {
+        node?.close()
+        node = nil
+        clientGlue.partner = nil
+        if let countedNode {
+            listener.shared.directory.connectionClosed(from: countedNode)
+            self.countedNode = nil
+        }
+    }
+
+    /// Closes both sides (after an answer for the client, if there is one) and writes the access-log line.
+    private func finish() {
+        guard !finished else { return }
+        finished = true
+        dialAttempt += 1
+        dropNode()
+        let client = clientGlue!
+        if let answer {
+            extraBytesOut += answer.readableBytes
+            client.relay = nil
+            client.write(answer)
+            client.flush()
+            client.whenFlushed { client.close() }
+        } else {
+            client.close()
+        }
+        replay = []
+        registry.unregister(ObjectIdentifier(self))
+        sweeper?.remove(self)
+        log.ended(machine, listener: listener.shared, extraBytesOut: extraBytesOut)
+    }
+
+    // MARK: - Errors
+
+    static func socketFailure(_ error: any Error) -> SocketFailure {
+        switch error {
+        case let error as IOError: SocketFailure(code: error.errnoCode)
+        case ChannelError.connectTimeout: SocketFailure(code: ETIMEDOUT)
+        default: .connectionReset
+        }
+    }
+
+    static func failureKind(_ error: any Error, host: String) -> NodeFailureKind {
+        switch error {
+        case ChannelError.connectTimeout: .timedOut
+        case let error as IOError where error.errnoCode == ECONNREFUSED: .refused
+        case let error as IOError where error.errnoCode == ETIMEDOUT: .timedOut
+        case let error as IOError: .socket(SocketFailure(code: error.errnoCode))
+        case let error as NIOConnectionError:
+            error.connectionErrors.first.map { failureKind($0.error, host: host) } ?? .unresolved(host)
+        default: .socket(.connectionReset)
+        }
+    }
+
+    /// A short, stable description of a connect or I/O error for logs: "connection refused", "connect timed out".
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case ChannelError.connectTimeout, is IOError: failureKind(error, host: "").description
+        case let error as NIOConnectionError:
+            error.connectionErrors.first.map { describe($0.error) } ?? "cannot resolve \(error.host)"
+        default: "\(error)"
+        }
+    }
+
+    /// What a refused HTTP client reads.
+    static func refusalText(_ end: ConnectionEnd) -> String {
+        switch end.reason {
+        case .noEligibleNode(let refusal)?:
+            RefusalPage.text(for: refusal)
+        case .everyNodeFailed(_, let failures)?:
+            "no UMS server answered: \(failures.map(\.description).joined(separator: ", ")); try again in a moment"
+        default:
+            "no UMS server can take the request right now"
+        }
+    }
+}
+
+@available(*, unavailable)
+extension NIORelay: Sendable {}
+
+/// A relay as the registry holds it: only ever touched on its channel's event loop.
+private struct NIORelayHandle: @unchecked Sendable {
+    let relay: NIORelay
+}
+
+extension Balancer {
+    /// Every channel keeps its last receive buffer for the next read, idle or not: start small
+    /// (a device's request is a few hundred bytes) and let busy connections grow to 64 KiB reads.
+    static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 65_536)
+}

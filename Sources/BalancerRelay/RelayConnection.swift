@@ -1,0 +1,355 @@
+#if os(Linux)
+import BalancerCore
+import BalancerDataPath
+import CBalancerLinux
+import Glibc
+import NIOCore
+
+/// A client connection of a listener that terminates nothing, and the node connection it is
+/// relayed to, on one relay loop: the epoll executor of `ConnectionMachine`. It moves the bytes
+/// and reports what its two sockets do; the machine decides everything else.
+final class RelayConnection {
+    private unowned let loop: RelayLoop
+    private let listener: ListenerContext
+    let listenerKey: Int
+    private let log: ConnectionLog
+    private let registry: ConnectionRegistry
+    private let client: RelaySide
+    private var node: RelaySide?
+    /// The node `node` is counted against (least connections), until it is dropped.
+    private var countedNode: NodeID?
+    private var machine: ConnectionMachine<NodeTarget>
+    /// What the current node must get first if it is replaced: the ClientHello a `by-sni`
+    /// listener read, then what the client sent — kept while the machine says so.
+    private var replay: [UInt8] = []
+    private var finished = false
+    /// `pump` is on the stack: actions that need it only ask it to go round once more.
+    private var pumping = false
+    private var pumpAgain = false
+
+    private init(
+        client: CInt, peer: SocketAddress?, listener: ListenerContext, listenerKey: Int,
+        registry: ConnectionRegistry, loop: RelayLoop
+    ) {
+        self.client = RelaySide(fd: client, connected: true)
+        self.listener = listener
+        self.listenerKey = listenerKey
+        self.log = ConnectionLog(client: peer, listener: listener)
+        self.registry = registry
+        self.loop = loop
+        self.machine = ConnectionMachine(
+            settings: listener.settings, now: loop.now.monotonic, initialClass: listener.configuration.initialClass)
+    }
+
+    /// How often the loop must look at this connection's timers.
+    var shortestTimeout: Duration { machine.shortestTimeout }
+
+    /// Takes a freshly accepted client socket and starts its machine.
+    static func start(
+        client fd: CInt, peer: SocketAddress?, listener: ListenerContext, listenerKey: Int,
+        registry: ConnectionRegistry, loop: RelayLoop
+    ) {
+        let connection = RelayConnection(
+            client: fd, peer: peer, listener: listener, listenerKey: listenerKey, registry: registry, loop: loop)
+        loop.adopt(connection)
+        let handle = RelayHandle(connection: connection, loop: loop)
+        registry.register(ObjectIdentifier(connection), listener: listenerKey) {
+            handle.loop.execute { handle.connection.shutDown() }
+        }
+        guard
+            loop.watch(fd, for: .client(connection), events: EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue)
+        else {
+            connection.perform(
+                connection.machine.setupFailed("cannot watch the client socket: \(String(cString: strerror(errno)))"))
+            return
+        }
+        connection.perform(connection.machine.start(now: loop.now.monotonic))
+    }
+
+    private var now: MonotonicInstant { loop.now.monotonic }
+
+    // MARK: - Carrying out the machine's actions
+
+    private func perform(_ action: ConnectionAction<NodeTarget>) {
+        guard !finished else { return }
+        switch action {
+        case .none:
+            break
+        case .readPreamble:
+            readPreamble()
+        case .route(let trafficClass):
+            perform(listener.route(&machine, trafficClass, clientAddress: { log.clientIP }, now: now))
+        case .dial(let target):
+            log.dialling(after: machine, listener: listener)
+            dial(target)
+        case .startRelay(let withReplay, let halfCloseNode):
+            guard let node else { return }
+            if withReplay { node.queue(replay) }
+            if halfCloseNode { node.outputClosing = true }
+            pumpSoon()
+        case .halfClose(let side):
+            (side == .client ? client : node)?.outputClosing = true
+            pumpSoon()
+        case .finishWhenFlushed, .linger:
+            pumpSoon()
+        case .close, .answerAndClose:
+            finish()
+        }
+    }
+
+    // MARK: - Events from the loop
+
+    func clientEvent(_ events: UInt32) {
+        client.note(events)
+        if machine.phase == .classifying {
+            readPreamble()
+        } else if node?.connected == true {
+            pump()
+        } else if client.hungUp {
+            // Gone before a node was connected. Its bytes are not read before then.
+            perform(
+                machine.failed(
+                    .client, .connectionReset, queuedForFailed: false, queuedForSurvivor: false, now: now))
+        }
+    }
+
+    func nodeEvent(_ events: UInt32) {
+        guard let node else { return }
+        node.note(events)
+        guard node.connected else {
+            // A failed connect reports an error or hang-up; writable alone means connected (no
+            // SO_ERROR call needed on the way that matters).
+            if events & (EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 {
+                var error: CInt = 0
+                var length = socklen_t(MemoryLayout<CInt>.size)
+                getsockopt(node.fd, SOL_SOCKET, SO_ERROR, &error, &length)
+                perform(machine.connectFailed(error == 0 ? .closedWithoutAnswer : Self.failureKind(error), now: now))
+            } else if events & EPOLLOUT.rawValue != 0 {
+                node.connected = true
+                node.hungUp = false
+                perform(machine.connected(now: now))
+            }
+            return
+        }
+        pump()
+    }
+
+    /// The balancer is closing this connection for good.
+    func shutDown() {
+        perform(machine.shutDown())
+    }
+
+    /// Called by the loop's sweep: the machine's timers.
+    func checkDeadlines() {
+        guard !finished else { return }
+        perform(machine.tick(now: now))
+    }
+
+    // MARK: - Classifying
+
+    /// Reads the ClientHello without answering it: the node gets every byte and completes the
+    /// handshake with the client itself.
+    private func readPreamble() {
+        let buffer = loop.buffer
+        var grew = false
+        while client.readable, client.failure == nil, !client.inputClosed {
+            // Never more than one byte past the largest ClientHello: that is enough to reject it.
+            let size = min(buffer.count, ClientHello.maximumSize + 1 - replay.count)
+            guard size > 0 else { break }
+            let count = Glibc.read(client.fd, buffer.baseAddress, size)
+            if count > 0 {
+                grew = true
+                replay.append(contentsOf: UnsafeRawBufferPointer(start: buffer.baseAddress, count: count))
+            } else if count == 0 {
+                client.inputClosed = true
+            } else if errno == EAGAIN {
+                client.readable = false
+            } else if errno != EINTR {
+                client.failure = errno
+            }
+        }
+        if let failure = client.failure {
+            perform(
+                machine.failed(
+                    .client, SocketFailure(code: failure), queuedForFailed: false, queuedForSurvivor: false, now: now))
+        } else if grew || client.inputClosed {
+            perform(machine.clientPreamble(replay, endOfInput: client.inputClosed, now: now))
+        }
+    }
+
+    // MARK: - Moving bytes
+
+    /// Moves what can be moved both ways until nothing changes, reporting each EOF, failure and
+    /// flushed queue to the machine.
+    private func pump() {
+        guard let node, node.connected, !pumping else { return }
+        pumping = true
+        defer { pumping = false }
+        var moved = true
+        while moved, !finished, self.node === node {
+            moved = pumpAgain
+            pumpAgain = false
+            if node.hasPending, !node.flush() { moved = true }
+            if client.hasPending, !client.flush() { moved = true }
+            node.shutDownOutputIfDue()
+            client.shutDownOutputIfDue()
+            if forward(from: client, to: node, .client) { moved = true }
+            guard !finished, self.node === node else { return }
+            if forward(from: node, to: client, .node) { moved = true }
+            guard !finished, self.node === node else { return }
+            if report(node) { moved = true }
+        }
+    }
+
+    private func pumpSoon() {
+        if pumping { pumpAgain = true } else { pump() }
+    }
+
+    /// Reads from `source` while `destination` takes everything; true when anything happened.
+    private func forward(from source: RelaySide, to destination: RelaySide, _ side: ConnectionSide) -> Bool {
+        var moved = false
+        let buffer = loop.buffer
+        while machine.phase == .relaying, source.readable, !source.inputClosed, source.failure == nil,
+            destination.failure == nil, !destination.hasPending
+        {
+            let size = min(source.readSize, buffer.count)
+            let count = Glibc.read(source.fd, buffer.baseAddress, size)
+            if count > 0 {
+                moved = true
+                switch machine.read(from: side, count: count, now: now) {
+                case .forward:
+                    break
+                case .keepForReplay:
+                    replay.append(contentsOf: UnsafeRawBufferPointer(start: buffer.baseAddress, count: count))
+                case .dropReplay:
+                    replay = []
+                case .close:
+                    finish()
+                    return true
+                }
+                if !destination.send(buffer.baseAddress!, count: count) { break }
+                source.adjustReadSize(read: count, asked: size, allSent: !destination.hasPending, limit: buffer.count)
+                // A short read emptied the socket; after a FIN that is the EOF too (saves a read).
+                // After a reset or error the next read says which it was.
+                if count < size, !source.hungUp {
+                    if source.peerShutDown { source.inputClosed = true } else { source.readable = false }
+                }
+            } else if count == 0 {
+                source.inputClosed = true
+                source.readable = false
+            } else if errno == EAGAIN {
+                source.readable = false
+            } else if errno != EINTR {
+                source.failure = errno
+                source.readable = false
+                moved = true
+            }
+        }
+        if source.inputClosed, !source.eofReported {
+            source.eofReported = true
+            perform(machine.inputEnded(side, now: now))
+            moved = true
+        }
+        return moved
+    }
+
+    /// Tells the machine about failed sockets and queues that emptied; true when it did.
+    private func report(_ node: RelaySide) -> Bool {
+        for (side, socket, other) in [(ConnectionSide.client, client, node), (.node, node, client)]
+        where socket.failure != nil && !socket.failureReported {
+            socket.failureReported = true
+            perform(
+                machine.failed(
+                    side, SocketFailure(code: socket.failure!), queuedForFailed: socket.hasPending,
+                    queuedForSurvivor: other.failure == nil && other.hasPending, now: now))
+            return true
+        }
+        switch machine.phase {
+        case .finishing:
+            guard (!client.hasPending || client.failure != nil), (!node.hasPending || node.failure != nil) else {
+                return false
+            }
+        case .lingering:
+            let survivor = client.failure == nil ? client : node
+            guard !survivor.hasPending || survivor.failure != nil else { return false }
+        default:
+            return false
+        }
+        perform(machine.pendingWritten(now: now))
+        return true
+    }
+
+    // MARK: - Connecting
+
+    private func dial(_ target: NodeTarget) {
+        dropNode()
+        guard let address = target.address else {
+            perform(machine.connectFailed(.unresolved(target.host), now: now))
+            return
+        }
+        listener.directory.connectionOpened(to: target.node)
+        countedNode = target.node
+        let fd = socket(
+            address.protocol.rawValue, CInt(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else {
+            perform(machine.connectFailed(.socket(SocketFailure(code: errno)), now: now))
+            return
+        }
+        var one: CInt = 1
+        setsockopt(fd, CInt(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<CInt>.size))
+        let node = RelaySide(fd: fd, connected: false)
+        self.node = node
+        let connected = address.withSockAddr { Glibc.connect(fd, $0, socklen_t($1)) }
+        guard connected == 0 || errno == EINPROGRESS else {
+            perform(machine.connectFailed(Self.failureKind(errno), now: now))
+            return
+        }
+        guard
+            loop.watch(fd, for: .node(self), events: EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue)
+        else {
+            perform(machine.connectFailed(.socket(SocketFailure(code: errno)), now: now))
+            return
+        }
+    }
+
+    /// Closes the node socket and gives its connection count back.
+    private func dropNode() {
+        if let node {
+            loop.forget(node.fd)
+            Glibc.close(node.fd)
+            self.node = nil
+        }
+        if let countedNode {
+            listener.directory.connectionClosed(from: countedNode)
+            self.countedNode = nil
+        }
+    }
+
+    /// Closes both sockets and writes the access-log line.
+    private func finish() {
+        guard !finished else { return }
+        finished = true
+        dropNode()
+        loop.forget(client.fd)
+        Glibc.close(client.fd)
+        replay = []
+        loop.release(self)
+        registry.unregister(ObjectIdentifier(self))
+        log.ended(machine, listener: listener)
+    }
+
+    private static func failureKind(_ error: CInt) -> NodeFailureKind {
+        switch error {
+        case ECONNREFUSED: .refused
+        case ETIMEDOUT: .timedOut
+        default: .socket(SocketFailure(code: error))
+        }
+    }
+}
+
+/// A relay connection as other threads may hold it: only ever touched on its own loop.
+struct RelayHandle: @unchecked Sendable {
+    let connection: RelayConnection
+    let loop: RelayLoop
+}
+#endif

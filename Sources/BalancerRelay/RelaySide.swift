@@ -1,0 +1,118 @@
+#if os(Linux)
+import CBalancerLinux
+import Glibc
+
+/// One socket of a relayed connection, as its loop last saw it: what it reported, what is queued
+/// for it, and how much one read from it takes. No decisions: the connection machine makes those.
+final class RelaySide {
+    let fd: CInt
+    /// An edge said there is something to read (bytes, EOF or an error) that was not read yet.
+    var readable = false
+    /// EPOLLRDHUP: the peer sent its FIN, so a short read has read everything before it.
+    var peerShutDown = false
+    /// The peer reset or errored: nothing more will be read, and writes fail.
+    var hungUp = false
+    /// Its EOF has been read (and reported).
+    var inputClosed = false
+    /// Writing to it is shut down, or will be once `pending` is out (the machine said so).
+    var outputClosing = false
+    /// The shutdown itself has been done (or made unnecessary by closing the socket).
+    var outputClosed = false
+    var connected: Bool
+    /// Its EOF and its failure have been told to the connection machine (each once).
+    var eofReported = false
+    var failureReported = false
+    /// Bytes for this socket it could not take yet; reading from its partner waits until they are out.
+    private(set) var pending: [UInt8] = []
+    private var pendingStart = 0
+    var bytesRead = 0
+    /// Why this socket failed (errno), once it has.
+    var failure: CInt?
+    /// How much one read from this socket takes: grows while reads fill up and the partner takes
+    /// everything (bulk transfers make fewer, larger calls), shrinks when the partner cannot keep
+    /// up, so a stalled connection holds a small remainder, not a whole large read.
+    private(set) var readSize = RelaySide.smallestRead
+
+    static let smallestRead = 16 * 1024
+
+    init(fd: CInt, connected: Bool) {
+        self.fd = fd
+        self.connected = connected
+    }
+
+    var hasPending: Bool { pendingStart < pending.count }
+
+    func note(_ events: UInt32) {
+        if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
+            readable = true
+        }
+        if events & (EPOLLRDHUP.rawValue | EPOLLHUP.rawValue) != 0 { peerShutDown = true }
+        if events & (EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { hungUp = true }
+    }
+
+    /// Writes `count` bytes at `bytes`, keeping what the socket cannot take; false when it failed.
+    func send(_ bytes: UnsafeRawPointer, count: Int) -> Bool {
+        var sent = 0
+        while sent < count {
+            let written = Glibc.send(fd, bytes + sent, count - sent, CInt(MSG_NOSIGNAL))
+            if written > 0 {
+                sent += written
+            } else if errno == EINTR {
+                continue
+            } else if errno == EAGAIN {
+                break
+            } else {
+                failure = errno
+                return false
+            }
+        }
+        if sent < count {
+            pending = Array(UnsafeRawBufferPointer(start: bytes + sent, count: count - sent))
+            pendingStart = 0
+        }
+        return true
+    }
+
+    /// Writes what is pending; false when the socket failed.
+    func flush() -> Bool {
+        while hasPending {
+            let written = pending.withUnsafeBytes { bytes in
+                Glibc.send(fd, bytes.baseAddress! + pendingStart, pending.count - pendingStart, CInt(MSG_NOSIGNAL))
+            }
+            if written > 0 {
+                pendingStart += written
+            } else if errno == EINTR {
+                continue
+            } else if errno == EAGAIN {
+                return true
+            } else {
+                failure = errno
+                return false
+            }
+        }
+        pending = []
+        pendingStart = 0
+        return true
+    }
+
+    /// Shuts writing down once nothing is pending, if the machine asked for it.
+    func shutDownOutputIfDue() {
+        guard outputClosing, !outputClosed, !hasPending, failure == nil else { return }
+        outputClosed = true
+        Glibc.shutdown(fd, CInt(SHUT_WR))
+    }
+
+    func adjustReadSize(read: Int, asked: Int, allSent: Bool, limit: Int) {
+        if !allSent {
+            readSize = max(asked / 2, Self.smallestRead)
+        } else if read == asked {
+            readSize = min(asked * 2, limit)
+        }
+    }
+
+    /// Queues `bytes` behind what is pending (a replay to a new node).
+    func queue(_ bytes: [UInt8]) {
+        pending.append(contentsOf: bytes)
+    }
+}
+#endif
