@@ -93,6 +93,7 @@ let package = Package(
             name: "BalancerCLI",
             dependencies: [
                 "BalancerCore", "BalancerConfigFile", "BalancerNIO", "BalancerStore", "BalancerAdmin", "UMSNodeSimulator",
+                "BalancerDataPath",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -169,7 +170,10 @@ let package = Package(
         ),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["BalancerTesting", "BalancerStore", "BalancerCore", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "BalancerTesting", "BalancerStore", "BalancerCore", "BalancerDataPath",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

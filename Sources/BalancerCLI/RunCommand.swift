@@ -2,6 +2,7 @@ import ArgumentParser
 import BalancerAdmin
 import BalancerConfigFile
 import BalancerCore
+import BalancerDataPath
 import BalancerNIO
 import BalancerStore
 import Foundation
@@ -188,7 +189,12 @@ func raiseOpenFileLimit(logger: Logger) {
         _ = getrlimit(resource, &limit)
     }
     logger.info(
-        "open file limit", metadata: ["limit": "\(limit.rlim_cur)", "max_connections": "\(limit.rlim_cur / 2)"])
+        "open file limit",
+        metadata: [
+            "limit": "\(limit.rlim_cur)",
+            "max_connections":
+                "\(DescriptorBudget.capacity(forLimit: Int(limit.rlim_cur)) / DescriptorBudget.perConnection)",
+        ])
 }
 
 func printError(_ text: String) {

@@ -144,8 +144,17 @@ extension Balancer {
     ) -> ServerBootstrap {
         let registry = connections
         let sweepers = relaySweepers
+        let budget = descriptors
+        let name = context.withLockedValue { $0.shared.configuration.name }
         return ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 4096)
+            // One accept per read, so the descriptor budget is checked before each.
+            .serverChannelOption(.maxMessagesPerRead, value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptBudgetHandler(budget: budget, listener: name))
+                }
+            }
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             // TCP_NODELAY is NIO's default on the listening socket, and accepted sockets inherit it
             // (`.socketOption(.tcp_nodelay)` would set SO_DEBUG: it is an SOL_SOCKET option).
@@ -170,7 +179,8 @@ extension Balancer {
             case .running(let loops):
                 return loops
             case .idle:
-                let loops = try RelayLoops(count: Array(group.makeIterator()).count, logger: logger)
+                let loops = try RelayLoops(
+                    count: Array(group.makeIterator()).count, logger: logger, budget: descriptors)
                 state = .running(loops)
                 return loops
             case .stopped:

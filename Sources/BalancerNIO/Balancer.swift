@@ -46,6 +46,8 @@ public final class Balancer: Service, Sendable {
     let relaySweepers: RelaySweepers
     /// Which executor carries listeners that terminate nothing.
     let dataPath: DataPath
+    /// The descriptors proxied connections may hold, across listeners and executors.
+    public let descriptors: DescriptorBudget
     /// Runs reloads one at a time.
     let reloadGate = SerialGate()
     /// The append-only event journal (in the state database when one is configured).
@@ -91,6 +93,7 @@ public final class Balancer: Service, Sendable {
         dataPath: DataPath = .automatic
     ) {
         self.dataPath = dataPath
+        self.descriptors = DescriptorBudget.fromOpenFileLimit(logger: logger)
         self.group = group
         self.logger = logger
         self.accessLogger = accessLogger ?? logger

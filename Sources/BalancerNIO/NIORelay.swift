@@ -271,6 +271,8 @@ final class NIORelay {
                 }
                 self.node = glue
                 self.perform(self.machine.connected(now: self.now))
+            case .failure(let error as IOError) where SocketFailure(code: error.errnoCode).isResourceExhaustion:
+                self.perform(self.machine.outOfResources(SocketFailure(code: error.errnoCode)))
             case .failure(let error):
                 self.perform(self.machine.connectFailed(Self.failureKind(error, host: target.host), now: self.now))
             }

@@ -292,7 +292,10 @@ final class RelayConnection {
         let fd = socket(
             address.protocol.rawValue, CInt(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else {
-            perform(machine.connectFailed(.socket(SocketFailure(code: errno)), now: now))
+            let failure = SocketFailure(code: errno)
+            perform(
+                failure.isResourceExhaustion
+                    ? machine.outOfResources(failure) : machine.connectFailed(.socket(failure), now: now))
             return
         }
         var one: CInt = 1
@@ -336,6 +339,7 @@ final class RelayConnection {
         loop.release(self)
         registry.unregister(ObjectIdentifier(self))
         log.ended(machine, listener: listener)
+        loop.budget.give()
     }
 
     private static func failureKind(_ error: CInt) -> NodeFailureKind {

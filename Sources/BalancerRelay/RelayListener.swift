@@ -73,6 +73,10 @@ public final class RelayListener: Sendable {
     /// Accepts what is waiting (a bounded batch, so one busy listener cannot starve the loop).
     func accept(on loop: RelayLoop) {
         for _ in 0..<16 {
+            guard loop.budget.take(listener: name) else {
+                loop.waitForDescriptors(self)
+                return
+            }
             var peer = sockaddr_storage()
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let client = withUnsafeMutablePointer(to: &peer) { pointer in
@@ -81,6 +85,9 @@ public final class RelayListener: Sendable {
                 }
             }
             if client < 0 {
+                let error = errno
+                loop.budget.give()
+                errno = error
                 switch errno {
                 case EINTR, ECONNABORTED: continue
                 case EAGAIN: return

@@ -40,6 +40,10 @@ final class RelayLoop: @unchecked Sendable {
     private var slots: [Slot] = []
     private var connections: [ObjectIdentifier: RelayConnection] = [:]
     private var pausedListeners: [(listener: RelayListener, until: NIODeadline)] = []
+    /// Listeners this loop stopped accepting on until the descriptor budget has room again.
+    private var waitingForDescriptors: [RelayListener] = []
+    /// The descriptors this loop's connections may hold, shared by every loop.
+    let budget: DescriptorBudget
     private var running = true
     private var sweepEvery = TimeAmount.seconds(1)
     private var nextSweep = NIODeadline.now()
@@ -68,8 +72,9 @@ final class RelayLoop: @unchecked Sendable {
         case node(RelayConnection)
     }
 
-    init(name: String, logger: Logger) throws {
+    init(name: String, logger: Logger, budget: DescriptorBudget) throws {
         self.logger = logger
+        self.budget = budget
         self.name = name
         epoll = epoll_create1(CInt(EPOLL_CLOEXEC))
         guard epoll >= 0 else { throw IOError(errnoCode: errno, reason: "epoll_create1") }
@@ -159,6 +164,10 @@ final class RelayLoop: @unchecked Sendable {
         epoll_ctl(epoll, EPOLL_CTL_DEL, fd, nil)
         forget(fd)
         pausedListeners.removeAll { $0.listener.fd == fd }
+        if waitingForDescriptors.contains(where: { $0.fd == fd }) {
+            waitingForDescriptors.removeAll { $0.fd == fd }
+            budget.stoppedWaiting()
+        }
     }
 
     // MARK: - Connections (on the loop)
@@ -180,6 +189,26 @@ final class RelayLoop: @unchecked Sendable {
     func closeAll(listener: Int?) {
         for connection in Array(connections.values) where listener == nil || connection.listenerKey == listener {
             connection.shutDown()
+        }
+    }
+
+    /// The descriptor budget is spent: stop accepting on `listener` (clients wait in its backlog)
+    /// until a connection gives descriptors back.
+    func waitForDescriptors(_ listener: RelayListener) {
+        guard !waitingForDescriptors.contains(where: { $0 === listener }) else { return }
+        epoll_ctl(epoll, EPOLL_CTL_DEL, listener.fd, nil)
+        forget(listener.fd)
+        waitingForDescriptors.append(listener)
+        budget.startedWaiting()
+    }
+
+    /// Descriptors were given back: accept again (an epoll set reports a backlog at once).
+    func resumeWaitingListeners() {
+        let waiting = waitingForDescriptors
+        waitingForDescriptors = []
+        for listener in waiting {
+            budget.stoppedWaiting()
+            _ = watch(listener.fd, for: .listener(listener), events: listener.events, levelTriggered: true)
         }
     }
 
@@ -268,6 +297,10 @@ final class RelayLoop: @unchecked Sendable {
         }
         sweepEvery = TimeAmount(sweepInterval(for: shortest))
         nextSweep = now + sweepEvery
+        // A wake-up that raced the pause is made up for here.
+        if !waitingForDescriptors.isEmpty, budget.used + DescriptorBudget.perConnection <= budget.capacity {
+            resumeWaitingListeners()
+        }
         let due = pausedListeners.filter { $0.until <= now }
         pausedListeners.removeAll { $0.until <= now }
         for paused in due {
@@ -284,11 +317,16 @@ final class RelayLoop: @unchecked Sendable {
 public final class RelayLoops: Sendable {
     let loops: [RelayLoop]
 
-    /// Starts `count` loops (at least one), each on a thread of its own.
-    public init(count: Int, logger: Logger) throws {
+    /// Starts `count` loops (at least one), each on a thread of its own, sharing `budget`.
+    public init(count: Int, logger: Logger, budget: DescriptorBudget) throws {
         var loops: [RelayLoop] = []
         for index in 0..<max(1, count) {
-            loops.append(try RelayLoop(name: "ums-relay-\(index)", logger: logger))
+            let loop = try RelayLoop(name: "ums-relay-\(index)", logger: logger, budget: budget)
+            budget.onFreed { [weak loop] in
+                guard let loop else { return }
+                loop.execute { loop.resumeWaitingListeners() }
+            }
+            loops.append(loop)
         }
         self.loops = loops
     }

@@ -63,6 +63,7 @@ struct RelaySideTests {
 #endif
 
 #if os(Linux)
+import BalancerDataPath
 import Logging
 
 /// The relay loop's own bookkeeping, apart from any connection.
@@ -72,7 +73,7 @@ struct RelayLoopTests {
     @Test func forgettingASocketThatWasNeverWatchedIsHarmless() async throws {
         // A node socket whose connect fails at once is closed before it is ever watched; its
         // descriptor number may lie beyond anything the loop has seen.
-        let loop = try RelayLoop(name: "test-relay", logger: logger)
+        let loop = try RelayLoop(name: "test-relay", logger: logger, budget: DescriptorBudget(capacity: 64))
         let watchedNothing = await loop.submit {
             loop.forget(100_000)
             return true
@@ -82,7 +83,7 @@ struct RelayLoopTests {
     }
 
     @Test func aTaskSentAfterTheLoopStoppedStillRuns() async throws {
-        let loop = try RelayLoop(name: "test-relay", logger: logger)
+        let loop = try RelayLoop(name: "test-relay", logger: logger, budget: DescriptorBudget(capacity: 64))
         await loop.stop()
         // A reload that closes a listener while the balancer shuts down must not hang.
         let ran = await loop.submit { true }

@@ -1,3 +1,4 @@
+import BalancerDataPath
 import BalancerTesting
 import Foundation
 import NIOCore
@@ -149,7 +150,8 @@ struct BalancerProcessTests {
             ["-c", #"ulimit -Sn 512 && exec "$0" run --config "$1""#, binary, path])
         defer { balancer.kill() }
         try await balancer.waitForOutput("listening")
-        #expect(balancer.output.contains("limit=\(limit.rlim_max) max_connections=\(limit.rlim_max / 2)"))
+        let connections = DescriptorBudget.capacity(forLimit: Int(limit.rlim_max)) / DescriptorBudget.perConnection
+        #expect(balancer.output.contains("limit=\(limit.rlim_max) max_connections=\(connections)"))
         let limits = try String(contentsOfFile: "/proc/\(balancer.processIdentifier)/limits", encoding: .utf8)
         let openFiles = try #require(limits.split(separator: "\n").first { $0.hasPrefix("Max open files") })
         #expect(openFiles.split(separator: " ").dropFirst(3).prefix(2) == ["\(limit.rlim_max)", "\(limit.rlim_max)"])

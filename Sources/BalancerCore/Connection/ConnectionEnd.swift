@@ -57,6 +57,9 @@ public struct SocketFailure: Sendable, Hashable, CustomStringConvertible {
     public static let connectionRefused = SocketFailure(code: ECONNREFUSED)
     public static let brokenPipe = SocketFailure(code: EPIPE)
 
+    /// The process (or system) is out of descriptors or buffer memory: the balancer's own limit.
+    public var isResourceExhaustion: Bool { [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(code) }
+
     /// The peer reset the connection (or it broke under a write): how a socket usually dies.
     public var isReset: Bool { code == ECONNRESET || code == EPIPE }
 
@@ -161,6 +164,8 @@ public enum ConnectionEndReason: Sendable, Hashable, CustomStringConvertible {
     case replayLimitExceeded(Int)
     /// The executor could not set the connection up (epoll refused a socket, say).
     case setupFailed(String)
+    /// The balancer itself ran out of descriptors or memory opening the node socket.
+    case balancerOutOfResources(SocketFailure)
 
     /// The `reason` label of `ums_balancer_refusals_total` for a refusal or give-up, else nil.
     public var refusalLabel: String? {
@@ -181,6 +186,7 @@ public enum ConnectionEndReason: Sendable, Hashable, CustomStringConvertible {
         case .socketFailed(let side, let failure): "\(side): \(failure)"
         case .replayLimitExceeded(let limit): "client sent more than \(limit) bytes before a node was connected"
         case .setupFailed(let detail): detail
+        case .balancerOutOfResources(let failure): "the balancer is out of resources: \(failure)"
         }
     }
 }

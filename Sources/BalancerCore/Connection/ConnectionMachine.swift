@@ -257,6 +257,13 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
         return refuse(ConnectionEnd(.refused, .noEligibleNode(refusal)))
     }
 
+    /// Opening the node socket failed for want of descriptors or memory: no node is to blame, and
+    /// no other node would fare better.
+    public mutating func outOfResources(_ failure: SocketFailure) -> ConnectionAction<Target> {
+        guard phase == .connecting else { return .none }
+        return close(ConnectionEnd(.error, .balancerOutOfResources(failure)))
+    }
+
     /// The node being dialled accepted the connection.
     public mutating func connected(now: MonotonicInstant) -> ConnectionAction<Target> {
         guard phase == .connecting, let current else { return .none }
