@@ -43,6 +43,16 @@ extension RunScenario {
         return report("ums3", .normal, "12.07.100")
     }
 
+    /// A full install, then both update-mode nodes called and accepted; ums2 is back, ums1 is not.
+    mutating func ums1AcceptedButNotBack() {
+        _ = installEverywhere()
+        for node in ["ums1", "ums2"] {
+            _ = machine.drainFinished(node, now: now)
+            _ = machine.reconnectAnswered(node, .accepted("202"), now: now)
+        }
+        _ = report("ums2", .normal)
+    }
+
     /// The state changes among `actions`: "from -> to: reason".
     func changes(_ actions: [UpdateAction]) -> [String] {
         actions.compactMap { action -> String? in

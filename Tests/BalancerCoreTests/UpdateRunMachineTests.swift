@@ -88,12 +88,7 @@ import Testing
     }
 
     @Test mutating func aNodeThatNeverReconnectsStallsTheRunAndARetryRearmsIt() {
-        _ = installEverywhere()
-        _ = machine.drainFinished("ums1", now: now)
-        _ = machine.reconnectAnswered("ums1", .accepted("202"), now: now)
-        _ = machine.drainFinished("ums2", now: now)
-        _ = machine.reconnectAnswered("ums2", .accepted("202"), now: now)
-        _ = report("ums2", .normal)
+        ums1AcceptedButNotBack()
         #expect(advance(119).isEmpty)
         #expect(
             advance(1) == [

@@ -17,12 +17,7 @@ import Testing
 
     /// A stalled run: ums1 never came back from update mode.
     mutating func stalledRun() {
-        _ = installEverywhere()
-        _ = machine.drainFinished("ums1", now: now)
-        _ = machine.reconnectAnswered("ums1", .accepted("HTTP 202"), now: now)
-        _ = machine.drainFinished("ums2", now: now)
-        _ = machine.reconnectAnswered("ums2", .accepted("HTTP 202"), now: now)
-        _ = report("ums2", .normal)
+        ums1AcceptedButNotBack()
         _ = advance(120)
         #expect(machine.run.state == .stalled)
     }
