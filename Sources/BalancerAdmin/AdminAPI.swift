@@ -49,6 +49,7 @@ public struct AdminAPI: Sendable {
         router.post("/nodes/{id}/maintenance") { _, context in try await setAdmin(.maintenance, context) }
         router.put("/nodes/{id}/mode") { request, context in try await overrideMode(request, context) }
         router.post("/update/retry-reconnect") { _, context in try await retryReconnect(actor: context.actor) }
+        router.post("/update/end") { _, context in try await endUpdateRun(actor: context.actor) }
         return router
     }
 
@@ -125,6 +126,16 @@ public struct AdminAPI: Sendable {
                 "the update run is \(run.state.rawValue), not stalled: there is no reconnect to retry")
         }
         return try AdminJSON.response(StatusDocument.Update(of: await balancer.updateRun()))
+    }
+
+    private func endUpdateRun(actor: String) async throws -> Response {
+        let run: UpdateRun
+        do {
+            run = try await balancer.endUpdateRun(actor: actor)
+        } catch {
+            throw AdminError.conflict(error.description)
+        }
+        return try AdminJSON.response(StatusDocument.Update(of: run))
     }
 
     // MARK: - Helpers

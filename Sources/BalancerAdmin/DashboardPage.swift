@@ -53,6 +53,9 @@ enum DashboardPage {
         .down, .stalled { background: var(--red); }
         .maintenance { background: var(--purple); }
         .unknown, .idle { background: var(--gray); }
+        .flags { display: flex; gap: 8px; flex-wrap: wrap; margin-top: 8px; }
+        .badge.flag { background: var(--red); }
+        #last-run { margin-top: 6px; }
         .nodes { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 14px; }
         .node { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 14px 18px; }
         .node.down { border-color: var(--red); background: #fff6f6; }
@@ -98,6 +101,8 @@ enum DashboardPage {
               </div>
               <div id="bar" class="bar"><div></div></div>
               <div id="summary" class="summary"></div>
+              <div id="flags" class="flags"></div>
+              <div id="last-run" class="summary"></div>
             </div>
           </section>
           <section>
@@ -149,6 +154,10 @@ enum DashboardPage {
           const reconnects = Object.entries(update.reconnects || {})
             .map(([node, r]) => node + ": " + r.phase + (r.attempts ? " (" + r.attempts + " calls)" : ""));
           $("summary").textContent = update.summary + (reconnects.length ? " — " + reconnects.join(", ") : "");
+          $("flags").replaceChildren(...(update.flags || []).map((flag) => el("span", "flagged: " + flag, "badge flag")));
+          const last = update.last_run;
+          $("last-run").textContent = last ? "last run: " + last.outcome + " at " + new Date(last.at).toLocaleString()
+            + (last.by ? " by " + last.by : "") + " — " + last.reason : "";
           const nodes = $("nodes");
           nodes.replaceChildren(...status.nodes.map((node) => {
             const card = el("div", null, "node" + (node.health === "down" ? " down" : ""));

@@ -46,6 +46,16 @@ struct SnapshotMetrics {
             )
             .set(to: state.rawValue == update.state ? 1 : 0)
         }
+        // One gauge per flag, every series always present, so an alert reads `== 1`.
+        gauge("update_overdue", "1 while the update run is older than update.max_duration.")
+            .set(to: update.flags.contains(UpdateFlag.overdue.description) ? 1 : 0)
+        for node in status.nodes {
+            gauge(
+                "update_install_overdue", "1 while the node has been installing longer than update.install_timeout.",
+                [("node", node.id)]
+            )
+            .set(to: update.flags.contains(UpdateFlag.installOverdue(node.id).description) ? 1 : 0)
+        }
         gauge("config_generation", "Configuration generation: 1 at start, +1 per accepted reload.")
             .set(to: Double(status.config.generation))
         gauge("config_last_reload_ok", "1 if the last reload (or the start) was accepted, 0 if it was rejected.")

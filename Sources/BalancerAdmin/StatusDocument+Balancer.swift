@@ -39,6 +39,12 @@ extension StatusDocument.Update {
             reconnects: run.reconnects.mapValues {
                 StatusDocument.Reconnect(
                     phase: $0.phase.rawValue, attempts: $0.attempts, lastAnswer: $0.lastAnswer, deadline: $0.deadline)
+            },
+            flags: run.flags.map(\.description),
+            lastRun: run.lastRun.map {
+                StatusDocument.LastRun(
+                    outcome: $0.outcome.rawValue, at: $0.at, reason: $0.reason, targetVersion: $0.targetVersion,
+                    startingVersion: $0.startingVersion, startedAt: $0.startedAt, by: $0.by)
             })
     }
 }

@@ -57,14 +57,21 @@ public struct StatusDocument: Codable, Sendable, Hashable {
         public var finishedAt: Date?
         /// Each node's way back from update mode, once the final node completed.
         public var reconnects: [String: Reconnect]
+        /// What is overdue, sorted: `overdue` (older than `update.max_duration`) and
+        /// `install-overdue:NODE` (installing longer than `update.install_timeout`).
+        public var flags: [String]
+        /// How the most recent run that ended, ended (while `state` is `completed`: this run); null
+        /// when none has.
+        public var lastRun: LastRun?
 
         enum CodingKeys: String, CodingKey {
-            case state, updated, total, summary, reconnects
+            case state, updated, total, summary, reconnects, flags
             case targetVersion = "target_version"
             case startingVersion = "starting_version"
             case startedAt = "started_at"
             case reconnectStartedAt = "reconnect_started_at"
             case finishedAt = "finished_at"
+            case lastRun = "last_run"
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -79,6 +86,38 @@ public struct StatusDocument: Codable, Sendable, Hashable {
             try container.encode(reconnectStartedAt, forKey: .reconnectStartedAt)
             try container.encode(finishedAt, forKey: .finishedAt)
             try container.encode(reconnects, forKey: .reconnects)
+            try container.encode(flags, forKey: .flags)
+            try container.encode(lastRun, forKey: .lastRun)
+        }
+    }
+
+    /// `update.last_run`: `completed`, `no-version-change`, `rolled-back` or `ended-by-operator`,
+    /// when, why, and (for an operator's end) by whom.
+    public struct LastRun: Codable, Sendable, Hashable {
+        public var outcome: String
+        public var at: Date
+        public var reason: String
+        public var targetVersion: String?
+        public var startingVersion: String?
+        public var startedAt: Date?
+        public var by: String?
+
+        enum CodingKeys: String, CodingKey {
+            case outcome, at, reason, by
+            case targetVersion = "target_version"
+            case startingVersion = "starting_version"
+            case startedAt = "started_at"
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(outcome, forKey: .outcome)
+            try container.encode(at, forKey: .at)
+            try container.encode(reason, forKey: .reason)
+            try container.encode(targetVersion, forKey: .targetVersion)
+            try container.encode(startingVersion, forKey: .startingVersion)
+            try container.encode(startedAt, forKey: .startedAt)
+            try container.encode(by, forKey: .by)
         }
     }
 

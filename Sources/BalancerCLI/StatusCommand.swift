@@ -43,7 +43,15 @@ struct StatusCommand: AsyncParsableCommand {
             for (index, note) in notes.enumerated() { rows[index + 1].append(note) }
         }
         var text = table(rows)
-        text += "update: \(status.update.state) - \(status.update.summary)\n"
+        let update = status.update
+        text += "update: \(update.state) - \(update.summary)\n"
+        if !update.flags.isEmpty {
+            text += "flagged: \(update.flags.joined(separator: ", "))\n"
+        }
+        if let last = update.lastRun {
+            let by = last.by.map { " by \($0)" } ?? ""
+            text += "last run: \(last.outcome) at \(last.at.formatted(.iso8601))\(by) - \(last.reason)\n"
+        }
         let reload = status.config.lastReload
         let at = reload.at.formatted(.iso8601)
         text +=

@@ -266,9 +266,8 @@ extension ConfigReader {
     }
 
     private mutating func update(_ node: Node) -> UpdateSettings? {
-        guard let entries = mapping(node, "update", allowed: ["console", "drain_timeout", "slow_start"]) else {
-            return nil
-        }
+        let keys: Set<String> = ["console", "drain_timeout", "slow_start", "install_timeout", "max_duration"]
+        guard let entries = mapping(node, "update", allowed: keys) else { return nil }
         var update = UpdateSettings()
         if let value = entries["console"]?.value, let policy = choice(value, "update console", as: ConsolePolicy.self) {
             update.console = policy
@@ -278,6 +277,14 @@ extension ConfigReader {
         }
         if let value = entries["slow_start"]?.value, let d = duration(value, "slow_start", atLeast: .zero) {
             update.slowStart = d
+        }
+        if let value = entries["install_timeout"]?.value,
+            let d = duration(value, "install_timeout", atLeast: .seconds(1))
+        {
+            update.installTimeout = d
+        }
+        if let value = entries["max_duration"]?.value, let d = duration(value, "max_duration", atLeast: .seconds(1)) {
+            update.maxDuration = d
         }
         return update
     }

@@ -93,6 +93,10 @@ public struct UpdateSettings: Sendable, Hashable {
     public var drainTimeout: Duration = .seconds(30)
     /// After a reconnect, a node's share of new connections grows to full over this long.
     public var slowStart: Duration = .seconds(30)
+    /// A node reporting `installing` longer than this is flagged (a hung or failed installer).
+    public var installTimeout: Duration = .seconds(30 * 60)
+    /// An update run older than this is flagged (UMS asks to finish an update quickly).
+    public var maxDuration: Duration = .seconds(4 * 3600)
 
     public init() {}
 }

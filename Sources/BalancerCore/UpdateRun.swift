@@ -2,16 +2,16 @@ import Foundation
 
 /// A rolling update as the balancer sees it, derived from what the nodes report; persisted so a
 /// restarted balancer knows where the update stands.
-public struct UpdateRun: Sendable, Hashable, Codable {
+public struct UpdateRun: Sendable, Hashable {
     /// Where the update stands.
     public enum State: String, Sendable, Hashable, Codable, CaseIterable {
-        /// No run has been recorded.
+        /// No run is recorded now (`lastRun` says how the previous one ended, if any did).
         case idle
         /// Nodes are being installed; some may run in update mode.
         case inProgress = "in-progress"
         /// The final node completed; update-mode nodes are being told to reconnect.
         case reconnecting
-        /// Every node is normal on the target version.
+        /// Every node is normal on the target version; kept until the next run starts.
         case completed
         /// A node did not come back from its reconnect in time; an operator can retry.
         case stalled
@@ -31,6 +31,17 @@ public struct UpdateRun: Sendable, Hashable, Codable {
     public var finishedAt: Date?
     /// The reconnect of each node that was in update mode when the final node completed.
     public var reconnects: [NodeID: NodeReconnect] = [:]
+    /// Since when each counted node has been reporting `installing` (a failed probe in between,
+    /// which makes the node `unknown`, does not restart its clock).
+    public var installingSince: [NodeID: Date] = [:]
+    /// How the most recent run that ended, ended: while `state` is `completed` that is this run.
+    public var lastRun: UpdateRunEnding?
+    /// What the cluster looked like when an operator ended a run that left it mixed; that
+    /// situation does not start a new run by itself (see `UpdateRunMachine`).
+    public var acknowledged: AcknowledgedSituation?
+    /// What is overdue now, sorted by name. Derived from the run, the nodes and the clock, so it is
+    /// not persisted: a restarted balancer derives (and logs) it again.
+    public var flags: [UpdateFlag] = []
 
     public init() {}
 
@@ -41,7 +52,10 @@ public struct UpdateRun: Sendable, Hashable, Codable {
 
     /// "update 12.07.100: 2 of 3 servers updated, reconnecting ums1".
     public var summary: String {
-        guard state != .idle else { return "no update recorded" }
+        guard state != .idle else {
+            guard let lastRun else { return "no update recorded" }
+            return "no update running; the last run ended \(lastRun.outcome.rawValue): \(lastRun.reason)"
+        }
         var text = "update \(targetVersion ?? "(version not yet known)"): \(updated) of \(total) servers updated"
         let pending = reconnects.filter { $0.value.phase != .done }.keys.sorted()
         switch state {
@@ -50,7 +64,35 @@ public struct UpdateRun: Sendable, Hashable, Codable {
         case .completed: text += ", completed"
         default: break
         }
+        if !flags.isEmpty { text += " [\(flags.map(\.description).joined(separator: ", "))]" }
         return text
+    }
+}
+
+// MARK: - Persistence
+
+extension UpdateRun: Codable {
+    enum CodingKeys: String, CodingKey {
+        case state, startingVersion, targetVersion, updated, total, startedAt, reconnectStartedAt, finishedAt
+        case reconnects, installingSince, lastRun, acknowledged
+    }
+
+    // Every key but `state` may be missing: documents saved by earlier versions lack the newer ones,
+    // and a balancer upgraded mid-update must still read its run.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        state = try container.decode(State.self, forKey: .state)
+        startingVersion = try container.decodeIfPresent(String.self, forKey: .startingVersion)
+        targetVersion = try container.decodeIfPresent(String.self, forKey: .targetVersion)
+        updated = try container.decodeIfPresent(Int.self, forKey: .updated) ?? 0
+        total = try container.decodeIfPresent(Int.self, forKey: .total) ?? 0
+        startedAt = try container.decodeIfPresent(Date.self, forKey: .startedAt)
+        reconnectStartedAt = try container.decodeIfPresent(Date.self, forKey: .reconnectStartedAt)
+        finishedAt = try container.decodeIfPresent(Date.self, forKey: .finishedAt)
+        reconnects = try container.decodeIfPresent([NodeID: NodeReconnect].self, forKey: .reconnects) ?? [:]
+        installingSince = try container.decodeIfPresent([NodeID: Date].self, forKey: .installingSince) ?? [:]
+        lastRun = try container.decodeIfPresent(UpdateRunEnding.self, forKey: .lastRun)
+        acknowledged = try container.decodeIfPresent(AcknowledgedSituation.self, forKey: .acknowledged)
     }
 }
 
@@ -84,28 +126,4 @@ public struct NodeReconnect: Sendable, Hashable, Codable {
         self.phase = phase
         self.drainStartedAt = drainStartedAt
     }
-}
-
-/// What the I/O layer must do because the update run moved.
-public enum UpdateAction: Sendable, Hashable {
-    /// The run changed state; `reason` says why, for the journal and the log.
-    case stateChanged(from: UpdateRun.State, to: UpdateRun.State, reason: String)
-    /// A higher version appeared.
-    case targetChanged(String)
-    /// Stop new connections to the node before its reconnect.
-    case drain(NodeID)
-    /// Call the node's reconnect action.
-    case callReconnect(NodeID, attempt: Int)
-    /// The node is back in normal mode: take the drain off and slow-start it.
-    case release(NodeID)
-    /// No reconnect action is configured: the operator must reconnect these nodes.
-    case reconnectDueForOperator([NodeID])
-}
-
-/// The answer of one reconnect call.
-public enum ReconnectAnswer: Sendable, Hashable {
-    /// 2xx: started, or already reconnecting or normal.
-    case accepted(String)
-    /// Anything else: an error status, a refused connect, a timeout.
-    case rejected(String)
 }

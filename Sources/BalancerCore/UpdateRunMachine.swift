@@ -2,26 +2,47 @@ import Foundation
 
 /// Drives an `UpdateRun` from node observations to actions: events in, actions out, time passed in.
 ///
+/// Every run ends, and says how (`UpdateRun.lastRun`): `completed` when every counted node is
+/// normal on the target version; back to `idle` as `no-version-change` or `rolled-back` when every
+/// counted node is normal on one version that is not the target; `ended-by-operator` by hand.
+/// Deadlines (`install_timeout`, `max_duration`) raise flags and never change routing.
+///
 /// Two balancers that watch the same nodes reach the same state, because everything is derived
 /// from what the nodes report; the reconnect action is idempotent, so both may call it.
 public struct UpdateRunMachine: Sendable {
-    /// The tunables of the reconnect step.
+    /// The tunables of the run: the reconnect step and the deadlines.
     public struct Settings: Sendable, Hashable {
         public var drainTimeout: Duration
         public var reconnectTimeout: Duration
         public var retries: Int
         /// A reconnect action is configured; without one the step is left to the operator.
         public var hasReconnectAction: Bool
+        /// A node reporting `installing` longer than this is flagged `install-overdue:NODE`.
+        public var installTimeout: Duration
+        /// A run older than this is flagged `overdue`.
+        public var maxDuration: Duration
 
-        public init(drainTimeout: Duration, reconnectTimeout: Duration, retries: Int, hasReconnectAction: Bool) {
+        public init(
+            drainTimeout: Duration, reconnectTimeout: Duration, retries: Int, hasReconnectAction: Bool,
+            installTimeout: Duration = UpdateSettings().installTimeout,
+            maxDuration: Duration = UpdateSettings().maxDuration
+        ) {
             self.drainTimeout = drainTimeout
             self.reconnectTimeout = reconnectTimeout
             self.retries = retries
             self.hasReconnectAction = hasReconnectAction
+            self.installTimeout = installTimeout
+            self.maxDuration = maxDuration
+        }
+
+        /// The longest one reconnect call may take: 10 s, or half of `reconnectTimeout` when that
+        /// is shorter, so a hanging node leaves room for a retry before its deadline.
+        public var callTimeout: Duration {
+            min(.seconds(10), reconnectTimeout / 2)
         }
     }
 
-    public private(set) var run: UpdateRun
+    public internal(set) var run: UpdateRun
     public var settings: Settings
 
     public init(run: UpdateRun = UpdateRun(), settings: Settings) {
@@ -33,70 +54,19 @@ public struct UpdateRunMachine: Sendable {
 
     /// The latest state of every configured node.
     public mutating func nodesObserved(_ nodes: [NodeStatus], now: Date) -> [UpdateAction] {
-        let counted = nodes.filter { $0.admin != .maintenance }
-        let versions = counted.compactMap { $0.version.flatMap(Version.init) }
+        let cluster = Cluster(nodes)
         var actions: [UpdateAction] = []
-
-        if shouldStartRun(counted, versions: versions) {
-            let previous = run.state
-            let starting = previous == .completed ? run.targetVersion : versions.min()?.description
-            actions += releaseAll()
-            run = UpdateRun()
-            run.state = .inProgress
-            run.startingVersion = starting
-            run.startedAt = now
-            actions.append(
-                .stateChanged(from: previous, to: .inProgress, reason: startReason(counted, versions: versions)))
+        if run.state == .idle, run.acknowledged != nil, cluster.isQuiet {
+            run.acknowledged = nil
         }
-        guard run.isRunning || run.state == .completed else { return actions }
-
-        if let highest = versions.max(), run.startingVersion.flatMap(Version.init).map({ highest > $0 }) ?? true,
-            run.targetVersion.flatMap(Version.init).map({ highest > $0 }) ?? true
-        {
-            run.targetVersion = highest.description
-            actions.append(.targetChanged(highest.description))
-            if run.state == .reconnecting || run.state == .stalled {
-                actions += releaseAll()
-                actions.append(transition(to: .inProgress, reason: "a newer version \(highest) appeared"))
-            }
+        if let reason = startReason(cluster) {
+            actions += start(cluster, reason: reason, now: now)
         }
-        let target = run.targetVersion.flatMap(Version.init)
-        let onTarget = { (node: NodeStatus) in target != nil && node.version.flatMap(Version.init) == target }
-        run.total = counted.count
-        run.updated = counted.filter { onTarget($0) && [.normal, .update, .reconnecting].contains($0.mode) }.count
-
-        switch run.state {
-        case .inProgress:
-            let finalNodeCompleted =
-                !counted.isEmpty
-                && counted.allSatisfy { onTarget($0) && [.normal, .update, .reconnecting].contains($0.mode) }
-                && counted.contains { $0.mode == .normal }
-            guard finalNodeCompleted else { break }
-            let inUpdateMode = counted.filter { $0.mode != .normal }.map(\.id)
-            if inUpdateMode.isEmpty {
-                actions.append(
-                    transition(to: .completed, reason: "every server is normal on \(run.targetVersion ?? "?")"))
-                run.finishedAt = now
-            } else {
-                actions += beginReconnect(inUpdateMode, now: now)
-            }
-        case .reconnecting, .stalled:
-            for node in counted where run.reconnects[node.id].map({ $0.phase != .done }) == true {
-                if node.mode == .normal && onTarget(node) {
-                    run.reconnects[node.id]?.phase = .done
-                    actions.append(.release(node.id))
-                }
-            }
-            if counted.allSatisfy({ $0.mode == .normal && onTarget($0) }) {
-                actions += releaseAll()
-                actions.append(
-                    transition(to: .completed, reason: "every server is normal on \(run.targetVersion ?? "?")"))
-                run.finishedAt = now
-            }
-        case .idle, .completed:
-            break
+        trackInstalling(cluster, now: now)
+        if run.isRunning || run.state == .completed {
+            actions += follow(cluster, now: now)
         }
-        return actions
+        return actions + updateFlags(now: now)
     }
 
     /// The node's connections have finished (or the I/O layer gave up waiting).
@@ -107,7 +77,8 @@ public struct UpdateRunMachine: Sendable {
         return tick(now: now)
     }
 
-    /// A reconnect call came back.
+    /// A reconnect call came back. An answer that arrives after the node's deadline has failed it
+    /// is ignored: the run does not wait for calls.
     public mutating func reconnectAnswered(_ node: NodeID, _ answer: ReconnectAnswer, now: Date) -> [UpdateAction] {
         guard var reconnect = run.reconnects[node], reconnect.phase == .calling else { return [] }
         switch answer {
@@ -127,39 +98,14 @@ public struct UpdateRunMachine: Sendable {
         return stallIfFailed()
     }
 
-    /// Time passed: drain timeouts, retries that are due, deadlines.
+    /// Time passed: drain timeouts, retries that are due, reconnect deadlines (also while a call is
+    /// in flight), and the run's own deadlines.
     public mutating func tick(now: Date) -> [UpdateAction] {
-        guard run.state == .reconnecting else { return [] }
         var actions: [UpdateAction] = []
-        for node in run.reconnects.keys.sorted() {
-            guard var reconnect = run.reconnects[node] else { continue }
-            switch reconnect.phase {
-            case .draining where now >= reconnect.drainStartedAt.addingTimeInterval(settings.drainTimeout.seconds):
-                reconnect.phase = .due
-                reconnect.nextAttemptAt = now
-                fallthrough
-            case .due where (reconnect.nextAttemptAt ?? now) <= now:
-                if let deadline = reconnect.deadline, now >= deadline {
-                    reconnect.phase = .failed
-                    reconnect.lastAnswer = reconnect.lastAnswer ?? "deadline passed"
-                    break
-                }
-                reconnect.phase = .calling
-                reconnect.attempts += 1
-                if reconnect.deadline == nil {
-                    reconnect.deadline = now.addingTimeInterval(settings.reconnectTimeout.seconds)
-                }
-                actions.append(.callReconnect(node, attempt: reconnect.attempts))
-            case .waiting where reconnect.deadline.map { now >= $0 } ?? false:
-                reconnect.phase = .failed
-                reconnect.lastAnswer =
-                    "not back in normal mode within \(DurationText.format(settings.reconnectTimeout))"
-            default:
-                break
-            }
-            run.reconnects[node] = reconnect
+        if run.state == .reconnecting {
+            actions += advanceReconnects(now: now)
         }
-        return actions + stallIfFailed()
+        return actions + updateFlags(now: now)
     }
 
     /// The operator asks to try a stalled reconnect again.
@@ -175,8 +121,8 @@ public struct UpdateRunMachine: Sendable {
         return [change] + tick(now: now)
     }
 
-    /// After a restart from persisted state: drains the nodes still on their way back again, and
-    /// never calls twice a node whose call may already have reached it.
+    /// After a restart from persisted state: drains the nodes still on their way back again, never
+    /// calls twice a node whose call may already have reached it, and derives the flags again.
     public mutating func resumed(now: Date) -> [UpdateAction] {
         var actions: [UpdateAction] = []
         for node in run.reconnects.keys.sorted() {
@@ -188,76 +134,15 @@ public struct UpdateRunMachine: Sendable {
             run.reconnects[node] = reconnect
             actions.append(.drain(node))
         }
-        return actions
+        return actions + updateFlags(now: now)
     }
 
-    // MARK: - Rules
+    // MARK: - Helpers
 
-    private func shouldStartRun(_ nodes: [NodeStatus], versions: [Version]) -> Bool {
-        switch run.state {
-        case .idle:
-            return nodes.contains { $0.mode == .installing || $0.mode == .update } || Set(versions).count > 1
-        case .completed:
-            let target = run.targetVersion.flatMap(Version.init)
-            return nodes.contains { $0.mode == .installing } || versions.contains { $0 != target }
-        case .inProgress, .reconnecting, .stalled:
-            return false
-        }
-    }
-
-    private func startReason(_ nodes: [NodeStatus], versions: [Version]) -> String {
-        if let node = nodes.first(where: { $0.mode == .installing || $0.mode == .update }) {
-            return "\(node.id) reports \(node.mode)"
-        }
-        return
-            "servers report different versions (\(Set(versions.map(\.description)).sorted().joined(separator: ", ")))"
-    }
-
-    private mutating func beginReconnect(_ nodes: [NodeID], now: Date) -> [UpdateAction] {
-        var actions = [
-            transition(
-                to: .reconnecting,
-                reason:
-                    "the final server completed; \(nodes.joined(separator: ", ")) must reconnect to the productive database"
-            )
-        ]
-        run.reconnectStartedAt = now
-        for node in nodes {
-            if settings.hasReconnectAction {
-                run.reconnects[node] = NodeReconnect(phase: .draining, drainStartedAt: now)
-                actions.append(.drain(node))
-            } else {
-                var reconnect = NodeReconnect(phase: .waiting, drainStartedAt: now)
-                reconnect.deadline = now.addingTimeInterval(settings.reconnectTimeout.seconds)
-                run.reconnects[node] = reconnect
-            }
-        }
-        if !settings.hasReconnectAction { actions.append(.reconnectDueForOperator(nodes)) }
-        return actions
-    }
-
-    private mutating func stallIfFailed() -> [UpdateAction] {
-        let failed = run.reconnects.filter { $0.value.phase == .failed }.keys.sorted()
-        guard run.state == .reconnecting, !failed.isEmpty else { return [] }
-        let why = failed.map { "\($0) (\(run.reconnects[$0]?.lastAnswer ?? "no answer"))" }.joined(separator: ", ")
-        return [transition(to: .stalled, reason: "reconnect failed: \(why)")]
-    }
-
-    private mutating func releaseAll() -> [UpdateAction] {
-        let held = run.reconnects.filter { $0.value.phase != .done }.keys.sorted()
-        for node in held { run.reconnects[node]?.phase = .done }
-        return held.map(UpdateAction.release)
-    }
-
-    private mutating func transition(to state: UpdateRun.State, reason: String) -> UpdateAction {
+    mutating func transition(to state: UpdateRun.State, reason: String) -> UpdateAction {
         let from = run.state
         run.state = state
         return .stateChanged(from: from, to: state, reason: reason)
-    }
-
-    /// 1 s, 2 s, 4 s ... capped at 30 s.
-    static func backoff(afterAttempt attempt: Int) -> TimeInterval {
-        min(30, pow(2, Double(max(0, attempt - 1))))
     }
 }
 

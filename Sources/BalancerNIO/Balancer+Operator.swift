@@ -31,4 +31,11 @@ extension Balancer {
         await coordinator.nodesChanged()
         return true
     }
+
+    /// Closes the update run by hand (`POST /update/end`), journaled with `actor`; throws why not
+    /// while a node is installing or reconnecting, or when no run is under way.
+    public func endUpdateRun(actor: String) async throws(UpdateRunMachine.EndRefusal) -> UpdateRun {
+        try await coordinator.endRun(actor: actor)
+        return await coordinator.run
+    }
 }

@@ -3,14 +3,14 @@ import BalancerCore
 import BalancerDataPath
 import NIOCore
 
-/// Calls a node's reconnect action: an HTTP POST or an operator command. Each call is bounded
-/// in time; the answer goes back to the update-run state machine, which owns retries.
+/// Calls a node's reconnect action: an HTTP POST or an operator command. Each call is bounded by
+/// the timeout the update-run state machine gives it; the answer goes back to the machine, which
+/// owns retries and deadlines.
 struct ReconnectCaller: Sendable {
     let action: NodeAction
-    let callTimeout: Duration
     let httpClient: HTTPClient
 
-    func call(_ node: NodeConfiguration) async -> ReconnectAnswer {
+    func call(_ node: NodeConfiguration, timeout callTimeout: Duration) async -> ReconnectAnswer {
         switch action {
         case .url(let template):
             let url = NodeAction.substitute(template, node: node, forURL: true)

@@ -5,10 +5,13 @@ import BalancerStore
 import Foundation
 import Logging
 
-/// Runs the update-run state machine against the live cluster: feeds it what the probes see,
-/// carries out its actions (drain, reconnect calls, release with slow start), persists the run
-/// and journals every step.
+/// Runs the update-run state machine against the live cluster: feeds it what the probes see and
+/// the time, carries out its actions (drain, reconnect calls, release with slow start, flags),
+/// persists the run and journals every step.
 actor UpdateCoordinator {
+    /// How often time is passed to the machine: drains that finished, due retries, deadlines.
+    static let tickInterval: Duration = .milliseconds(250)
+
     private var machine: UpdateRunMachine
     private var nodes: [NodeID: NodeConfiguration]
     private let directory: NodeDirectory
@@ -18,6 +21,7 @@ actor UpdateCoordinator {
     private let store: StateStore?
     private let journal: Journal
     private let logger: Logger
+    private let clock: any BalancerClock
     private var saved: UpdateRun?
 
     init(
@@ -27,7 +31,8 @@ actor UpdateCoordinator {
         httpClient: HTTPClient,
         store: StateStore?,
         journal: Journal,
-        logger: Logger
+        logger: Logger,
+        clock: any BalancerClock = SystemClock()
     ) {
         machine = UpdateRunMachine(run: initialRun ?? UpdateRun(), settings: Self.settings(configuration))
         saved = initialRun
@@ -39,13 +44,14 @@ actor UpdateCoordinator {
         self.store = store
         self.journal = journal
         self.logger = logger
+        self.clock = clock
         directory.setUpdateRunning(machine.run.isRunning)
     }
 
     /// The run as it stands.
     var run: UpdateRun { machine.run }
 
-    /// Takes a reloaded configuration: node list, reconnect action and timings. The run carries over.
+    /// Takes a reloaded configuration: node list, reconnect action, timings and deadlines. The run carries over.
     func reconfigure(_ configuration: BalancerConfiguration) {
         machine.settings = Self.settings(configuration)
         nodes = Dictionary(uniqueKeysWithValues: configuration.nodes.map { ($0.id, $0) })
@@ -58,42 +64,58 @@ actor UpdateCoordinator {
             drainTimeout: configuration.update.drainTimeout,
             reconnectTimeout: configuration.reconnect?.timeout ?? .seconds(120),
             retries: configuration.reconnect?.retries ?? 5,
-            hasReconnectAction: configuration.reconnect != nil)
+            hasReconnectAction: configuration.reconnect != nil,
+            installTimeout: configuration.update.installTimeout,
+            maxDuration: configuration.update.maxDuration)
     }
 
     private static func caller(_ configuration: BalancerConfiguration, httpClient: HTTPClient) -> ReconnectCaller? {
-        configuration.reconnect.map {
-            ReconnectCaller(action: $0.action, callTimeout: min($0.timeout, .seconds(10)), httpClient: httpClient)
-        }
+        configuration.reconnect.map { ReconnectCaller(action: $0.action, httpClient: httpClient) }
     }
 
-    /// Picks a persisted run up again: nodes still on their way back are drained again.
+    /// Picks a persisted run up again: nodes still on their way back are drained again, and what
+    /// is overdue is derived (and said) again.
     func resume() async {
         guard machine.run.state != .idle else { return }
         logger.notice("update run resumed from the state database", metadata: ["update": "\(machine.run.summary)"])
         journal.record(.run, "resumed after a balancer restart: \(machine.run.summary)")
-        await perform(machine.resumed(now: Date()))
+        await perform(machine.resumed(now: clock.now()))
     }
 
     /// A node's observed state changed.
     func nodesChanged() async {
         let statuses = directory.snapshot().map(\.status)
-        await perform(machine.nodesObserved(statuses, now: Date()))
+        await perform(machine.nodesObserved(statuses, now: clock.now()))
     }
 
     /// Re-arms a stalled run; false when the run is not stalled.
     func retryReconnect(actor: String) async -> Bool {
         guard machine.run.state == .stalled else { return false }
         journal.record(.reconnect, actor: actor, "retry of the stalled reconnect requested")
-        await perform(machine.retryRequested(now: Date()))
+        await perform(machine.retryRequested(now: clock.now()))
         return true
     }
 
-    /// Ticks the machine until cancelled: drains that finished, retries that are due, deadlines.
+    /// Closes the run by hand; throws why not while a node is installing or reconnecting.
+    func endRun(actor: String) async throws(UpdateRunMachine.EndRefusal) {
+        let statuses = directory.snapshot().map(\.status)
+        let actions: [UpdateAction]
+        do {
+            actions = try machine.endRequested(by: actor, nodes: statuses, now: clock.now())
+        } catch {
+            logger.notice(
+                "update run end refused", metadata: ["by": "\(actor)", "reason": "\(error.description)"])
+            throw error
+        }
+        await perform(actions, actor: actor)
+    }
+
+    /// Ticks the machine until cancelled: drains that finished, retries that are due, deadlines
+    /// (also while reconnect calls are in flight: calls run in tasks of their own).
     func run() async throws {
         while true {
-            try await Task.sleep(for: .milliseconds(250))
-            let now = Date()
+            try await clock.sleep(for: Self.tickInterval)
+            let now = clock.now()
             for (node, reconnect) in machine.run.reconnects where reconnect.phase == .draining {
                 if directory.connections(to: node) == 0 {
                     journal.record(.drain, node: node, "connections drained; reconnect can be called")
@@ -106,15 +128,20 @@ actor UpdateCoordinator {
 
     // MARK: - Actions
 
-    private func perform(_ actions: [UpdateAction]) async {
+    private func perform(_ actions: [UpdateAction], actor: String = "balancer") async {
         for action in actions {
             switch action {
             case .stateChanged(let from, let to, let reason):
                 let level: Logger.Level = to == .stalled ? .error : .notice
-                logger.log(
-                    level: level, "update run \(to.rawValue)",
-                    metadata: ["from": "\(from.rawValue)", "reason": "\(reason)", "update": "\(machine.run.summary)"])
-                journal.record(.run, "\(from.rawValue) -> \(to.rawValue): \(reason)")
+                var metadata: Logger.Metadata = [
+                    "from": "\(from.rawValue)", "reason": "\(reason)", "update": "\(machine.run.summary)",
+                ]
+                if to == .idle || to == .completed, let ending = machine.run.lastRun {
+                    metadata["outcome"] = "\(ending.outcome.rawValue)"
+                }
+                if actor != "balancer" { metadata["by"] = "\(actor)" }
+                logger.log(level: level, "update run \(to.rawValue)", metadata: metadata)
+                journal.record(.run, actor: actor, "\(from.rawValue) -> \(to.rawValue): \(reason)")
             case .targetChanged(let version):
                 logger.notice("update target version", metadata: ["version": "\(version)"])
                 journal.record(.target, "target version \(version)")
@@ -122,31 +149,40 @@ actor UpdateCoordinator {
                 directory.update(node) { $0.reconnectDrain = true }
                 logger.notice("draining for reconnect", metadata: ["node": "\(node)"])
                 journal.record(.drain, node: node, "drained for reconnect: no new connections")
-            case .callReconnect(let node, let attempt):
-                call(node, attempt: attempt)
+            case .callReconnect(let node, let attempt, let timeout):
+                call(node, attempt: attempt, timeout: timeout)
             case .release(let node):
                 directory.update(node) { $0.reconnectDrain = false }
                 directory.slowStart(node, over: slowStart)
-                logger.notice("node back in normal mode: slow start", metadata: ["node": "\(node)"])
+                logger.notice("reconnect drain released: slow start", metadata: ["node": "\(node)"])
                 journal.record(
-                    .release, node: node, "back in normal mode; slow start over \(DurationText.format(slowStart))")
+                    .release, node: node,
+                    "released from its reconnect drain; slow start over \(DurationText.format(slowStart))")
             case .reconnectDueForOperator(let due):
                 logger.warning(
                     "reconnect due: no reconnect action configured, reconnect these servers by hand",
                     metadata: ["nodes": "\(due.joined(separator: ", "))"])
                 journal.record(.reconnect, "reconnect due for \(due.joined(separator: ", ")) (no action configured)")
+            case .flagRaised(let flag, let reason):
+                logger.error("update run flagged", metadata: ["flag": "\(flag)", "reason": "\(reason)"])
+                journal.record(.flag, node: flag.node, "flagged \(flag): \(reason)")
+            case .flagCleared(let flag, let reason):
+                logger.notice("update run flag cleared", metadata: ["flag": "\(flag)", "reason": "\(reason)"])
+                journal.record(.flag, node: flag.node, "cleared \(flag): \(reason)")
             }
         }
         directory.setUpdateRunning(machine.run.isRunning)
         await persist()
     }
 
-    private func call(_ node: NodeID, attempt: Int) {
+    private func call(_ node: NodeID, attempt: Int, timeout: Duration) {
         guard let caller, let configuration = nodes[node] else { return }
-        logger.notice("calling reconnect", metadata: ["node": "\(node)", "attempt": "\(attempt)"])
+        logger.notice(
+            "calling reconnect",
+            metadata: ["node": "\(node)", "attempt": "\(attempt)", "timeout": "\(DurationText.format(timeout))"])
         journal.record(.reconnect, node: node, "reconnect call, attempt \(attempt)")
         Task {
-            let answer = await caller.call(configuration)
+            let answer = await caller.call(configuration, timeout: timeout)
             await self.answered(node, answer)
         }
     }
@@ -160,7 +196,7 @@ actor UpdateCoordinator {
             logger.warning("reconnect failed", metadata: ["node": "\(node)", "answer": "\(detail)"])
             journal.record(.reconnect, node: node, "reconnect failed: \(detail)")
         }
-        await perform(machine.reconnectAnswered(node, answer, now: Date()))
+        await perform(machine.reconnectAnswered(node, answer, now: clock.now()))
     }
 
     private func persist() async {
@@ -171,5 +207,13 @@ actor UpdateCoordinator {
         } catch {
             logger.error("cannot save the update run", metadata: ["error": "\(error)"])
         }
+    }
+}
+
+extension UpdateFlag {
+    /// The node a flag is about, for the journal.
+    var node: NodeID? {
+        if case .installOverdue(let node) = self { return node }
+        return nil
     }
 }

@@ -5,7 +5,7 @@ import Foundation
 public struct JournalEvent: Sendable, Hashable, Codable {
     /// What kind of thing happened; stable names that scripts filter on.
     public enum Kind: String, Sendable, Hashable, Codable, CaseIterable {
-        case run, target, mode, health, admin, refusal, drain, reconnect, release, reload, balancer
+        case run, target, flag, mode, health, admin, refusal, drain, reconnect, release, reload, balancer
     }
 
     public var id: Int64?

@@ -30,6 +30,8 @@ struct AdminAPITests {
             #expect(update["state"] as? String == "idle")
             #expect(update["target_version"] is NSNull)
             #expect(update["updated"] is Int && update["total"] is Int)
+            #expect((update["flags"] as? [Any])?.isEmpty == true)
+            #expect(update["last_run"] is NSNull)
             let config = try #require(json["config"] as? [String: Any])
             #expect(config["generation"] as? Int == 1)
             let lastReload = try #require(config["last_reload"] as? [String: Any])
@@ -58,6 +60,7 @@ struct AdminAPITests {
         ("POST", "/nodes/ums1/drain", nil), ("POST", "/nodes/ums1/resume", nil),
         ("POST", "/nodes/ums1/maintenance", nil),
         ("PUT", "/nodes/ums1/mode", #"{"mode":"update"}"#), ("POST", "/update/retry-reconnect", nil),
+        ("POST", "/update/end", nil),
         ("POST", "/nodes/nosuchnode/drain", nil), ("GET", "/no/such/route", nil), ("GET", "/index.html", nil),
         ("POST", "/", nil),
     ]
@@ -183,7 +186,9 @@ struct AdminAPITests {
         failed.attempts = 5
         failed.lastAnswer = "409 not on the productive schema"
         stalled.reconnects = ["ums2": failed]
-        try await withAdminHarness(initialRun: stalled) { harness in
+        // The nodes must still say what the run says (ums2 in update mode on 12.07.100), or the
+        // first probes end it: a cluster back to normal on one version has no run left.
+        try await withAdminHarness(initialRun: stalled, prepare: Self.ums2InUpdateMode) { harness in
             let before = try await harness.get("/status", as: StatusDocument.self).update
             #expect(before.state == "stalled")
             let reconnect = try #require(before.reconnects["ums2"])
@@ -199,6 +204,12 @@ struct AdminAPITests {
             }
             #expect(event.kind == "reconnect" && event.actor.hasPrefix("admin-api 127.0.0.1:"))
         }
+    }
+
+    /// ums2 installs 12.07.100 and comes up in update mode; ums1 and ums3 stay on 12.06.100.
+    @Sendable static func ums2InUpdateMode(_ cluster: SimulatedCluster) async throws {
+        try await cluster.install("ums2", version: "12.07.100", seconds: 0.1)
+        try await cluster.waitUntil("ums2 in update mode") { $0[1].mode == .update }
     }
 
     @Test func reloadRunsTheReloadAndReportsTheNewGeneration() async throws {

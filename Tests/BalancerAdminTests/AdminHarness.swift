@@ -45,13 +45,23 @@ final class AdminHarness: Sendable {
         }
     }
 
-    /// Starts everything; `reload` stands in for SIGHUP's `reload(_:from:logger:)`.
+    /// Starts everything; `reload` stands in for SIGHUP's `reload(_:from:logger:)`, `prepare` brings
+    /// the cluster to where a test needs it before the balancer starts, `configure` adjusts the
+    /// balancer's configuration.
     init(
         withStore: Bool = true,
         initialRun: UpdateRun? = nil,
-        reload: @escaping @Sendable (Balancer) async -> Void = { _ = try? await $0.reload(to: $0.configuration) }
+        reload: @escaping @Sendable (Balancer) async -> Void = { _ = try? await $0.reload(to: $0.configuration) },
+        prepare: (SimulatedCluster) async throws -> Void = { _ in },
+        configure: (inout BalancerConfiguration) -> Void = { _ in }
     ) async throws {
         cluster = try await SimulatedCluster.start(count: 3)
+        do {
+            try await prepare(cluster)
+        } catch {
+            await cluster.stop()
+            throw error
+        }
         folder = try TemporaryDirectory()
         let store = withStore ? try StateStore(path: folder.url.appendingPathComponent("state.sqlite").path) : nil
         var configuration = BalancerConfiguration(
@@ -71,6 +81,7 @@ final class AdminHarness: Sendable {
             bind: Endpoint(host: "127.0.0.1", port: try FreePort.pick()),
             tokenFile: try folder.write("admin.token", "  \(Self.token)\n"))
         configuration.admin = settings
+        configure(&configuration)
 
         let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
@@ -161,9 +172,12 @@ func withAdminHarness(
     withStore: Bool = true,
     initialRun: UpdateRun? = nil,
     reload: @escaping @Sendable (Balancer) async -> Void = { _ = try? await $0.reload(to: $0.configuration) },
+    prepare: (SimulatedCluster) async throws -> Void = { _ in },
+    configure: (inout BalancerConfiguration) -> Void = { _ in },
     _ body: (AdminHarness) async throws -> Void
 ) async throws {
-    let harness = try await AdminHarness(withStore: withStore, initialRun: initialRun, reload: reload)
+    let harness = try await AdminHarness(
+        withStore: withStore, initialRun: initialRun, reload: reload, prepare: prepare, configure: configure)
     do {
         try await body(harness)
     } catch {

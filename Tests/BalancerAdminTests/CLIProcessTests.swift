@@ -104,6 +104,26 @@ struct CLIProcessTests {
             let tokenFile = running.folder.url.appendingPathComponent("admin.token").path
             let direct = try await running.cli(["status", "--admin", running.adminURL, "--token-file", tokenFile])
             #expect(direct.status == 0 && direct.output.contains("1 of 3 servers updated"))
+
+            // The operator ends the run by hand; status then says how the last run ended.
+            let end = try await running.cli(["update", "end", "--config", running.configPath])
+            #expect(end.status == 0, "\(end.output)")
+            #expect(
+                end.output.hasPrefix(
+                    "update run ended: idle - no update running; the last run ended ended-by-operator: ended by admin-api 127.0.0.1:"
+                ), "\(end.output)")
+            let after = try await running.cli(["status", "--config", running.configPath])
+            let afterLines = after.output.split(separator: "\n").map(String.init)
+            #expect(
+                afterLines.contains {
+                    $0.hasPrefix("update: idle - no update running; the last run ended ended-by-operator")
+                })
+            #expect(
+                afterLines.contains {
+                    $0.hasPrefix("last run: ended-by-operator at ") && $0.contains(" by admin-api 127.0.0.1:")
+                        && $0.hasSuffix(
+                            "left as it stands: ums1 update 12.07.100, ums2 normal 12.06.100, ums3 normal 12.06.100")
+                }, "\(after.output)")
         } catch {
             await running.stop()
             throw error
@@ -135,6 +155,8 @@ struct CLIProcessTests {
 
             let retry = try await running.cli(["update", "retry-reconnect", "--config", config])
             #expect(retry.status == 1 && retry.output.contains("not stalled"))
+            let end = try await running.cli(["update", "end", "--config", config])
+            #expect(end.status == 1 && end.output.contains("the update run is idle: there is no run to end (409)"))
 
             let wrongToken = try running.folder.write("wrong.token", "not-the-token")
             let refused = try await running.cli(["status", "--admin", running.adminURL, "--token-file", wrongToken])

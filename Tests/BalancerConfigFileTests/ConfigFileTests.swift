@@ -21,7 +21,7 @@ import Testing
         timeouts: { connect: 2s, idle: 10m }
         threads: 1
         shutdown_grace: 5s
-        update: { console: freeze, drain_timeout: 1m }
+        update: { console: freeze, drain_timeout: 1m, install_timeout: 45m, max_duration: 2h }
         status: { url: "http://{host}:9901/status" }
         reconnect: { command: [/usr/local/bin/reconnect, "{id}"], retries: 2 }
         state: { path: state/balancer.sqlite }
@@ -56,6 +56,8 @@ import Testing
         #expect(config.threads == 1)
         #expect(config.shutdownGrace == .seconds(5))
         #expect(config.update.console == .freeze)
+        #expect(config.update.installTimeout == .seconds(45 * 60))
+        #expect(config.update.maxDuration == .seconds(2 * 3600))
         #expect(config.status?.action == .url("http://{host}:9901/status"))
         #expect(config.reconnect?.action == .command(["/usr/local/bin/reconnect", "{id}"]))
         #expect(config.reconnect?.retries == 2)
@@ -71,6 +73,7 @@ import Testing
         #expect(config.timeouts == TimeoutSettings())
         #expect(config.threads == nil)
         #expect(config.shutdownGrace == .seconds(30))
+        #expect(config.update.installTimeout == .seconds(30 * 60) && config.update.maxDuration == .seconds(4 * 3600))
         #expect(config.listeners[0].algorithm(for: .console) == .source)
         #expect(config.healthPort == 30001)
         #expect(config.status == nil && config.admin == nil)
@@ -175,6 +178,18 @@ import Testing
                 "b.yaml:4:12: reconnect needs 'url' or 'command'",
                 "b.yaml:5:20: update console 'never' is not one of: normal-only, freeze, allow",
                 "b.yaml:6:8: admin is missing required key 'bind'",
+            ]
+        ),
+        (
+            """
+            listeners: [{ name: a, bind: 127.0.0.1:1, backend_port: 1, class: device }]
+            nodes: [{ id: a, host: 10.0.0.1 }]
+            update: { install_timeout: 30, max_duration: 500ms, deadline: 1h }
+            """,
+            [
+                "b.yaml:3:28: install_timeout '30' is not a duration (a number with ms, s, m or h, e.g. 500ms, 2s)",
+                "b.yaml:3:46: max_duration must be at least 1s",
+                "b.yaml:3:53: unknown key 'deadline' in update (expected one of: console, drain_timeout, install_timeout, max_duration, slow_start)",
             ]
         ),
     ])

@@ -3,36 +3,11 @@ import Foundation
 import Testing
 
 /// The update run driven through whole rolling updates, with time passed in: tests never sleep.
-@Suite struct UpdateRunMachineTests {
-    static let settings = UpdateRunMachine.Settings(
-        drainTimeout: .seconds(30), reconnectTimeout: .seconds(120), retries: 2, hasReconnectAction: true)
+@Suite struct UpdateRunMachineTests: RunScenario {
+    static let settings = RunScenarioDefaults.settings
     var machine = UpdateRunMachine(settings: settings)
-    var now = Date(timeIntervalSince1970: 1_800_000_000)
-    var nodes: [NodeStatus] = ["ums1", "ums2", "ums3"].map {
-        NodeStatus(id: $0, health: .up, mode: .normal, version: "12.06.100")
-    }
-
-    mutating func report(_ id: NodeID, _ mode: NodeMode, _ version: String? = nil) -> [UpdateAction] {
-        let index = nodes.firstIndex { $0.id == id }!
-        nodes[index].mode = mode
-        if let version { nodes[index].version = version }
-        return machine.nodesObserved(nodes, now: now)
-    }
-
-    mutating func advance(_ seconds: TimeInterval) -> [UpdateAction] {
-        now = now.addingTimeInterval(seconds)
-        return machine.tick(now: now)
-    }
-
-    /// Installs 12.07.100 on ums1 and ums2 (update mode) and ums3 last (normal).
-    mutating func installEverywhere() -> [UpdateAction] {
-        _ = report("ums1", .installing)
-        _ = report("ums1", .update, "12.07.100")
-        _ = report("ums2", .installing)
-        _ = report("ums2", .update, "12.07.100")
-        _ = report("ums3", .installing)
-        return report("ums3", .normal, "12.07.100")
-    }
+    var now = RunScenarioDefaults.start
+    var nodes = RunScenarioDefaults.nodes
 
     @Test mutating func aFullRollingUpdateEndsCompletedWithOneReconnectPerUpdateModeNode() {
         #expect(machine.nodesObserved(nodes, now: now).isEmpty)
@@ -64,9 +39,9 @@ import Testing
             ])
         #expect(machine.run.updated == 3)
 
-        #expect(machine.drainFinished("ums1", now: now) == [.callReconnect("ums1", attempt: 1)])
+        #expect(machine.drainFinished("ums1", now: now) == [.callReconnect("ums1", attempt: 1, timeout: .seconds(10))])
         #expect(machine.reconnectAnswered("ums1", .accepted("202"), now: now).isEmpty)
-        #expect(machine.drainFinished("ums2", now: now) == [.callReconnect("ums2", attempt: 1)])
+        #expect(machine.drainFinished("ums2", now: now) == [.callReconnect("ums2", attempt: 1, timeout: .seconds(10))])
         #expect(machine.reconnectAnswered("ums2", .accepted("202"), now: now).isEmpty)
         #expect(machine.run.summary == "update 12.07.100: 3 of 3 servers updated, reconnecting ums1, ums2")
 
@@ -87,7 +62,11 @@ import Testing
     @Test mutating func theDrainTimeoutStartsTheReconnectWhenConnectionsLinger() {
         _ = installEverywhere()
         #expect(advance(29).isEmpty)
-        #expect(advance(1) == [.callReconnect("ums1", attempt: 1), .callReconnect("ums2", attempt: 1)])
+        #expect(
+            advance(1) == [
+                .callReconnect("ums1", attempt: 1, timeout: .seconds(10)),
+                .callReconnect("ums2", attempt: 1, timeout: .seconds(10)),
+            ])
     }
 
     @Test mutating func aNodeFailingMidInstallHoldsTheRunUntilTheOperatorTakesItOut() {
@@ -109,12 +88,7 @@ import Testing
     }
 
     @Test mutating func aNodeThatNeverReconnectsStallsTheRunAndARetryRearmsIt() {
-        _ = installEverywhere()
-        _ = machine.drainFinished("ums1", now: now)
-        _ = machine.reconnectAnswered("ums1", .accepted("202"), now: now)
-        _ = machine.drainFinished("ums2", now: now)
-        _ = machine.reconnectAnswered("ums2", .accepted("202"), now: now)
-        _ = report("ums2", .normal)
+        ums1AcceptedButNotBack()
         #expect(advance(119).isEmpty)
         #expect(
             advance(1) == [
@@ -128,7 +102,7 @@ import Testing
         #expect(
             machine.retryRequested(now: now) == [
                 .stateChanged(from: .stalled, to: .reconnecting, reason: "operator asked to retry the reconnect"),
-                .callReconnect("ums1", attempt: 1),
+                .callReconnect("ums1", attempt: 1, timeout: .seconds(10)),
             ])
         _ = machine.reconnectAnswered("ums1", .accepted("202"), now: now)
         #expect(
@@ -138,13 +112,13 @@ import Testing
 
     @Test mutating func rejectedCallsAreRetriedWithBackoffThenStall() {
         _ = installEverywhere()
-        #expect(machine.drainFinished("ums1", now: now) == [.callReconnect("ums1", attempt: 1)])
+        #expect(machine.drainFinished("ums1", now: now) == [.callReconnect("ums1", attempt: 1, timeout: .seconds(10))])
         #expect(machine.reconnectAnswered("ums1", .rejected("HTTP 409"), now: now).isEmpty)
         #expect(advance(0.5).isEmpty)
-        #expect(advance(0.5) == [.callReconnect("ums1", attempt: 2)])
+        #expect(advance(0.5) == [.callReconnect("ums1", attempt: 2, timeout: .seconds(10))])
         #expect(machine.reconnectAnswered("ums1", .rejected("connection refused"), now: now).isEmpty)
         #expect(advance(1).isEmpty)
-        #expect(advance(1) == [.callReconnect("ums1", attempt: 3)])
+        #expect(advance(1) == [.callReconnect("ums1", attempt: 3, timeout: .seconds(10))])
         #expect(
             machine.reconnectAnswered("ums1", .rejected("HTTP 409"), now: now) == [
                 .stateChanged(from: .reconnecting, to: .stalled, reason: "reconnect failed: ums1 (HTTP 409)")
@@ -156,7 +130,7 @@ import Testing
         _ = machine.drainFinished("ums1", now: now)
         _ = machine.reconnectAnswered("ums1", .accepted("202"), now: now)
         for _ in 0..<100 {
-            #expect(!advance(1).contains { if case .callReconnect("ums1", _) = $0 { true } else { false } })
+            #expect(!advance(1).contains { if case .callReconnect("ums1", _, _) = $0 { true } else { false } })
         }
         #expect(machine.drainFinished("ums1", now: now).isEmpty)
     }
@@ -224,7 +198,8 @@ import Testing
         #expect(restarted.run.state == .reconnecting)
         #expect(restarted.resumed(now: now) == [.drain("ums1"), .drain("ums2")])
         #expect(restarted.drainFinished("ums1", now: now).isEmpty)
-        #expect(restarted.drainFinished("ums2", now: now) == [.callReconnect("ums2", attempt: 1)])
+        #expect(
+            restarted.drainFinished("ums2", now: now) == [.callReconnect("ums2", attempt: 1, timeout: .seconds(10))])
         nodes[0].mode = .normal
         nodes[1].mode = .normal
         #expect(

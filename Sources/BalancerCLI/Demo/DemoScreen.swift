@@ -75,6 +75,7 @@ final class DemoScreen: Sendable {
         switch event.kind {
         case .run: return "update run \(event.message)"
         case .target: return "balancer: \(event.message)"
+        case .flag: return "balancer: update run \(event.message)"
         case .mode: return "\(node)reports \(event.message)"
         case .health: return "\(node)health \(event.message)"
         case .drain, .reconnect, .release, .admin: return "balancer: \(node)\(event.message)"
