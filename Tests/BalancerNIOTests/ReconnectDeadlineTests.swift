@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import BalancerCore
+import BalancerDataPath
 import BalancerStore
 import BalancerTesting
 import Foundation
