@@ -1,3 +1,4 @@
+import BalancerCore
 import NIOConcurrencyHelpers
 
 /// Every client connection the balancer holds, with its listener, so shutdown (and a reload that
@@ -6,8 +7,10 @@ import NIOConcurrencyHelpers
 public final class ConnectionRegistry: Sendable {
     private struct Entry {
         var listener: Int
-        /// Closes the connection for good (the access log says `shutdown`); safe from any thread.
-        var shutDown: @Sendable () -> Void
+        /// The node the connection is relayed to, once connected.
+        var node: NodeID?
+        /// Closes the connection for good with the given end (`shutdown`, `drained`); safe from any thread.
+        var close: @Sendable (ConnectionEnd) -> Void
     }
 
     private let entries = NIOLockedValueBox<[ObjectIdentifier: Entry]>([:])
@@ -24,9 +27,32 @@ public final class ConnectionRegistry: Sendable {
     }
 
     /// Tracks the connection `id` of the listener `listener` (a `newListenerKey()`) until
-    /// `unregister(_:)`; `shutDown` closes it for good, from any thread.
-    public func register(_ id: ObjectIdentifier, listener: Int, shutDown: @escaping @Sendable () -> Void) {
-        entries.withLockedValue { $0[id] = Entry(listener: listener, shutDown: shutDown) }
+    /// `unregister(_:)`; `close` closes it for good with the end it is given, from any thread.
+    public func register(
+        _ id: ObjectIdentifier, listener: Int, close: @escaping @Sendable (ConnectionEnd) -> Void
+    ) {
+        entries.withLockedValue { $0[id] = Entry(listener: listener, close: close) }
+    }
+
+    /// The connection `id` is now relayed to `node` (nil: between nodes).
+    public func relayed(_ id: ObjectIdentifier, to node: NodeID?) {
+        entries.withLockedValue { $0[id]?.node = node }
+    }
+
+    /// Connections currently relayed to `node`.
+    public func count(relayedTo node: NodeID) -> Int {
+        entries.withLockedValue { $0.values.count { $0.node == node } }
+    }
+
+    /// Closes at most `limit` of the connections relayed to `node` (the access log says
+    /// `drained`); returns how many it closed. A paced drain calls it once per step.
+    @discardableResult
+    public func drain(_ node: NodeID, atMost limit: Int = .max) -> Int {
+        let members = entries.withLockedValue { entries in
+            entries.values.lazy.filter { $0.node == node }.prefix(limit).map(\.close)
+        }
+        for close in members { close(.drained) }
+        return members.count
     }
 
     /// The connection `id` is closed.
@@ -69,9 +95,9 @@ public final class ConnectionRegistry: Sendable {
 
     fileprivate func closeAll(of listener: Int?) {
         let members = entries.withLockedValue { entries in
-            entries.values.filter { listener == nil || $0.listener == listener }.map(\.shutDown)
+            entries.values.filter { listener == nil || $0.listener == listener }.map(\.close)
         }
-        for shutDown in members { shutDown() }
+        for close in members { close(.shutdown) }
     }
 }
 

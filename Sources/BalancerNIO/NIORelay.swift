@@ -61,8 +61,8 @@ final class NIORelay {
         try channel.pipeline.syncOperations.addHandler(relay.clientGlue)
         let handle = NIORelayHandle(relay: relay)
         let loop = channel.eventLoop
-        registry.register(ObjectIdentifier(relay), listener: listenerKey) {
-            loop.execute { handle.relay.shutDown() }
+        registry.register(ObjectIdentifier(relay), listener: listenerKey) { end in
+            loop.execute { handle.relay.shutDown(end) }
         }
         sweeper?.add(relay)
         if channel.isActive { relay.start() }
@@ -227,9 +227,9 @@ final class NIORelay {
         perform(machine.tick(now: deadline.monotonic))
     }
 
-    /// The balancer closes this connection for good.
-    func shutDown() {
-        perform(machine.shutDown())
+    /// The balancer closes this connection for good (`shutdown` or `drained`).
+    func shutDown(_ end: ConnectionEnd = .shutdown) {
+        perform(machine.shutDown(end))
     }
 
     private func keepPreambleIfClassified() {
@@ -270,6 +270,7 @@ final class NIORelay {
                     return
                 }
                 self.node = glue
+                self.registry.relayed(ObjectIdentifier(self), to: target.node)
                 self.perform(self.machine.connected(now: self.now))
             case .failure(let error as IOError) where SocketFailure(code: error.errnoCode).isResourceExhaustion:
                 self.perform(self.machine.outOfResources(SocketFailure(code: error.errnoCode)))

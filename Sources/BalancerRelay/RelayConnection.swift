@@ -53,8 +53,8 @@ final class RelayConnection {
             client: fd, peer: peer, listener: listener, listenerKey: listenerKey, registry: registry, loop: loop)
         loop.adopt(connection)
         let handle = RelayHandle(connection: connection, loop: loop)
-        registry.register(ObjectIdentifier(connection), listener: listenerKey) {
-            handle.loop.execute { handle.connection.shutDown() }
+        registry.register(ObjectIdentifier(connection), listener: listenerKey) { end in
+            handle.loop.execute { handle.connection.shutDown(end) }
         }
         guard
             loop.watch(fd, for: .client(connection), events: EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue)
@@ -127,6 +127,7 @@ final class RelayConnection {
             } else if events & EPOLLOUT.rawValue != 0 {
                 node.connected = true
                 node.hungUp = false
+                registry.relayed(ObjectIdentifier(self), to: countedNode)
                 perform(machine.connected(now: now))
             }
             return
@@ -134,9 +135,9 @@ final class RelayConnection {
         pump()
     }
 
-    /// The balancer is closing this connection for good.
-    func shutDown() {
-        perform(machine.shutDown())
+    /// The balancer is closing this connection for good (`shutdown` or `drained`).
+    func shutDown(_ end: ConnectionEnd = .shutdown) {
+        perform(machine.shutDown(end))
     }
 
     /// Called by the loop's sweep: the machine's timers.

@@ -36,6 +36,32 @@ struct ProxyLoopbackTests {
         await cluster.stop()
     }
 
+    @Test(arguments: DataPath.allCases) func drainingANodeClosesAtMostTheConnectionsAskedFor(
+        _ dataPath: DataPath
+    ) async throws {
+        let cluster = try await BackendCluster.start([.greetThenEcho])
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster)
+        var open: [TestClient.Connection] = []
+        for _ in 0..<3 {
+            let connection = try await TestClient.connect(to: try balancer.address())
+            var iterator = connection.inbound.makeAsyncIterator()
+            #expect(try await TestClient.readLine(&iterator) == "ums1")
+            open.append(connection)
+        }
+        let registry = balancer.balancer.connections
+        #expect(registry.count(relayedTo: "ums1") == 3)
+        #expect(registry.drain("ums1", atMost: 2) == 2)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while registry.count(relayedTo: "ums1") > 1, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(registry.count(relayedTo: "ums1") == 1)
+        #expect(balancer.accessLog.filter { $0.metadata["outcome"] == "drained" }.count == 2)
+        for connection in open { await TestClient.close(connection) }
+        try await balancer.stop()
+        await cluster.stop()
+    }
+
     @Test(arguments: DataPath.allCases) func eightMebibytesEachWayArriveByteIdentical(_ dataPath: DataPath) async throws
     {
         let cluster = try await BackendCluster.start([.echo])

@@ -32,6 +32,8 @@ public enum ConnectionOutcome: String, Sendable, Hashable, CaseIterable, CustomS
     case error
     /// The balancer closed it at shutdown or when its listener was removed.
     case shutdown
+    /// The balancer closed it to empty its node before a reconnect (the drain timeout passed).
+    case drained
 
     public var description: String { rawValue }
 
@@ -203,6 +205,7 @@ public struct ConnectionEnd: Sendable, Hashable, CustomStringConvertible {
 
     public static let closed = ConnectionEnd(.closed)
     public static let shutdown = ConnectionEnd(.shutdown)
+    public static let drained = ConnectionEnd(.drained)
     public static let idleTimeout = ConnectionEnd(.idleTimeout)
 
     public var description: String {

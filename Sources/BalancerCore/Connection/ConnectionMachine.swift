@@ -434,10 +434,11 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
         }
     }
 
-    /// The balancer closes the connection for good (shutdown, a removed listener).
-    public mutating func shutDown() -> ConnectionAction<Target> {
+    /// The balancer closes the connection for good: `.shutdown` (shutdown, a removed listener)
+    /// or `.drained` (its node is emptied for a reconnect).
+    public mutating func shutDown(_ why: ConnectionEnd = .shutdown) -> ConnectionAction<Target> {
         guard phase != .ended else { return .none }
-        return close(.shutdown)
+        return close(why)
     }
 
     /// The executor could not set the connection up.
