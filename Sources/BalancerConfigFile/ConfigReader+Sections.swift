@@ -180,7 +180,7 @@ extension ConfigReader {
         var hosts: [String: NodeID] = [:]
         var ids: Set<NodeID> = []
         for item in items {
-            guard let entries = mapping(item, "a node", allowed: ["id", "host"]) else { continue }
+            guard let entries = mapping(item, "a node", allowed: ["id", "host", "max_connections"]) else { continue }
             var id = required(entries, "id", in: item, "a node").flatMap { name($0, "node id") }
             if let known = id, ids.contains(known) {
                 fail(entries["id"]?.value, "duplicate node id '\(known)'")
@@ -194,7 +194,11 @@ extension ConfigReader {
                 continue
             }
             hosts[host] = id
-            nodes.append(NodeConfiguration(id: id, host: host))
+            var configuration = NodeConfiguration(id: id, host: host)
+            configuration.maxConnections = entries["max_connections"].flatMap {
+                integer($0.value, "node '\(id)' max_connections", in: 1...10_000_000)
+            }
+            nodes.append(configuration)
         }
         return nodes
     }

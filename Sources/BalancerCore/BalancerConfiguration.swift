@@ -48,6 +48,9 @@ public struct ListenerConfiguration: Sendable, Hashable {
 public struct NodeConfiguration: Sendable, Hashable {
     public var id: NodeID
     public var host: String
+    /// The most connections the balancer relays to this node at once (`nil`: no limit); beyond it
+    /// a connection waits up to `limits.queue_timeout` for a slot on an eligible node.
+    public var maxConnections: Int?
 
     public init(id: NodeID, host: String) {
         self.id = id

@@ -12,6 +12,8 @@ public struct ConfigurationDiff: Sendable {
     public var removedNodes: [NodeConfiguration] = []
     /// Nodes whose address changed: they keep their admin state but are probed afresh.
     public var changedNodes: [NodeConfiguration] = []
+    /// Nodes whose `max_connections` changed: applied to new connections.
+    public var limitedNodes: [NodeConfiguration] = []
     /// Probing (health, status) changed: probes restart with the new settings.
     public var probingChanged = false
     /// Settings that only a restart applies, by key, with a word on why.
@@ -41,7 +43,9 @@ public struct ConfigurationDiff: Sendable {
                 addedNodes.append(node)
                 continue
             }
-            if before != node { changedNodes.append(node) }
+            // Only a new address resets what is known of a node; a new limit applies as it is.
+            if before.host != node.host { changedNodes.append(node) }
+            if before.maxConnections != node.maxConnections { limitedNodes.append(node) }
         }
         removedNodes = old.nodes.filter { !newNodeIDs.contains($0.id) }
 
@@ -56,7 +60,8 @@ public struct ConfigurationDiff: Sendable {
     /// Nothing at all changes.
     public var isEmpty: Bool {
         addedListeners.isEmpty && removedListeners.isEmpty && reboundListeners.isEmpty && changedListeners.isEmpty
-            && addedNodes.isEmpty && removedNodes.isEmpty && changedNodes.isEmpty && !probingChanged
+            && addedNodes.isEmpty && removedNodes.isEmpty && changedNodes.isEmpty && limitedNodes.isEmpty
+            && !probingChanged
             && needsRestart.isEmpty
     }
 
@@ -69,6 +74,7 @@ public struct ConfigurationDiff: Sendable {
         if !listenerChanges.isEmpty { parts.append("listeners " + listenerChanges.joined(separator: " ")) }
         let nodeChanges =
             addedNodes.map { "+\($0.id)" } + removedNodes.map { "-\($0.id)" } + changedNodes.map { "~\($0.id)" }
+            + limitedNodes.map { "~\($0.id) (max_connections)" }
         if !nodeChanges.isEmpty { parts.append("nodes " + nodeChanges.joined(separator: " ")) }
         if probingChanged && nodeChanges.isEmpty { parts.append("probes") }
         if !needsRestart.isEmpty { parts.append("needs a restart to apply: \(needsRestart.joined(separator: ", "))") }

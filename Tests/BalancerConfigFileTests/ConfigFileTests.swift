@@ -255,3 +255,39 @@ import Testing
         }
     }
 }
+
+@Suite struct NodeLimitConfigTests {
+    func parse(_ node: String) throws -> BalancerConfiguration {
+        try ConfigFile.parse(
+            """
+            listeners:
+              - { name: devices, bind: 0.0.0.0:30001, backend_port: 30001, class: device }
+            nodes:
+              - \(node)
+            """, file: "b.yaml")
+    }
+
+    @Test func aNodeMayCapItsConnections() throws {
+        #expect(try parse("{ id: ums1, host: 10.0.0.11, max_connections: 5000 }").nodes[0].maxConnections == 5000)
+        #expect(try parse("{ id: ums1, host: 10.0.0.11 }").nodes[0].maxConnections == nil)
+    }
+
+    @Test func aCapThatIsNoPositiveNumberSaysWhere() {
+        #expect(throws: ConfigErrors.self) { try parse("{ id: ums1, host: 10.0.0.11, max_connections: 0 }") }
+        let error = #expect(throws: ConfigErrors.self) {
+            try parse("{ id: ums1, host: 10.0.0.11, max_connections: lots }")
+        }
+        #expect(error?.description == "b.yaml:4:51: node 'ums1' max_connections must be a whole number, not 'lots'")
+    }
+
+    @Test func changingACapIsNoAddressChange() {
+        var old = BalancerConfiguration(listeners: [], nodes: [NodeConfiguration(id: "ums1", host: "10.0.0.11")])
+        var new = old
+        new.nodes[0].maxConnections = 10
+        let diff = ConfigurationDiff(from: old, to: new)
+        #expect(diff.changedNodes.isEmpty, "the node keeps its state")
+        #expect(diff.limitedNodes.map(\.id) == ["ums1"])
+        old = new
+        #expect(ConfigurationDiff(from: old, to: new).isEmpty)
+    }
+}
