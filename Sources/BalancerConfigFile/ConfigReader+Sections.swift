@@ -4,7 +4,7 @@ import Yams
 extension ConfigReader {
     static let topLevelKeys: Set<String> = [
         "listeners", "nodes", "health", "timeouts", "threads", "shutdown_grace",
-        "status", "reconnect", "update", "state", "admin",
+        "status", "reconnect", "update", "state", "admin", "limits",
     ]
 
     mutating func configuration(_ root: Node?) -> BalancerConfiguration? {
@@ -18,6 +18,7 @@ extension ConfigReader {
         var configuration = BalancerConfiguration(listeners: listeners ?? [], nodes: nodes ?? [])
         if let node = entries["health"]?.value, let health = health(node) { configuration.health = health }
         if let node = entries["timeouts"]?.value, let timeouts = timeouts(node) { configuration.timeouts = timeouts }
+        if let node = entries["limits"]?.value, let limits = limits(node) { configuration.limits = limits }
         if let node = entries["threads"]?.value { configuration.threads = integer(node, "threads", in: 1...256) }
         if let node = entries["shutdown_grace"]?.value,
             let grace = duration(node, "shutdown_grace", atLeast: .zero)
@@ -74,7 +75,7 @@ extension ConfigReader {
     private mutating func listener(_ node: Node) -> ListenerConfiguration? {
         let keys: Set<String> = [
             "name", "bind", "backend_port", "class", "balance", "sni", "handshake_timeout", "tls", "backend_tls",
-            "paths",
+            "paths", "max_connections", "max_connection_rate",
         ]
         guard let entries = mapping(node, "a listener", allowed: keys) else { return nil }
         let name = required(entries, "name", in: node, "a listener").flatMap { self.name($0, "listener name") }
@@ -92,6 +93,12 @@ extension ConfigReader {
             name: name, bind: bind, backendPort: backendPort, classification: classification,
             balance: balance ?? .leastConnections)
         if let handshakeTimeout { listener.handshakeTimeout = handshakeTimeout }
+        listener.maxConnections = entries["max_connections"].flatMap {
+            integer($0.value, "\(what) max_connections", in: 1...10_000_000)
+        }
+        listener.maxConnectionRate = entries["max_connection_rate"].flatMap {
+            integer($0.value, "\(what) max_connection_rate", in: 1...10_000_000)
+        }
         return listener
     }
 
@@ -206,7 +213,10 @@ extension ConfigReader {
     // MARK: - Sections
 
     private mutating func health(_ node: Node) -> HealthSettings? {
-        guard let entries = mapping(node, "health", allowed: ["interval", "timeout", "rise", "fall", "port"]) else {
+        guard
+            let entries = mapping(
+                node, "health", allowed: ["interval", "timeout", "rise", "fall", "port", "passive"])
+        else {
             return nil
         }
         var health = HealthSettings()
@@ -215,7 +225,42 @@ extension ConfigReader {
         if let value = entries["rise"]?.value, let n = integer(value, "health rise", in: 1...100) { health.rise = n }
         if let value = entries["fall"]?.value, let n = integer(value, "health fall", in: 1...100) { health.fall = n }
         if let value = entries["port"]?.value { health.port = port(value, "health port") }
+        if let value = entries["passive"]?.value, let passive = passiveHealth(value) { health.passive = passive }
         return health
+    }
+
+    private mutating func passiveHealth(_ node: Node) -> PassiveHealthSettings? {
+        guard let entries = mapping(node, "health passive", allowed: ["failures", "ejection", "max_ejection"]) else {
+            return nil
+        }
+        var passive = PassiveHealthSettings()
+        if let value = entries["failures"]?.value, let n = integer(value, "health passive failures", in: 0...1000) {
+            passive.failures = n
+        }
+        if let value = entries["ejection"]?.value, let d = duration(value, "health passive ejection") {
+            passive.ejection = d
+        }
+        if let value = entries["max_ejection"]?.value, let d = duration(value, "health passive max_ejection") {
+            passive.maxEjection = d
+        }
+        if passive.maxEjection < passive.ejection, let entry = entries["max_ejection"] ?? entries["ejection"] {
+            fail(entry.value, "health passive max_ejection must be at least its ejection")
+        }
+        return passive
+    }
+
+    private mutating func limits(_ node: Node) -> LimitSettings? {
+        guard let entries = mapping(node, "limits", allowed: ["max_connections", "queue_timeout"]) else { return nil }
+        var limits = LimitSettings()
+        limits.maxConnections = entries["max_connections"].flatMap {
+            integer($0.value, "limits max_connections", in: 1...100_000_000)
+        }
+        if let value = entries["queue_timeout"]?.value,
+            let d = duration(value, "limits queue_timeout", atLeast: .zero)
+        {
+            limits.queueTimeout = d
+        }
+        return limits
     }
 
     private mutating func timeouts(_ node: Node) -> TimeoutSettings? {

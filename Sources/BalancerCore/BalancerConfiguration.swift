@@ -22,6 +22,10 @@ public struct ListenerConfiguration: Sendable, Hashable {
     public var balance: BalanceAlgorithm
     /// How long a classifying listener waits for the bytes it classifies by.
     public var handshakeTimeout: Duration = .seconds(5)
+    /// The most connections this listener holds at once (`nil`: no limit of its own).
+    public var maxConnections: Int?
+    /// The most new connections per second it accepts (`nil`: no limit).
+    public var maxConnectionRate: Int?
 
     public init(
         name: String,
@@ -66,6 +70,18 @@ public struct HealthSettings: Sendable, Hashable {
     public var fall = 3
     /// The port the TCP connect probe tries; `nil` means the first listener's backend port.
     public var port: Int?
+    /// What real connections show: failed ones take a node out of rotation for a while.
+    public var passive = PassiveHealthSettings()
+
+    public init() {}
+}
+
+/// The `limits` section: what the whole balancer holds.
+public struct LimitSettings: Sendable, Hashable {
+    /// The most client connections at once across listeners (`nil`: only the open-file limit).
+    public var maxConnections: Int?
+    /// How long a connection waits for a slot when every eligible node is at its `max_connections`.
+    public var queueTimeout: Duration = .seconds(5)
 
     public init() {}
 }
@@ -160,6 +176,7 @@ public struct BalancerConfiguration: Sendable, Hashable {
     public var nodes: [NodeConfiguration]
     public var health = HealthSettings()
     public var timeouts = TimeoutSettings()
+    public var limits = LimitSettings()
     /// Event-loop threads; `nil` means one per core.
     public var threads: Int?
     public var shutdownGrace: Duration = .seconds(30)

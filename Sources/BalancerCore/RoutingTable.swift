@@ -36,6 +36,8 @@ public enum RoutingDecision: Sendable, Hashable {
     case tryNodes([NodeID])
     /// Nobody can take it.
     case refuse(Refusal)
+    /// Eligible nodes exist, but every one is at its `max_connections`: wait for a slot.
+    case queue
 }
 
 /// Everything routing needs to know, in one value: node states in configuration order and the
@@ -48,6 +50,17 @@ public struct RoutingTable: Sendable {
     public var consolePolicy: ConsolePolicy
     /// An update run is in progress, reconnecting or stalled.
     public var updateRunning = false
+    /// Passive health: what real connections show.
+    public var passive = PassiveHealthSettings()
+    /// How long a node that comes back from an ejection takes to get its full share.
+    public var returnSlowStart: Duration = .seconds(30)
+    /// `max_connections` per node, where set.
+    public var connectionLimits: [NodeID: Int] = [:]
+    private var outliers: [NodeID: OutlierState] = [:]
+    /// Nodes out of rotation now: while none is, routing skips looking for ejections that ended.
+    private var ejectedNodes = 0
+    /// Passive-health changes routing made (an ejection ended), for the I/O layer to report.
+    public private(set) var pendingEvents: [PassiveHealthEvent] = []
 
     public init(nodes: [NodeStatus], consolePolicy: ConsolePolicy = .normalOnly) {
         self.nodes = nodes
@@ -71,16 +84,30 @@ public struct RoutingTable: Sendable {
         clientKey: String,
         now: ContinuousClock.Instant = .now
     ) -> RoutingDecision {
+        if ejectedNodes > 0 { expireEjections(now: now) }
         var eligible: [NodeLoad] = []
+        var ejected: [NodeLoad] = []
+        var full = false
         eligible.reserveCapacity(nodes.count)
         for node in nodes
         where Eligibility.isEligible(
             node, for: trafficClass, consolePolicy: consolePolicy, updateRunning: updateRunning)
         {
-            eligible.append(
-                NodeLoad(
-                    id: node.id, activeConnections: connections(to: node.id), weight: weight(of: node.id, now: now)))
+            let active = connections(to: node.id)
+            if let limit = connectionLimits[node.id], active >= limit {
+                full = true
+                continue
+            }
+            let load = NodeLoad(id: node.id, activeConnections: active, weight: weight(of: node.id, now: now))
+            if ejectedNodes > 0, outliers[node.id]?.isEjected(at: now) == true {
+                ejected.append(load)
+            } else {
+                eligible.append(load)
+            }
         }
+        // Passive health never refuses what an ejected node might still serve: nobody else can.
+        if eligible.isEmpty { eligible = ejected }
+        if eligible.isEmpty, full { return .queue }
         guard !eligible.isEmpty else {
             // Only a refusal needs the reasons, so the common path does not build them.
             let reasons = nodes.compactMap { node in
@@ -110,6 +137,57 @@ public struct RoutingTable: Sendable {
         return max(0.1, elapsed)
     }
 
+    // MARK: - Passive health
+
+    /// A connection to `id` failed (`reason` says how); returns the ejection it causes, if any.
+    public mutating func nodeFailed(
+        _ id: NodeID, reason: String, now: ContinuousClock.Instant = .now
+    ) -> PassiveHealthEvent? {
+        guard passive.isEnabled, status(of: id) != nil else { return nil }
+        if outliers[id]?.expire(at: now) == true {
+            ejectedNodes -= 1
+            slowStart(id, over: returnSlowStart, now: now)
+            pendingEvents.append(.returned(id))
+        }
+        let failures = outliers[id, default: OutlierState()].consecutiveFailures + 1
+        guard let length = outliers[id, default: OutlierState()].failed(at: now, settings: passive) else {
+            return nil
+        }
+        ejectedNodes += 1
+        return .ejected(id, duration: length, failures: failures, reason: reason)
+    }
+
+    /// `id` answered a connection: its failures are forgiven.
+    public mutating func nodeAnswered(_ id: NodeID) {
+        outliers[id]?.answered()
+        if outliers[id]?.hasRecord == false { outliers[id] = nil }
+    }
+
+    /// `id` has failures on record, so its next answer is worth reporting.
+    public func hasFailureRecord(_ id: NodeID) -> Bool {
+        outliers[id]?.hasRecord ?? false
+    }
+
+    /// `id` is out of rotation at `now`.
+    public func isEjected(_ id: NodeID, now: ContinuousClock.Instant = .now) -> Bool {
+        outliers[id]?.isEjected(at: now) ?? false
+    }
+
+    /// Takes the passive-health changes routing made since the last call.
+    public mutating func takePendingEvents() -> [PassiveHealthEvent] {
+        defer { pendingEvents = [] }
+        return pendingEvents
+    }
+
+    /// Brings back the nodes whose ejection is over, through slow start.
+    public mutating func expireEjections(now: ContinuousClock.Instant = .now) {
+        for id in outliers.keys where outliers[id]?.expire(at: now) == true {
+            ejectedNodes -= 1
+            slowStart(id, over: returnSlowStart, now: now)
+            pendingEvents.append(.returned(id))
+        }
+    }
+
     /// Counts a connection (or a connect attempt) against `id`.
     public mutating func connectionOpened(to id: NodeID) {
         activeConnections[id, default: 0] += 1
@@ -135,6 +213,12 @@ public struct RoutingTable: Sendable {
     public mutating func replaceNodes(with fresh: [NodeStatus], replacing reset: Set<NodeID> = []) {
         nodes = fresh.map { candidate in
             reset.contains(candidate.id) ? candidate : status(of: candidate.id) ?? candidate
+        }
+        // A removed or readdressed node's record goes with it.
+        let kept = Set(nodes.map(\.id)).subtracting(reset)
+        for id in outliers.keys where !kept.contains(id) {
+            if outliers[id]?.ejectedUntil != nil { ejectedNodes -= 1 }
+            outliers[id] = nil
         }
     }
 }

@@ -62,6 +62,8 @@ public struct ConnectionLog {
             listener.journal.record(
                 .refusal, "\(listener.configuration.name): \(trafficClass) unavailable: \(reasons)")
             metrics.refused(trafficClass: machine.trafficClass, reason: "all-connects-failed")
+        case .limit(let limit)?:
+            metrics.refused(trafficClass: machine.trafficClass, reason: limit.label)
         case .handshake(let failure)?:
             metrics.handshakeFailed(reason: failure.label)
         default:

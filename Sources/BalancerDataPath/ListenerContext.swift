@@ -14,18 +14,23 @@ public struct ListenerContext: Sendable {
     public var accessLogger: Logger
     public var journal: Journal
     public var metrics: ListenerMetrics
+    /// The limits checked as each connection is accepted.
+    public var admission: ListenerAdmission
 
     public init(
         configuration: ListenerConfiguration,
         directory: NodeDirectory,
         timeouts: TimeoutSettings,
+        limits: LimitSettings = LimitSettings(),
         accessLogger: Logger,
         journal: Journal,
-        metrics: ListenerMetrics
+        metrics: ListenerMetrics,
+        admission: ListenerAdmission = .unlimited()
     ) {
         self.configuration = configuration
         self.directory = directory
-        self.settings = ConnectionSettings(for: configuration, timeouts: timeouts)
+        self.settings = ConnectionSettings(for: configuration, timeouts: timeouts, limits: limits)
+        self.admission = admission
         var logger = accessLogger
         logger[metadataKey: "listener"] = "\(configuration.name)"
         self.accessLogger = logger
@@ -48,13 +53,20 @@ public struct ListenerContext: Sendable {
         {
         case .refused(let refusal): return machine.refused(refusal)
         case .targets(let targets): return machine.routed(targets, now: now)
+        case .queue: return machine.queued(now: now)
         }
+    }
+
+    /// A node's connection verdicts for passive health: how it failed, or that it answered.
+    public func nodeFailed(_ failure: NodeFailure) {
+        directory.nodeFailed(failure.node, failure.kind)
     }
 }
 
 extension ConnectionSettings {
     /// The settings of `listener`'s connections under `timeouts`.
-    public init(for listener: ListenerConfiguration, timeouts: TimeoutSettings) {
+    public init(for listener: ListenerConfiguration, timeouts: TimeoutSettings, limits: LimitSettings = LimitSettings())
+    {
         let classification: Classification =
             switch listener.classification {
             case .fixed(let trafficClass): .fixed(trafficClass)
@@ -65,7 +77,8 @@ extension ConnectionSettings {
         if case .byPath = listener.classification { answersOverHTTP = true }
         self.init(
             classification: classification, connectTimeout: timeouts.connect, idleTimeout: timeouts.idle,
-            handshakeTimeout: listener.handshakeTimeout, answersRefusalsOverHTTP: answersOverHTTP)
+            handshakeTimeout: listener.handshakeTimeout, answersRefusalsOverHTTP: answersOverHTTP,
+            queueTimeout: limits.queueTimeout)
     }
 }
 

@@ -10,6 +10,8 @@ public struct NodeTarget: RelayTarget, Hashable {
     /// The socket address: parsed once per configuration for an IP address, resolved off the
     /// event loops for a host name (nil until it resolved).
     public var address: SocketAddress?
+    /// The node has failed connections on record: report when it answers, to forgive them.
+    public var reportsAnswer = false
 
     public init(node: NodeID, host: String, port: Int, address: SocketAddress?) {
         self.node = node
@@ -58,6 +60,8 @@ public enum Route: Sendable, Hashable {
     case targets([NodeTarget])
     /// Nobody can take it.
     case refused(Refusal)
+    /// Every eligible node is at its `max_connections`: wait for a slot.
+    case queue
 }
 
 /// The shared, lock-protected routing state: every event loop asks it per new connection and
@@ -110,16 +114,68 @@ public final class NodeDirectory: Sendable {
         clientKey: String,
         port: Int
     ) -> Route {
-        state.withLockedValue { state in
+        let (route, events) = state.withLockedValue { state -> (Route, [PassiveHealthEvent]) in
+            let route: Route
             switch state.table.route(trafficClass, algorithm: algorithm, clientKey: clientKey) {
             case .refuse(let refusal):
-                return .refused(refusal)
+                route = .refused(refusal)
+            case .queue:
+                route = .queue
             case .tryNodes(let ids):
-                return .targets(
+                route = .targets(
                     ids.compactMap { id in
-                        state.hosts[id]?.target(node: id, port: port)
+                        var target = state.hosts[id]?.target(node: id, port: port)
+                        if state.table.hasFailureRecord(id) { target?.reportsAnswer = true }
+                        return target
                     })
             }
+            return (route, state.table.pendingEvents.isEmpty ? [] : state.table.takePendingEvents())
+        }
+        report(events)
+        return route
+    }
+
+    // MARK: - Passive health
+
+    /// Where ejections and returns are reported (journal, log, metrics); set once at start.
+    public func onPassiveHealth(_ sink: @escaping @Sendable (PassiveHealthEvent) -> Void) {
+        passiveHealthSink.withLockedValue { $0 = sink }
+    }
+
+    private let passiveHealthSink = NIOLockedValueBox<(@Sendable (PassiveHealthEvent) -> Void)?>(nil)
+
+    private func report(_ events: [PassiveHealthEvent]) {
+        guard !events.isEmpty, let sink = passiveHealthSink.withLockedValue({ $0 }) else { return }
+        for event in events { sink(event) }
+    }
+
+    /// A connection to `node` failed (`failure` says how): counted for passive health.
+    public func nodeFailed(_ node: NodeID, _ failure: NodeFailureKind) {
+        if case .unresolved = failure { return }  // a name problem, not the node's service
+        let events = state.withLockedValue { state -> [PassiveHealthEvent] in
+            let ejected = state.table.nodeFailed(node, reason: failure.description)
+            return state.table.takePendingEvents() + (ejected.map { [$0] } ?? [])
+        }
+        report(events)
+    }
+
+    /// `node` answered a connection: its failures are forgiven.
+    public func nodeAnswered(_ node: NodeID) {
+        state.withLockedValue { $0.table.nodeAnswered(node) }
+    }
+
+    /// `node` is out of rotation by passive health now.
+    public func isEjected(_ node: NodeID) -> Bool {
+        state.withLockedValue { $0.table.isEjected(node) }
+    }
+
+    /// Applies passive-health settings, the slow start of returning nodes and the nodes' limits.
+    public func configure(passive: PassiveHealthSettings, slowStart: Duration, nodes: [NodeConfiguration]) {
+        state.withLockedValue { state in
+            state.table.passive = passive
+            state.table.returnSlowStart = slowStart
+            state.table.connectionLimits = Dictionary(
+                uniqueKeysWithValues: nodes.compactMap { node in node.maxConnections.map { (node.id, $0) } })
         }
     }
 

@@ -64,11 +64,11 @@ extension Balancer {
     /// Binds `listeners`; if one fails, closes those just bound and throws: all or nothing.
     func bindListeners(
         _ listeners: [ListenerConfiguration],
-        timeouts: TimeoutSettings
+        of configuration: BalancerConfiguration
     ) async throws -> [String: ListenerRuntime] {
         var bound: [String: ListenerRuntime] = [:]
         for listener in listeners {
-            let context = NIOLockedValueBox(makeContext(listener, timeouts: timeouts))
+            let context = NIOLockedValueBox(makeContext(listener, of: configuration))
             let tag = connections.newListenerKey()
             do {
                 let socket = try await openSocket(listener, context: context, tag: tag)
@@ -84,7 +84,7 @@ extension Balancer {
 
     /// Opens the listeners of the starting configuration.
     func openListeners(_ listeners: [ListenerConfiguration]) async throws {
-        let bound = try await bindListeners(listeners, timeouts: configuration.timeouts)
+        let bound = try await bindListeners(listeners, of: configuration)
         state.withLockedValue { $0.listeners.merge(bound) { $1 } }
         for listener in listeners { logListening(listener) }
     }
@@ -98,7 +98,7 @@ extension Balancer {
             ])
     }
 
-    func makeContext(_ listener: ListenerConfiguration, timeouts: TimeoutSettings) -> NIOListenerContext {
+    func makeContext(_ listener: ListenerConfiguration, of configuration: BalancerConfiguration) -> NIOListenerContext {
         var tls: PathListenerTLS?
         if case .byPath(let settings) = listener.classification {
             // Read from the files each time, so a reload picks up renewed certificates.
@@ -111,8 +111,9 @@ extension Balancer {
             }
         }
         let shared = ListenerContext(
-            configuration: listener, directory: directory, timeouts: timeouts, accessLogger: accessLogger,
-            journal: journal, metrics: ListenerMetrics(listener: listener.name))
+            configuration: listener, directory: directory, timeouts: configuration.timeouts,
+            limits: configuration.limits, accessLogger: accessLogger, journal: journal,
+            metrics: ListenerMetrics(listener: listener.name), admission: admission.listener(listener))
         return NIOListenerContext(shared: shared, tls: tls, group: group)
     }
 

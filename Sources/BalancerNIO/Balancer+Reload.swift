@@ -64,7 +64,7 @@ extension Balancer {
         let opening = diff.addedListeners + diff.reboundListeners.map(\.new)
         let bound: [String: ListenerRuntime]
         do {
-            bound = try await bindListeners(opening, timeouts: applied.timeouts)
+            bound = try await bindListeners(opening, of: applied)
         } catch {
             reloadRejected("\(error)")
             throw error
@@ -79,12 +79,13 @@ extension Balancer {
             return (removed, rebound)
         }
         for listener in applied.listeners where bound[listener.name] == nil {
-            let context = makeContext(listener, timeouts: applied.timeouts)
+            let context = makeContext(listener, of: applied)
             listenerRuntime(listener.name)?.replaceContext(context)
         }
         directory.replaceNodes(
             applied.nodes, consolePolicy: applied.update.console, reset: Set(diff.changedNodes.map(\.id))
         ) { Self.initialStatus(of: $0, applied) }
+        configureLimits(applied)
         if diff.probingChanged { startMonitor(applied) }
         await coordinator.reconfigure(applied)
         await coordinator.nodesChanged()

@@ -5,6 +5,7 @@ import BalancerRelay
 import BalancerStore
 import Foundation
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -48,6 +49,8 @@ public final class Balancer: Service, Sendable {
     let dataPath: DataPath
     /// The descriptors proxied connections may hold, across listeners and executors.
     public let descriptors: DescriptorBudget
+    /// The connection limits checked at accept (balancer-wide and per listener).
+    let admission = Admission()
     /// Runs reloads one at a time.
     let reloadGate = SerialGate()
     /// The append-only event journal (in the state database when one is configured).
@@ -110,6 +113,38 @@ public final class Balancer: Service, Sendable {
         self.coordinator = UpdateCoordinator(
             configuration: configuration, initialRun: initialRun, directory: directory, httpClient: httpClient,
             store: store, journal: journal, logger: logger)
+        configureLimits(configuration)
+        directory.onPassiveHealth { [journal, logger] event in
+            Self.report(event, journal: journal, logger: logger)
+        }
+    }
+
+    /// Applies the limits and passive-health settings of `configuration` to new connections.
+    func configureLimits(_ configuration: BalancerConfiguration) {
+        admission.configure(configuration.limits)
+        directory.configure(
+            passive: configuration.health.passive, slowStart: configuration.update.slowStart,
+            nodes: configuration.nodes)
+    }
+
+    /// Journals, logs and counts what passive health did to a node.
+    private static func report(_ event: PassiveHealthEvent, journal: Journal, logger: Logger) {
+        switch event {
+        case .ejected(let node, let duration, let failures, let reason):
+            logger.warning(
+                "passive health: node out of rotation",
+                metadata: [
+                    "node": "\(node)", "for": "\(DurationText.format(duration))",
+                    "failures": "\(failures)", "last": "\(reason)",
+                ])
+            journal.record(
+                .health, node: node, actor: "passive-health",
+                "out of rotation for \(DurationText.format(duration)) after \(failures) failed connections (\(reason))")
+            Counter(label: "ums_balancer_node_ejections_total", dimensions: [("node", node)]).increment()
+        case .returned(let node):
+            logger.notice("passive health: node back in rotation, slow start", metadata: ["node": "\(node)"])
+            journal.record(.health, node: node, actor: "passive-health", "back in rotation (slow start)")
+        }
     }
 
     /// A node's state before its first probe. Without a status probe a reachable node is taken to

@@ -31,6 +31,9 @@ final class NIORelay {
     private var extraBytesOut = 0
     private var started = false
     private var finished = false
+    /// Counted in by the listener's limits (released when it ends).
+    private var admitted = false
+    private var verdicts = NodeVerdicts()
     /// A `by-path` listener whose certificates could not be loaded: its connections are closed.
     private var certificatesMissing = false
 
@@ -77,6 +80,11 @@ final class NIORelay {
     private func start() {
         guard !started else { return }
         started = true
+        if let limit = listener.shared.admission.admit(now: now) {
+            perform(machine.limitReached(limit))
+            return
+        }
+        admitted = true
         if certificatesMissing {
             perform(machine.classificationFailed(ConnectionEnd(.handshakeFailed, .handshake(.listenerCertificates))))
         } else {
@@ -102,6 +110,7 @@ final class NIORelay {
             perform(listener.shared.route(&machine, trafficClass, clientAddress: { log.clientIP }, now: now))
         case .dial(let target):
             log.dialling(after: machine, listener: listener.shared)
+            verdicts.report(machine, to: listener.shared)
             dial(target)
         case .startRelay(let withReplay, let halfCloseNode):
             guard let node else { return }
@@ -174,6 +183,7 @@ final class NIORelay {
             // Before its node is connected, what a client sent waits in the replay.
             if machine.phase == .relaying || machine.phase == .finishing { node?.write(buffer) }
         case .node:
+            verdicts.nodeSpoke(to: listener.shared)
             clientGlue.write(buffer)
         }
     }
@@ -271,6 +281,7 @@ final class NIORelay {
                 }
                 self.node = glue
                 self.registry.relayed(ObjectIdentifier(self), to: target.node)
+                self.verdicts.connected(to: target)
                 self.perform(self.machine.connected(now: self.now))
             case .failure(let error as IOError) where SocketFailure(code: error.errnoCode).isResourceExhaustion:
                 self.perform(self.machine.outOfResources(SocketFailure(code: error.errnoCode)))
@@ -310,6 +321,8 @@ final class NIORelay {
         replay = []
         registry.unregister(ObjectIdentifier(self))
         sweeper?.remove(self)
+        verdicts.report(machine, to: listener.shared)
+        if admitted { listener.shared.admission.release() }
         log.ended(machine, listener: listener.shared, extraBytesOut: extraBytesOut)
     }
 
@@ -352,6 +365,8 @@ final class NIORelay {
             RefusalPage.text(for: refusal)
         case .everyNodeFailed(_, let failures)?:
             "no UMS server answered: \(failures.map(\.description).joined(separator: ", ")); try again in a moment"
+        case .limit(let limit)?:
+            "the balancer is at its limit: \(limit); try again in a moment"
         default:
             "no UMS server can take the request right now"
         }

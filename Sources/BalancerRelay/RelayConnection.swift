@@ -23,6 +23,9 @@ final class RelayConnection {
     /// listener read, then what the client sent — kept while the machine says so.
     private var replay: [UInt8] = []
     private var finished = false
+    /// Counted in by the listener's limits (released when it ends).
+    private var admitted = false
+    private var verdicts = NodeVerdicts()
     /// `pump` is on the stack: actions that need it only ask it to go round once more.
     private var pumping = false
     private var pumpAgain = false
@@ -63,6 +66,11 @@ final class RelayConnection {
                 connection.machine.setupFailed("cannot watch the client socket: \(String(cString: strerror(errno)))"))
             return
         }
+        if let limit = listener.admission.admit(now: loop.now.monotonic) {
+            connection.perform(connection.machine.limitReached(limit))
+            return
+        }
+        connection.admitted = true
         connection.perform(connection.machine.start(now: loop.now.monotonic))
     }
 
@@ -81,6 +89,7 @@ final class RelayConnection {
             perform(listener.route(&machine, trafficClass, clientAddress: { log.clientIP }, now: now))
         case .dial(let target):
             log.dialling(after: machine, listener: listener)
+            verdicts.report(machine, to: listener)
             dial(target)
         case .startRelay(let withReplay, let halfCloseNode):
             guard let node else { return }
@@ -128,6 +137,7 @@ final class RelayConnection {
                 node.connected = true
                 node.hungUp = false
                 registry.relayed(ObjectIdentifier(self), to: countedNode)
+                if let target = machine.currentTarget { verdicts.connected(to: target) }
                 perform(machine.connected(now: now))
             }
             return
@@ -228,6 +238,7 @@ final class RelayConnection {
                     finish()
                     return true
                 }
+                if side == .node { verdicts.nodeSpoke(to: listener) }
                 if !destination.send(buffer.baseAddress!, count: count) { break }
                 source.adjustReadSize(read: count, asked: size, allSent: !destination.hasPending, limit: buffer.count)
                 // A short read emptied the socket; after a FIN that is the EOF too (saves a read).
@@ -339,6 +350,8 @@ final class RelayConnection {
         replay = []
         loop.release(self)
         registry.unregister(ObjectIdentifier(self))
+        verdicts.report(machine, to: listener)
+        if admitted { listener.admission.release() }
         log.ended(machine, listener: listener)
         loop.budget.give()
     }

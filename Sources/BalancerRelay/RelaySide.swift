@@ -25,7 +25,6 @@ final class RelaySide {
     /// Bytes for this socket it could not take yet; reading from its partner waits until they are out.
     private(set) var pending: [UInt8] = []
     private var pendingStart = 0
-    var bytesRead = 0
     /// Why this socket failed (errno), once it has.
     var failure: CInt?
     /// How much one read from this socket takes: grows while reads fill up and the partner takes

@@ -29,7 +29,8 @@ struct UpdateRunAPITests {
         try await withAdminHarness(prepare: AdminAPITests.ums2InUpdateMode) { harness in
             _ = try await waitForStatus(harness, "in progress") { $0.update.state == "in-progress" }
 
-            try await harness.cluster.install("ums3", version: "12.07.100", seconds: 3)
+            // Long enough that the refusal below meets it installing on a loaded machine.
+            try await harness.cluster.install("ums3", version: "12.07.100", seconds: 8)
             _ = try await waitForStatus(harness, "ums3 installing") { $0.nodes[2].mode == "installing" }
             let refused = try await harness.request("POST", "/update/end")
             #expect(refused.status == 409)

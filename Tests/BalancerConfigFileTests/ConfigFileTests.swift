@@ -85,7 +85,7 @@ import Testing
             [
                 "b.yaml:1:12: listeners must name at least one listener",
                 "b.yaml:2:8: nodes must name at least one node",
-                "b.yaml:3:1: unknown key 'foo' in the configuration (expected one of: admin, health, listeners, nodes, reconnect, shutdown_grace, state, status, threads, timeouts, update)",
+                "b.yaml:3:1: unknown key 'foo' in the configuration (expected one of: admin, health, limits, listeners, nodes, reconnect, shutdown_grace, state, status, threads, timeouts, update)",
             ]
         ),
         (
@@ -131,7 +131,7 @@ import Testing
             """,
             [
                 "b.yaml:1:30: bind 'ums:30001': 'ums' is not an IP address (write IPv6 as [::1]:PORT)",
-                "b.yaml:1:77: unknown key 'speed' in a listener (expected one of: backend_port, backend_tls, balance, bind, class, handshake_timeout, name, paths, sni, tls)",
+                "b.yaml:1:77: unknown key 'speed' in a listener (expected one of: backend_port, backend_tls, balance, bind, class, handshake_timeout, max_connection_rate, max_connections, name, paths, sni, tls)",
                 "b.yaml:4:11: duplicate node id 'ums1'",
                 "b.yaml:5:23: node 'ums3' has the same host as node 'ums1' (10.0.0.1)",
                 "b.yaml:6:11: node id 'bad id' may only hold letters, digits, '.', '_' and '-' (at most 64)",
@@ -289,5 +289,48 @@ import Testing
         #expect(diff.limitedNodes.map(\.id) == ["ums1"])
         old = new
         #expect(ConfigurationDiff(from: old, to: new).isEmpty)
+    }
+}
+
+@Suite struct LimitsConfigTests {
+    func parse(_ extra: String, listener: String = "") throws -> BalancerConfiguration {
+        try ConfigFile.parse(
+            """
+            listeners:
+              - { name: devices, bind: 0.0.0.0:30001, backend_port: 30001, class: device\(listener) }
+            nodes:
+              - { id: ums1, host: 10.0.0.11 }
+            \(extra)
+            """, file: "b.yaml")
+    }
+
+    @Test func limitsPassiveHealthAndListenerCapsAreRead() throws {
+        let configuration = try parse(
+            """
+            limits: { max_connections: 40000, queue_timeout: 2s }
+            health: { passive: { failures: 5, ejection: 30s, max_ejection: 10m } }
+            """, listener: ", max_connections: 20000, max_connection_rate: 500")
+        #expect(configuration.limits.maxConnections == 40000)
+        #expect(configuration.limits.queueTimeout == .seconds(2))
+        #expect(configuration.health.passive.failures == 5)
+        #expect(configuration.health.passive.ejection == .seconds(30))
+        #expect(configuration.health.passive.maxEjection == .seconds(600))
+        #expect(configuration.listeners[0].maxConnections == 20000)
+        #expect(configuration.listeners[0].maxConnectionRate == 500)
+    }
+
+    @Test func defaultsLeaveOnlyPassiveHealthOn() throws {
+        let configuration = try parse("")
+        #expect(configuration.limits.maxConnections == nil)
+        #expect(configuration.limits.queueTimeout == .seconds(5))
+        #expect(configuration.health.passive.failures == 3)
+        #expect(configuration.listeners[0].maxConnections == nil)
+    }
+
+    @Test func aMaximumEjectionShorterThanTheFirstIsAnError() {
+        let error = #expect(throws: ConfigErrors.self) {
+            try parse("health: { passive: { ejection: 1m, max_ejection: 10s } }")
+        }
+        #expect(error?.description == "b.yaml:5:50: health passive max_ejection must be at least its ejection")
     }
 }

@@ -25,6 +25,9 @@ enum Step: CustomStringConvertible {
     /// Moves the test's clock by this much, then ticks.
     case tick(Duration, ConnectionAction<TestTarget>)
     case shutDown(ConnectionAction<TestTarget>)
+    /// Routing answered that every eligible node is at its limit.
+    case queued(ConnectionAction<TestTarget>)
+    case limitReached(ConnectionLimit, ConnectionAction<TestTarget>)
 
     var description: String {
         switch self {
@@ -41,6 +44,8 @@ enum Step: CustomStringConvertible {
         case .written: "written"
         case .tick(let duration, _): "tick(+\(duration))"
         case .shutDown: "shutDown"
+        case .queued: "queued"
+        case .limitReached(let limit, _): "limitReached(\(limit.label))"
         }
     }
 }
@@ -53,6 +58,8 @@ struct Behaviour: CustomTestStringConvertible, Sendable {
     /// What the access log says at the end.
     var end: ConnectionEnd? = nil
     var retries = 0
+    /// What passive health hears of the nodes, when the row says.
+    var failures: [NodeFailure]? = nil
 
     var testDescription: String { name }
 }
@@ -74,7 +81,50 @@ private let hello = ClientHelloBuilder.hello(serverName: "console.example.com")
 private let allDown = Refusal(trafficClass: .device, reasons: [("ums1", .down), ("ums2", .down)])
 private let reset = SocketFailure.connectionReset
 
+private let queueTimedOut = ConnectionEnd(.refused, .limit(.queueTimeout(.device, .seconds(5))))
+
 private let behaviours: [Behaviour] = [
+    Behaviour(
+        name: "when every eligible node is at its limit the connection waits, routed again on each tick",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .queued(.none), .tick(.seconds(2), .route(.device)), .queued(.none),
+            .tick(.seconds(1), .route(.device)), .routed(["ums1"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)),
+        ]),
+    Behaviour(
+        name: "a connection that waited the queue timeout for a slot is refused with its reason",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .queued(.none), .tick(.seconds(4), .route(.device)), .queued(.none),
+            .tick(.seconds(1), .close(queueTimedOut)),
+        ],
+        end: queueTimedOut),
+    Behaviour(
+        name: "a listener over its limit refuses at once; an HTTP client is told why",
+        settings: path,
+        steps: [
+            .limitReached(.listener(10), .answerAndClose(ConnectionEnd(.refused, .limit(.listener(10))))),
+            .start(.none),
+        ]),
+    Behaviour(
+        name: "the only node closing without a byte after a request let the connection down",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .read(.client, 10, .keepForReplay),
+            .tick(.seconds(5), .none), .inputEnded(.node, .halfClose(.client)),
+        ],
+        failures: [NodeFailure(node: "ums1", kind: .closedWithoutAnswer)]),
+    Behaviour(
+        name: "a node closing a silent client's connection long after connect is not held against it",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .tick(.seconds(30), .none),
+            .inputEnded(.node, .halfClose(.client)),
+        ],
+        failures: []),
     Behaviour(
         name: "a fixed-class connection is routed at once and relayed once its first node connects",
         settings: device,
@@ -372,9 +422,14 @@ private let behaviours: [Behaviour] = [
                 #expect(machine.tick(now: now) == expected, context)
             case .shutDown(let expected):
                 #expect(machine.shutDown() == expected, context)
+            case .queued(let expected):
+                #expect(machine.queued(now: now) == expected, context)
+            case .limitReached(let limit, let expected):
+                #expect(machine.limitReached(limit) == expected, context)
             }
         }
         if let end = behaviour.end { #expect(machine.end == end) }
+        if let failures = behaviour.failures { #expect(machine.failures == failures) }
         #expect(machine.retries == behaviour.retries)
     }
 

@@ -44,7 +44,7 @@ final class EmbeddedRelay {
 
     init(
         classification: ListenerClassification = .fixed(.device), nodes ids: [NodeID] = ["ums1", "ums2"],
-        replayLimit: Int? = nil
+        replayLimit: Int? = nil, admission: ListenerAdmission = .unlimited()
     ) throws {
         let configuration = ListenerConfiguration(
             name: "devices", bind: Endpoint(host: "127.0.0.1", port: 1), backendPort: 30001,
@@ -56,7 +56,7 @@ final class EmbeddedRelay {
         var shared = ListenerContext(
             configuration: configuration, directory: directory, timeouts: TimeoutSettings(),
             accessLogger: logs.logger(label: "access"), journal: Journal(store: nil, logger: logs.logger()),
-            metrics: ListenerMetrics(listener: "devices"))
+            metrics: ListenerMetrics(listener: "devices"), admission: admission)
         if let replayLimit { shared.settings.replayLimit = replayLimit }
         let dialled = DialledNodes()
         let context = NIOListenerContext(shared: shared, tls: nil, group: loop) { target, loop in
@@ -264,6 +264,25 @@ final class DialledNodes: @unchecked Sendable {
         #expect(!relay.client.isActive)
         #expect(relay.accessLine?.metadata["outcome"] == "refused")
         #expect(relay.accessLine?.metadata["bytes_out"] == "\(answer.utf8.count)")
+    }
+}
+
+extension NIORelayTests {
+    @Test func aByPathClientOverALimitIsToldWhyWithRetryAfter() throws {
+        var listener = ListenerConfiguration(
+            name: "web", bind: Endpoint(host: "127.0.0.1", port: 1), backendPort: 8443,
+            classification: .byPath(PathListenerSettings.testing))
+        listener.maxConnections = 1
+        let admission = Admission().listener(listener)
+        let first = try EmbeddedRelay(classification: listener.classification, admission: admission)
+        let second = try EmbeddedRelay(classification: listener.classification, admission: admission)
+        let answer = try second.written(to: second.client)
+        #expect(answer.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"))
+        #expect(answer.contains("Retry-After: "))
+        #expect(answer.contains("max_connections"))
+        #expect(!second.client.isActive)
+        #expect(second.accessLine?.metadata["outcome"] == "refused")
+        #expect(first.client.isActive)
     }
 }
 

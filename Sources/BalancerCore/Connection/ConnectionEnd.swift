@@ -168,12 +168,15 @@ public enum ConnectionEndReason: Sendable, Hashable, CustomStringConvertible {
     case setupFailed(String)
     /// The balancer itself ran out of descriptors or memory opening the node socket.
     case balancerOutOfResources(SocketFailure)
+    /// A configured limit refused it.
+    case limit(ConnectionLimit)
 
     /// The `reason` label of `ums_balancer_refusals_total` for a refusal or give-up, else nil.
     public var refusalLabel: String? {
         switch self {
         case .noEligibleNode: "no-eligible-node"
         case .everyNodeFailed: "all-connects-failed"
+        case .limit(let limit): limit.label
         default: nil
         }
     }
@@ -189,6 +192,39 @@ public enum ConnectionEndReason: Sendable, Hashable, CustomStringConvertible {
         case .replayLimitExceeded(let limit): "client sent more than \(limit) bytes before a node was connected"
         case .setupFailed(let detail): detail
         case .balancerOutOfResources(let failure): "the balancer is out of resources: \(failure)"
+        case .limit(let limit): limit.description
+        }
+    }
+}
+
+/// A limit that refused a connection (`limits`, a listener's `max_connections` and
+/// `max_connection_rate`, the nodes' `max_connections`). `label` is the refusal metric's `reason`.
+public enum ConnectionLimit: Sendable, Hashable, CustomStringConvertible {
+    /// The balancer holds `limits.max_connections` connections.
+    case balancer(Int)
+    /// The listener holds its `max_connections`.
+    case listener(Int)
+    /// The listener accepted its `max_connection_rate` new connections this second.
+    case rate(Int)
+    /// Every eligible node stayed at its `max_connections` for `limits.queue_timeout`.
+    case queueTimeout(TrafficClass, Duration)
+
+    public var label: String {
+        switch self {
+        case .balancer: "max-connections"
+        case .listener: "listener-max-connections"
+        case .rate: "connection-rate"
+        case .queueTimeout: "queue-timeout"
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .balancer(let limit): "the balancer holds its limit of \(limit) connections (limits.max_connections)"
+        case .listener(let limit): "the listener holds its limit of \(limit) connections (max_connections)"
+        case .rate(let rate): "more than \(rate) new connections per second (max_connection_rate)"
+        case .queueTimeout(let trafficClass, let timeout):
+            "\(trafficClass) refused: every eligible node stayed at its max_connections for \(DurationText.format(timeout)) (queue-timeout)"
         }
     }
 }

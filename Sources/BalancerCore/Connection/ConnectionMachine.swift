@@ -31,6 +31,8 @@ public struct ConnectionSettings: Sendable, Hashable {
     public var replayLimit: Int
     /// Refusals are told to the client in an HTTP 503 (the client speaks HTTP to the balancer).
     public var answersRefusalsOverHTTP: Bool
+    /// How long a connection waits for a slot when every eligible node is at its `max_connections`.
+    public var queueTimeout: Duration
 
     /// The default replay limit: far above any ClientHello or request a device sends first.
     public static let defaultReplayLimit = 64 * 1024
@@ -42,7 +44,8 @@ public struct ConnectionSettings: Sendable, Hashable {
         handshakeTimeout: Duration,
         lingerLimit: Duration? = nil,
         replayLimit: Int = defaultReplayLimit,
-        answersRefusalsOverHTTP: Bool = false
+        answersRefusalsOverHTTP: Bool = false,
+        queueTimeout: Duration = .seconds(5)
     ) {
         self.classification = classification
         self.connectTimeout = connectTimeout
@@ -51,6 +54,7 @@ public struct ConnectionSettings: Sendable, Hashable {
         self.lingerLimit = lingerLimit ?? idleTimeout
         self.replayLimit = replayLimit
         self.answersRefusalsOverHTTP = answersRefusalsOverHTTP
+        self.queueTimeout = queueTimeout
     }
 }
 
@@ -115,6 +119,8 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
         case classifying
         /// Waiting for routing's answer.
         case routing
+        /// Every eligible node is at its limit: waiting for a slot until the queue timeout.
+        case queued
         /// Connecting to a node.
         case connecting
         /// Both sides connected; bytes move.
@@ -148,7 +154,14 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
     private var targets: [Target] = []
     private var nextTarget = 0
     private var current: Target?
+
+    /// The target being dialled or relayed to.
+    public var currentTarget: Target? { current }
     private var bytesFromCurrentNode = 0
+    /// Bytes the current node was sent (the replay included), and when it was connected: a node
+    /// that closes without a byte after a request, or at once, let the connection down.
+    private var bytesToCurrentNode = 0
+    private var connectedAt: MonotonicInstant?
     /// Bytes the executor keeps for a replay; nil once a replay is no longer possible.
     private var replayed: Int? = 0
     private var clientInputEnded = false
@@ -158,6 +171,8 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
     private var nodeOutputClosed = false
     private var clientFailed = false
     private var deadline: MonotonicInstant?
+    /// While queued (and routed again on each tick): when the wait for a slot ends.
+    private var queueDeadline: MonotonicInstant?
     private var lastActivity: MonotonicInstant
 
     /// A connection just accepted at `now`; call `start(now:)` next.
@@ -174,7 +189,13 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
 
     /// The earliest time `tick(now:)` has something to check: how often an executor must look.
     public var shortestTimeout: Duration {
-        min(settings.idleTimeout, settings.connectTimeout, settings.handshakeTimeout)
+        min(settings.idleTimeout, settings.connectTimeout, settings.handshakeTimeout, settings.queueTimeout)
+    }
+
+    /// A limit of the balancer or its listener refuses the connection as it is accepted.
+    public mutating func limitReached(_ limit: ConnectionLimit) -> ConnectionAction<Target> {
+        guard phase != .ended else { return .none }
+        return refuse(ConnectionEnd(.refused, .limit(limit)))
     }
 
     // MARK: - Accepting and classifying
@@ -246,9 +267,23 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
     /// Routing's answer: try these targets in order.
     public mutating func routed(_ targets: [Target], now: MonotonicInstant) -> ConnectionAction<Target> {
         guard phase == .routing else { return .none }
+        queueDeadline = nil
         self.targets = targets
         nextTarget = 0
         return dialNext(now: now)
+    }
+
+    /// Every eligible node is at its `max_connections`: wait (each tick routes again) until the
+    /// queue timeout, then refuse.
+    public mutating func queued(now: MonotonicInstant) -> ConnectionAction<Target> {
+        guard phase == .routing else { return .none }
+        let until = queueDeadline ?? now + settings.queueTimeout
+        guard now < until else {
+            return refuse(ConnectionEnd(.refused, .limit(.queueTimeout(trafficClass, settings.queueTimeout))))
+        }
+        queueDeadline = until
+        phase = .queued
+        return .none
     }
 
     /// Routing found no node that may take the connection.
@@ -270,6 +305,8 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
         phase = .relaying
         deadline = nil
         node = current.node
+        connectedAt = now
+        bytesToCurrentNode = replayed ?? 0
         lastActivity = now
         nodeOutputClosed = clientInputEnded
         return .startRelay(replay: (replayed ?? 0) > 0, halfCloseNode: clientInputEnded)
@@ -304,6 +341,15 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
         bytesFromCurrentNode == 0 && replayed != nil && nextTarget < targets.count && !clientFailed
     }
 
+    /// The current node closed without a byte and nobody else can take over: it still let the
+    /// connection down (for passive health) if it was sent something, or closed at once.
+    private mutating func noteSilentClose(now: MonotonicInstant) {
+        guard bytesFromCurrentNode == 0, let current else { return }
+        let atOnce = connectedAt.map { now - $0 < .seconds(1) } ?? true
+        guard bytesToCurrentNode > 0 || atOnce else { return }
+        failures.append(NodeFailure(node: current.node, kind: .closedWithoutAnswer))
+    }
+
     private mutating func redispatch(now: MonotonicInstant) -> ConnectionAction<Target> {
         if let current { failures.append(NodeFailure(node: current.node, kind: .closedWithoutAnswer)) }
         retries += 1
@@ -318,6 +364,7 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
         switch side {
         case .client:
             bytesFromClient += count
+            if phase == .relaying { bytesToCurrentNode += count }
             guard let kept = replayed else { return .forward }
             guard kept + count <= settings.replayLimit else {
                 replayed = nil
@@ -354,6 +401,7 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
         case .node:
             guard phase == .relaying, !nodeInputEnded else { return .none }
             if mayRedispatch { return redispatch(now: now) }
+            noteSilentClose(now: now)
             nodeInputEnded = true
             clientOutputClosed = true
             return clientInputEnded ? finish(now: now) : .halfClose(.client)
@@ -371,13 +419,14 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
     ) -> ConnectionAction<Target> {
         if side == .client { clientFailed = true }
         switch phase {
-        case .classifying, .routing:
+        case .classifying, .routing, .queued:
             return close(ConnectionEnd(.clientAborted, .clientClosedBeforeNode))
         case .connecting:
             guard side == .client else { return connectFailed(.socket(failure), now: now) }
             return close(ConnectionEnd(.clientAborted, .clientClosedBeforeNode))
         case .relaying, .finishing:
             if side == .node, mayRedispatch { return redispatch(now: now) }
+            if side == .node, phase == .relaying { noteSilentClose(now: now) }
             // The failed side's partner had finished sending and everything reached it: a client
             // that resets instead of closing after its answer lost nothing.
             let partnerDone = side == .client ? nodeInputEnded : clientInputEnded
@@ -429,6 +478,12 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
         case .finishing, .lingering:
             guard let deadline, now >= deadline else { return .none }
             return close(end ?? .closed)
+        case .queued:
+            guard let queueDeadline, now < queueDeadline else {
+                return refuse(ConnectionEnd(.refused, .limit(.queueTimeout(trafficClass, settings.queueTimeout))))
+            }
+            phase = .routing
+            return .route(trafficClass)
         case .routing, .ended:
             return .none
         }

@@ -1,0 +1,143 @@
+import BalancerCore
+import BalancerNIO
+import BalancerTesting
+import NIOCore
+import NIOPosix
+import Testing
+
+/// Passive health and connection limits on real loopback sockets, over both executors.
+@Suite(.timeLimit(.minutes(1)))
+struct LimitsLoopbackTests {
+    /// One request on its own connection; returns what came back and the connection's log line.
+    func echo(_ balancer: RunningBalancer, _ text: String) async throws -> String {
+        let connection = try await TestClient.connect(to: try balancer.address())
+        return try await connection.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: text))
+            outbound.finish()
+            return String(buffer: try await TestClient.readAll(inbound))
+        }
+    }
+
+    /// The first line a node greets with, on a connection left open.
+    func greeted(_ balancer: RunningBalancer) async throws -> (TestClient.Connection, String?) {
+        let connection = try await TestClient.connect(to: try balancer.address())
+        var iterator = connection.inbound.makeAsyncIterator()
+        return (connection, try await TestClient.readLine(&iterator))
+    }
+
+    func waitForLog(_ balancer: RunningBalancer, _ count: Int, timeout: Duration = .seconds(10)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while balancer.accessLog.count < count, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    @Test(arguments: DataPath.allCases)
+    func aNodeThatAcceptsAndClosesIsTakenOutOfRotation(_ dataPath: DataPath) async throws {
+        let cluster = try await BackendCluster.start([.closeAtOnce, .echo])
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, balance: .roundRobin, cluster: cluster) {
+            $0.health.passive.failures = 3
+            // Long enough to outlast the test on a loaded machine (its return is a core test).
+            $0.health.passive.ejection = .seconds(60)
+        }
+        // Its status probe (a TCP connect here) keeps saying up: only the connections show it.
+        for index in 0..<12 { #expect(try await echo(balancer, "request \(index)") == "request \(index)") }
+        try await waitForLog(balancer, 12)
+        // Round robin would send every other connection to ums1 first (6 hand-ons of 12): after
+        // three it is out of rotation.
+        #expect(balancer.accessLog.filter { $0.metadata["retries"] == "1" }.count == 3, "\(balancer.accessLog)")
+        let ejection = try #require(balancer.logs.records("passive health: node out of rotation").first)
+        #expect(ejection.metadata["node"] == "ums1")
+        #expect(ejection.metadata["failures"] == "3")
+        #expect(balancer.balancer.directory.isEjected("ums1"))
+        #expect(balancer.balancer.directory.status(of: "ums1")?.health == .up)
+        try await balancer.stop()
+        #expect(balancer.accessLog.allSatisfy { $0.metadata["outcome"] == "closed" }, "no client noticed")
+        await cluster.stop()
+    }
+
+    @Test(arguments: DataPath.allCases)
+    func aListenerAtItsMaxConnectionsRefusesTheNextAtOnceAndSaysWhy(_ dataPath: DataPath) async throws {
+        let cluster = try await BackendCluster.start([.greetThenEcho])
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster) {
+            $0.listeners[0].maxConnections = 2
+        }
+        let first = try await greeted(balancer)
+        let second = try await greeted(balancer)
+        #expect(first.1 == "ums1" && second.1 == "ums1")
+        let third = try await greeted(balancer)
+        #expect(third.1 == nil, "closed without a byte")
+        try await waitForLog(balancer, 1)
+        let refusal = try #require(balancer.accessLog.first)
+        #expect(refusal.metadata["outcome"] == "refused")
+        #expect(refusal.metadata["reason"]?.contains("max_connections") == true)
+        for connection in [first.0, second.0, third.0] { await TestClient.close(connection) }
+        try await waitForLog(balancer, 3)
+        let again = try await greeted(balancer)
+        #expect(again.1 == "ums1", "room again once connections closed")
+        await TestClient.close(again.0)
+        try await balancer.stop()
+        await cluster.stop()
+    }
+
+    @Test(arguments: DataPath.allCases)
+    func newConnectionsBeyondTheListenersRateAreRefused(_ dataPath: DataPath) async throws {
+        let cluster = try await BackendCluster.start([.echo])
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster) {
+            $0.listeners[0].maxConnectionRate = 3
+        }
+        // Eight at once: the bucket holds three, and refills by three a second.
+        let answers = await withTaskGroup(of: String.self) { group in
+            for index in 0..<8 {
+                // A refused client that already sent its request may see a reset rather than an EOF.
+                group.addTask { (try? await echo(balancer, "r\(index)")) ?? "" }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(answers.filter { !$0.isEmpty }.count >= 3)
+        #expect(answers.filter(\.isEmpty).count >= 3, "\(answers)")
+        try await balancer.stop()
+        #expect(balancer.accessLog.contains { $0.metadata["reason"]?.contains("max_connection_rate") == true })
+        await cluster.stop()
+    }
+
+    @Test(arguments: DataPath.allCases)
+    func aConnectionOverANodesLimitWaitsForASlotAndIsServedWhenOneFrees(_ dataPath: DataPath) async throws {
+        let cluster = try await BackendCluster.start([.greetThenEcho])
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster) {
+            $0.nodes[0].maxConnections = 1
+            $0.limits.queueTimeout = .seconds(10)
+        }
+        let first = try await greeted(balancer)
+        #expect(first.1 == "ums1")
+        let waiting = Task { try await greeted(balancer) }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(balancer.accessLog.isEmpty, "the second waits, not refused")
+        await TestClient.close(first.0)
+        let second = try await waiting.value
+        #expect(second.1 == "ums1", "served once the slot freed")
+        await TestClient.close(second.0)
+        try await balancer.stop()
+        await cluster.stop()
+    }
+
+    @Test(arguments: DataPath.allCases)
+    func aConnectionThatWaitsLongerThanTheQueueTimeoutIsRefusedWithItsReason(_ dataPath: DataPath) async throws {
+        let cluster = try await BackendCluster.start([.greetThenEcho])
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster) {
+            $0.nodes[0].maxConnections = 1
+            $0.limits.queueTimeout = .milliseconds(300)
+        }
+        let first = try await greeted(balancer)
+        let started = ContinuousClock.now
+        let second = try await greeted(balancer)
+        #expect(second.1 == nil)
+        #expect(ContinuousClock.now - started >= .milliseconds(250))
+        try await waitForLog(balancer, 1)
+        #expect(balancer.accessLog.first?.metadata["reason"]?.contains("queue-timeout") == true)
+        await TestClient.close(first.0)
+        await TestClient.close(second.0)
+        try await balancer.stop()
+        await cluster.stop()
+    }
+}
