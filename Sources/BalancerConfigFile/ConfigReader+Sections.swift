@@ -75,7 +75,7 @@ extension ConfigReader {
     private mutating func listener(_ node: Node) -> ListenerConfiguration? {
         let keys: Set<String> = [
             "name", "bind", "backend_port", "class", "balance", "sni", "handshake_timeout", "tls", "backend_tls",
-            "paths", "max_connections", "max_connection_rate",
+            "paths", "max_connections", "max_connection_rate", "proxy_protocol", "send_proxy",
         ]
         guard let entries = mapping(node, "a listener", allowed: keys) else { return nil }
         let name = required(entries, "name", in: node, "a listener").flatMap { self.name($0, "listener name") }
@@ -99,7 +99,34 @@ extension ConfigReader {
         listener.maxConnectionRate = entries["max_connection_rate"].flatMap {
             integer($0.value, "\(what) max_connection_rate", in: 1...10_000_000)
         }
+        if let entry = entries["proxy_protocol"] { listener.proxyProtocolFrom = proxyProtocol(entry.value, what) }
+        if let entry = entries["send_proxy"], let text = string(entry.value, "\(what) send_proxy") {
+            switch text {
+            case "v1": listener.sendProxy = 1
+            case "v2": listener.sendProxy = 2
+            default: fail(entry.value, "\(what) send_proxy '\(text)' is not one of: v1, v2")
+            }
+        }
         return listener
+    }
+
+    /// `proxy_protocol: { from: [CIDR, ...] }`.
+    private mutating func proxyProtocol(_ node: Node, _ what: String) -> [AddressRange]? {
+        guard let entries = mapping(node, "\(what) proxy_protocol", allowed: ["from"]),
+            let fromNode = required(entries, "from", in: node, "\(what) proxy_protocol"),
+            let items = sequence(fromNode, "\(what) proxy_protocol from")
+        else { return nil }
+        if items.isEmpty { fail(fromNode, "\(what) proxy_protocol from must list at least one address or range") }
+        var ranges: [AddressRange] = []
+        for item in items {
+            guard let text = string(item, "\(what) proxy_protocol from") else { continue }
+            guard let range = AddressRange(text) else {
+                fail(item, "\(what) proxy_protocol from '\(text)' is not an address or CIDR range (e.g. 10.0.0.0/24)")
+                continue
+            }
+            ranges.append(range)
+        }
+        return ranges
     }
 
     private mutating func listenerClass(_ node: Node, _ entries: [String: Entry], in listener: Node)

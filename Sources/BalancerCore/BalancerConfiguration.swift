@@ -26,6 +26,11 @@ public struct ListenerConfiguration: Sendable, Hashable {
     public var maxConnections: Int?
     /// The most new connections per second it accepts (`nil`: no limit).
     public var maxConnectionRate: Int?
+    /// `proxy_protocol.from`: sources whose connections begin with a PROXY header (v1 or v2);
+    /// a header from any other source is refused. `nil`: the listener takes no PROXY headers.
+    public var proxyProtocolFrom: [AddressRange]?
+    /// `send_proxy`: begin each node connection with a PROXY header of this version (1 or 2).
+    public var sendProxy: Int?
 
     public init(
         name: String,

@@ -6,9 +6,19 @@ extension RequestHead {
     /// the verified client certificate (PEM) added URL-encoded, and, unless the client upgrades
     /// the connection, `Connection: close`, so a second request on the connection (which the
     /// balancer neither classifies nor rewrites) never reaches the node.
-    public func forwarded(clientCertificatePEM: String?) -> RequestHead {
+    ///
+    /// With `forwardedFor` (the client's IP address: the peer's, or the client a trusted front
+    /// balancer named), client-supplied `X-Forwarded-For` and `X-Forwarded-Proto` are replaced by
+    /// that address and `https`.
+    public func forwarded(clientCertificatePEM: String?, forwardedFor: String? = nil) -> RequestHead {
         var head = self
         head.remove(Self.clientCertificateHeader)
+        if let forwardedFor {
+            head.remove("X-Forwarded-For")
+            head.remove("X-Forwarded-Proto")
+            head.fields.append(Field(name: "X-Forwarded-For", value: forwardedFor))
+            head.fields.append(Field(name: "X-Forwarded-Proto", value: "https"))
+        }
         if let clientCertificatePEM {
             head.fields.append(
                 Field(name: Self.clientCertificateHeader, value: Self.urlEncoded(clientCertificatePEM)))

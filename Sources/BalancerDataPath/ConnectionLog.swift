@@ -74,7 +74,7 @@ public struct ConnectionLog {
         // Building the line costs more than proxying a short connection: skip it when it is not printed.
         guard logger.logLevel <= level else { return }
         var line: Logger.Metadata = [
-            "client": "\(clientDescription)",
+            "client": "\(machine.proxiedClient?.description ?? clientDescription)",
             "class": "\(machine.trafficClass)",
             "node": "\(machine.node ?? "-")",
             "bytes_in": "\(bytesIn)",
@@ -85,6 +85,8 @@ public struct ConnectionLog {
         if let reason = end.reason { line["reason"] = "\(reason)" }
         if machine.retries > 0 { line["retries"] = "\(machine.retries)" }
         if let classified = machine.classified { line["classified"] = "\(classified)" }
+        // The front balancer that named the client in its PROXY header.
+        if machine.proxiedClient != nil { line["via"] = "\(clientDescription)" }
         line.merge(metadata) { $1 }
         logger.log(level: level, "connection", metadata: line)
     }
@@ -99,4 +101,40 @@ public struct ConnectionLog {
 extension NIODeadline {
     /// This deadline on the connection machine's clock.
     public var monotonic: MonotonicInstant { MonotonicInstant(nanoseconds: uptimeNanoseconds) }
+}
+
+extension SocketAddress {
+    /// The IP address as 4 or 16 bytes (nil for a Unix socket).
+    public var ipBytes: [UInt8]? {
+        switch self {
+        case .v4(let address):
+            var raw = address.address.sin_addr
+            return withUnsafeBytes(of: &raw) { Array($0) }
+        case .v6(let address):
+            var raw = address.address.sin6_addr
+            return withUnsafeBytes(of: &raw) { Array($0) }
+        case .unixDomainSocket:
+            return nil
+        }
+    }
+
+    /// The address as a PROXY header carries it.
+    public var proxyAddress: ProxyHeader.Address? {
+        guard let ip = ipBytes, let port else { return nil }
+        return ProxyHeader.Address(ip: ip, port: port)
+    }
+}
+
+extension ConnectionSettings {
+    /// The PROXY header a node connection begins with under `send_proxy`: the client (as a front
+    /// balancer named it, else the peer) and the address it connected to.
+    public func proxyHeader(
+        for machine: ConnectionMachine<NodeTarget>, peer: SocketAddress?, local: @autoclosure () -> SocketAddress?
+    ) -> [UInt8]? {
+        guard let version = sendProxy else { return nil }
+        let header = ProxyHeader(
+            source: machine.proxiedClient ?? peer?.proxyAddress,
+            destination: machine.proxiedDestination ?? local()?.proxyAddress)
+        return header.encoded(version: version)
+    }
 }

@@ -47,7 +47,7 @@ public struct ListenerContext: Sendable {
     ) -> ConnectionAction<NodeTarget> {
         let algorithm = configuration.algorithm(for: trafficClass)
         // Only affinity needs the client's address as text; the other algorithms skip the conversion.
-        let clientKey = algorithm == .source ? clientAddress() ?? "unknown" : ""
+        let clientKey = algorithm == .source ? machine.proxiedClient?.ipText ?? clientAddress() ?? "unknown" : ""
         switch directory.route(
             trafficClass, algorithm: algorithm, clientKey: clientKey, port: configuration.backendPort)
         {
@@ -79,6 +79,8 @@ extension ConnectionSettings {
             classification: classification, connectTimeout: timeouts.connect, idleTimeout: timeouts.idle,
             handshakeTimeout: listener.handshakeTimeout, answersRefusalsOverHTTP: answersOverHTTP,
             queueTimeout: limits.queueTimeout)
+        proxyProtocolFrom = listener.proxyProtocolFrom
+        sendProxy = listener.sendProxy
     }
 }
 

@@ -204,15 +204,27 @@ extension Balancer {
         let listener = context.withLockedValue { $0 }
         let configuration = listener.shared.configuration
         let sync = channel.pipeline.syncOperations
+        var clientAddress: ClientAddress?
+        var proxyHeaderReader: ProxyHeaderReader?
         if case .byPath(let settings) = configuration.classification {
+            // Before TLS: a front balancer's PROXY header comes first on the wire.
+            if configuration.proxyProtocolFrom != nil {
+                proxyHeaderReader = ProxyHeaderReader()
+                try sync.addHandler(proxyHeaderReader!)
+            }
             if let tls = listener.tls {
                 try sync.addHandler(NIOSSLServerHandler(context: tls.server))
             }
-            try sync.addHandler(PathClassifier(rules: settings.rules, timeout: configuration.handshakeTimeout))
+            let address = ClientAddress()
+            address.ip = channel.remoteAddress?.ipAddress
+            clientAddress = address
+            try sync.addHandler(
+                PathClassifier(rules: settings.rules, timeout: configuration.handshakeTimeout, client: address))
         }
         try NIORelay.attach(
             to: channel, listener: listener, listenerKey: tag, registry: registry, sweeper: sweeper,
-            certificatesMissing: listener.tls == nil && configuration.classification.terminatesTLS)
+            certificatesMissing: listener.tls == nil && configuration.classification.terminatesTLS,
+            clientAddress: clientAddress, proxyHeaderReader: proxyHeaderReader)
     }
 
     func listenerRuntime(_ name: String) -> ListenerRuntime? {

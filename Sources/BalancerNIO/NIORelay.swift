@@ -36,6 +36,8 @@ final class NIORelay {
     private var verdicts = NodeVerdicts()
     /// A `by-path` listener whose certificates could not be loaded: its connections are closed.
     private var certificatesMissing = false
+    /// The client's IP address a `by-path` listener forwards, shared with its path classifier.
+    private var clientAddress: ClientAddress?
 
     private init(
         clientChannel: any Channel, listener: NIOListenerContext, registry: ConnectionRegistry,
@@ -48,7 +50,8 @@ final class NIORelay {
         self.log = ConnectionLog(client: clientChannel.remoteAddress, listener: listener.shared)
         self.machine = ConnectionMachine(
             settings: listener.shared.settings, now: NIODeadline.now().monotonic,
-            initialClass: listener.shared.configuration.initialClass)
+            initialClass: listener.shared.configuration.initialClass,
+            peer: listener.shared.settings.proxyProtocolFrom == nil ? nil : clientChannel.remoteAddress?.ipBytes)
     }
 
     /// Adds the client side of a new connection to `channel`'s pipeline (after any TLS and
@@ -56,10 +59,13 @@ final class NIORelay {
     @discardableResult
     static func attach(
         to channel: any Channel, listener: NIOListenerContext, listenerKey: Int, registry: ConnectionRegistry,
-        sweeper: RelaySweeper?, certificatesMissing: Bool = false
+        sweeper: RelaySweeper?, certificatesMissing: Bool = false, clientAddress: ClientAddress? = nil,
+        proxyHeaderReader: ProxyHeaderReader? = nil
     ) throws -> NIORelay {
         let relay = NIORelay(clientChannel: channel, listener: listener, registry: registry, sweeper: sweeper)
         relay.certificatesMissing = certificatesMissing
+        relay.clientAddress = clientAddress
+        proxyHeaderReader?.attach(relay)
         relay.clientGlue = RelayGlue(side: .client, relay: relay, readsAllowed: false, overTLS: listener.tls != nil)
         try channel.pipeline.syncOperations.addHandler(relay.clientGlue)
         let handle = NIORelayHandle(relay: relay)
@@ -116,10 +122,15 @@ final class NIORelay {
             guard let node else { return }
             node.partner = clientGlue
             clientGlue.partner = node
+            if let header = listener.shared.settings.proxyHeader(
+                for: machine, peer: clientChannel.remoteAddress, local: clientChannel.localAddress)
+            {
+                node.write(ByteBuffer(bytes: header))
+            }
             if withReplay {
                 for buffer in replay { node.write(buffer) }
-                node.flush()
             }
+            node.flush()
             if halfCloseNode { node.halfClose() }
             clientGlue.startReading()
         case .halfClose(let side):
@@ -167,6 +178,14 @@ final class NIORelay {
             keepPreambleIfClassified()
             return
         }
+        if side == .client, machine.screensForProxyHeader {
+            let screened = machine.firstBytes(
+                startWithProxySignature: ProxyHeader.startsWithSignature(buffer.readableBytesView) == true)
+            if case .close = screened {
+                finish()
+                return
+            }
+        }
         switch machine.read(from: side, count: buffer.readableBytes, now: now) {
         case .forward:
             break
@@ -194,7 +213,7 @@ final class NIORelay {
 
     func inputEnded(_ side: ConnectionSide) {
         guard !finished else { return }
-        if side == .client, machine.phase == .classifying, case .clientHello = machine.settings.classification {
+        if side == .client, machine.phase == .classifying, machine.settings.classification != .external {
             perform(machine.clientPreamble(preamble.readableBytesView, endOfInput: true, now: now))
             keepPreambleIfClassified()
             return
@@ -244,8 +263,37 @@ final class NIORelay {
 
     private func keepPreambleIfClassified() {
         guard machine.phase != .classifying else { return }
+        // A front balancer's PROXY header was read with the preamble: not the node's.
+        preamble.moveReaderIndex(forwardBy: min(machine.proxyHeaderLength, preamble.readableBytes))
         if preamble.readableBytes > 0 { replay = [preamble] }
         preamble = ByteBuffer()
+    }
+
+    /// The raw first bytes of a TLS-terminating listener, before TLS sees them (from
+    /// `ProxyHeaderReader`): the PROXY header, or the screening of a source that may not send one.
+    func rawPreamble(_ bytes: ByteBuffer, endOfInput: Bool) -> RawPreamble {
+        guard !finished else { return .closed }
+        if machine.screensForProxyHeader {
+            perform(
+                machine.firstBytes(
+                    startWithProxySignature: ProxyHeader.startsWithSignature(bytes.readableBytesView) == true))
+        } else if machine.phase == .classifying {
+            let action = machine.clientPreamble(bytes.readableBytesView, endOfInput: endOfInput, now: now)
+            if case .readPreamble = action { return .needMore }
+            perform(action)
+            if let client = machine.proxiedClient { clientAddress?.ip = client.ipText }
+        }
+        return finished ? .closed : .done(taken: machine.proxyHeaderLength)
+    }
+
+    /// What `rawPreamble` made of the bytes.
+    enum RawPreamble {
+        /// Read more and offer them all again.
+        case needMore
+        /// Take this many bytes off (the PROXY header) and pass the rest on to TLS.
+        case done(taken: Int)
+        /// The connection is over.
+        case closed
     }
 
     // MARK: - Connecting

@@ -33,9 +33,13 @@ final class PathClassifier: ChannelInboundHandler, RemovableChannelHandler {
     private var handshakeDone = false
     private var finished = false
 
-    init(rules: PathRules, timeout: Duration) {
+    /// The client's address for `X-Forwarded-For` (nil: none is added).
+    private let client: ClientAddress?
+
+    init(rules: PathRules, timeout: Duration, client: ClientAddress? = nil) {
         self.rules = rules
         self.timeout = timeout
+        self.client = client
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -97,7 +101,7 @@ final class PathClassifier: ChannelInboundHandler, RemovableChannelHandler {
         finished = true
         let certificate = try? context.pipeline.syncOperations.nioSSL_peerCertificate()
         let pem = certificate.flatMap { try? PathListenerTLS.pem($0) }
-        var bytes = ByteBuffer(bytes: head.forwarded(clientCertificatePEM: pem).bytes)
+        var bytes = ByteBuffer(bytes: head.forwarded(clientCertificatePEM: pem, forwardedFor: client?.ip).bytes)
         buffered.moveReaderIndex(forwardBy: length)
         bytes.writeBuffer(&buffered)
         buffered = ByteBuffer()

@@ -26,6 +26,7 @@ final class RelayConnection {
     /// Counted in by the listener's limits (released when it ends).
     private var admitted = false
     private var verdicts = NodeVerdicts()
+    private var headerDropped = false
     /// `pump` is on the stack: actions that need it only ask it to go round once more.
     private var pumping = false
     private var pumpAgain = false
@@ -41,7 +42,8 @@ final class RelayConnection {
         self.registry = registry
         self.loop = loop
         self.machine = ConnectionMachine(
-            settings: listener.settings, now: loop.now.monotonic, initialClass: listener.configuration.initialClass)
+            settings: listener.settings, now: loop.now.monotonic, initialClass: listener.configuration.initialClass,
+            peer: listener.settings.proxyProtocolFrom == nil ? nil : peer?.ipBytes)
     }
 
     /// How often the loop must look at this connection's timers.
@@ -86,6 +88,11 @@ final class RelayConnection {
         case .readPreamble:
             readPreamble()
         case .route(let trafficClass):
+            if machine.proxyHeaderLength > 0, !headerDropped {
+                // The front balancer's PROXY header was read with the preamble: not the node's.
+                replay.removeFirst(min(machine.proxyHeaderLength, replay.count))
+                headerDropped = true
+            }
             perform(listener.route(&machine, trafficClass, clientAddress: { log.clientIP }, now: now))
         case .dial(let target):
             log.dialling(after: machine, listener: listener)
@@ -93,6 +100,9 @@ final class RelayConnection {
             dial(target)
         case .startRelay(let withReplay, let halfCloseNode):
             guard let node else { return }
+            if let header = listener.settings.proxyHeader(for: machine, peer: log.client, local: localAddress()) {
+                node.queue(header)
+            }
             if withReplay { node.queue(replay) }
             if halfCloseNode { node.outputClosing = true }
             pumpSoon()
@@ -164,8 +174,8 @@ final class RelayConnection {
         let buffer = loop.buffer
         var grew = false
         while client.readable, client.failure == nil, !client.inputClosed {
-            // Never more than one byte past the largest ClientHello: that is enough to reject it.
-            let size = min(buffer.count, ClientHello.maximumSize + 1 - replay.count)
+            // Never more than one byte past the largest PROXY header and ClientHello: enough to reject them.
+            let size = min(buffer.count, ProxyHeader.v2MaximumLength + ClientHello.maximumSize + 1 - replay.count)
             guard size > 0 else { break }
             let count = Glibc.read(client.fd, buffer.baseAddress, size)
             if count > 0 {
@@ -227,6 +237,14 @@ final class RelayConnection {
             let count = Glibc.read(source.fd, buffer.baseAddress, size)
             if count > 0 {
                 moved = true
+                if side == .client, machine.screensForProxyHeader {
+                    let bytes = UnsafeRawBufferPointer(start: buffer.baseAddress, count: count)
+                    let screened = machine.firstBytes(startWithProxySignature: ProxyHeader.startsWithSignature(bytes) == true)
+                    if case .close = screened {
+                        finish()
+                        return true
+                    }
+                }
                 switch machine.read(from: side, count: count, now: now) {
                 case .forward:
                     break
@@ -354,6 +372,16 @@ final class RelayConnection {
         if admitted { listener.admission.release() }
         log.ended(machine, listener: listener)
         loop.budget.give()
+    }
+
+    /// The address the client connected to (for a PROXY header toward the node).
+    private func localAddress() -> SocketAddress? {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let got = withUnsafeMutablePointer(to: &storage) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(client.fd, $0, &length) }
+        }
+        return got == 0 ? RelayListener.socketAddress(storage) : nil
     }
 
     private static func failureKind(_ error: CInt) -> NodeFailureKind {

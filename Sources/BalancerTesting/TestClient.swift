@@ -5,13 +5,16 @@ import NIOPosix
 public enum TestClient {
     public typealias Connection = NIOAsyncChannel<ByteBuffer, ByteBuffer>
 
-    /// Connects to `address`; the outbound side can be half-closed with `finish()`.
+    /// Connects to `address` (from `source`, a local address, if given); the outbound side can be
+    /// half-closed with `finish()`.
     public static func connect(
         to address: SocketAddress,
+        from source: SocketAddress? = nil,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> Connection {
-        try await ClientBootstrap(group: group)
-            .channelOption(.allowRemoteHalfClosure, value: true)
+        var bootstrap = ClientBootstrap(group: group).channelOption(.allowRemoteHalfClosure, value: true)
+        if let source { bootstrap = bootstrap.bind(to: source) }
+        return try await bootstrap
             .connect(to: address) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try Connection(

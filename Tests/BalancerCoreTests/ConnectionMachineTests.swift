@@ -28,6 +28,7 @@ enum Step: CustomStringConvertible {
     /// Routing answered that every eligible node is at its limit.
     case queued(ConnectionAction<TestTarget>)
     case limitReached(ConnectionLimit, ConnectionAction<TestTarget>)
+    case firstBytes(proxySignature: Bool, ConnectionAction<TestTarget>)
 
     var description: String {
         switch self {
@@ -46,6 +47,7 @@ enum Step: CustomStringConvertible {
         case .shutDown: "shutDown"
         case .queued: "queued"
         case .limitReached(let limit, _): "limitReached(\(limit.label))"
+        case .firstBytes(let signature, _): "firstBytes(proxySignature: \(signature))"
         }
     }
 }
@@ -54,6 +56,8 @@ enum Step: CustomStringConvertible {
 struct Behaviour: CustomTestStringConvertible, Sendable {
     var name: String
     var settings: ConnectionSettings
+    /// The peer's address, for listeners that take PROXY headers from some sources.
+    var peer: [UInt8]? = nil
     var steps: [Step]
     /// What the access log says at the end.
     var end: ConnectionEnd? = nil
@@ -81,9 +85,76 @@ private let hello = ClientHelloBuilder.hello(serverName: "console.example.com")
 private let allDown = Refusal(trafficClass: .device, reasons: [("ums1", .down), ("ums2", .down)])
 private let reset = SocketFailure.connectionReset
 
+private let frontBalancer: [UInt8] = [10, 0, 0, 2]
+private let someoneElse: [UInt8] = [192, 0, 2, 99]
+private let behindProxy: ConnectionSettings = {
+    var settings = device
+    settings.proxyProtocolFrom = [AddressRange("10.0.0.0/24")!]
+    return settings
+}()
+private let sniBehindProxy: ConnectionSettings = {
+    var settings = sni
+    settings.proxyProtocolFrom = [AddressRange("10.0.0.0/24")!]
+    return settings
+}()
+private let proxyLine = Array("PROXY TCP4 192.0.2.7 10.0.0.5 51234 30001\r\n".utf8)
+private let untrusted = ConnectionEnd(
+    .handshakeFailed, .handshake(.proxyProtocol("a PROXY header from a source not listed in proxy_protocol.from")))
+
 private let queueTimedOut = ConnectionEnd(.refused, .limit(.queueTimeout(.device, .seconds(5))))
 
 private let behaviours: [Behaviour] = [
+    Behaviour(
+        name: "a trusted front balancer's PROXY header is read first; the node gets only what follows",
+        settings: behindProxy, peer: frontBalancer,
+        steps: [
+            .start(.readPreamble), .preamble(Array(proxyLine.prefix(10)), .readPreamble),
+            .preamble(proxyLine + Array("hello".utf8), .route(.device)), .routed(["ums1"], .dial(ums1)),
+            .connected(.startRelay(replay: true, halfCloseNode: false)),
+        ]),
+    Behaviour(
+        name: "behind a front balancer, by-sni reads the PROXY header, then the ClientHello",
+        settings: sniBehindProxy, peer: frontBalancer,
+        steps: [
+            .start(.readPreamble), .preamble(proxyLine, .readPreamble), .preamble(proxyLine + hello, .route(.console)),
+        ]),
+    Behaviour(
+        name: "a trusted source that sends no PROXY header is closed as a handshake failure",
+        settings: behindProxy, peer: frontBalancer,
+        steps: [
+            .start(.readPreamble),
+            .preamble(
+                Array("GET / HTTP/1.1\r\n".utf8),
+                .close(ConnectionEnd(.handshakeFailed, .handshake(.proxyProtocol("no PROXY protocol header"))))),
+        ]),
+    Behaviour(
+        name: "a PROXY header that never completes fails at the handshake timeout",
+        settings: behindProxy, peer: frontBalancer,
+        steps: [
+            .start(.readPreamble), .preamble(Array(proxyLine.prefix(10)), .readPreamble),
+            .tick(
+                .seconds(5),
+                .close(
+                    ConnectionEnd(
+                        .handshakeFailed, .handshake(.timeout(what: "PROXY protocol header", limit: .seconds(5)))))),
+        ]),
+    Behaviour(
+        name: "any other source is routed at once, but refused if it begins with a PROXY header",
+        settings: behindProxy, peer: someoneElse,
+        steps: [.start(.route(.device)), .routed(["ums1"], .dial(ums1)), .firstBytes(proxySignature: true, .close(untrusted))],
+        end: untrusted),
+    Behaviour(
+        name: "any other source's ordinary bytes pass",
+        settings: behindProxy, peer: someoneElse,
+        steps: [
+            .start(.route(.device)), .routed(["ums1"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .firstBytes(proxySignature: false, .none),
+            .firstBytes(proxySignature: true, .none),
+        ]),
+    Behaviour(
+        name: "on by-sni, a PROXY header from any other source is refused as such",
+        settings: sniBehindProxy, peer: someoneElse,
+        steps: [.start(.readPreamble), .preamble(proxyLine, .close(untrusted))]),
     Behaviour(
         name: "when every eligible node is at its limit the connection waits, routed again on each tick",
         settings: device,
@@ -389,7 +460,7 @@ private let behaviours: [Behaviour] = [
     @Test(arguments: behaviours)
     func behaviour(_ behaviour: Behaviour) {
         var now = MonotonicInstant(nanoseconds: 1_000_000_000)
-        var machine = ConnectionMachine<TestTarget>(settings: behaviour.settings, now: now)
+        var machine = ConnectionMachine<TestTarget>(settings: behaviour.settings, now: now, peer: behaviour.peer)
         for (index, step) in behaviour.steps.enumerated() {
             let context = Comment(rawValue: "step \(index + 1): \(step)")
             switch step {
@@ -426,6 +497,8 @@ private let behaviours: [Behaviour] = [
                 #expect(machine.queued(now: now) == expected, context)
             case .limitReached(let limit, let expected):
                 #expect(machine.limitReached(limit) == expected, context)
+            case .firstBytes(let signature, let expected):
+                #expect(machine.firstBytes(startWithProxySignature: signature) == expected, context)
             }
         }
         if let end = behaviour.end { #expect(machine.end == end) }
@@ -449,6 +522,17 @@ private let behaviours: [Behaviour] = [
         #expect(machine.bytesFromClient == hello.count + 10)
         #expect(machine.bytesFromNode == 500)
         #expect(machine.failures == [NodeFailure(node: "ums1", kind: .refused)])
+    }
+
+    @Test func theProxiedClientIsKnownAndTheHeaderIsNotTheNodes() {
+        let now = MonotonicInstant(nanoseconds: 0)
+        var machine = ConnectionMachine<TestTarget>(settings: behindProxy, now: now, peer: frontBalancer)
+        _ = machine.start(now: now)
+        _ = machine.clientPreamble(proxyLine + [1, 2, 3], endOfInput: false, now: now)
+        #expect(machine.proxiedClient == ProxyHeader.Address(ip: [192, 0, 2, 7], port: 51234))
+        #expect(machine.proxiedDestination?.port == 30001)
+        #expect(machine.proxyHeaderLength == proxyLine.count)
+        #expect(machine.bytesFromClient == 3)
     }
 
     @Test func reasonsReadTheSameAsTheyAlwaysDid() {

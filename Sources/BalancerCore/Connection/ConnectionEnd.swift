@@ -125,6 +125,8 @@ public enum HandshakeFailure: Sendable, Hashable, CustomStringConvertible {
     case tls(String)
     /// The listener's own certificate or key could not be loaded.
     case listenerCertificates
+    /// A PROXY protocol header was missing or broken from a trusted source, or came from another.
+    case proxyProtocol(String)
 
     /// The metrics label.
     public var label: String {
@@ -136,6 +138,7 @@ public enum HandshakeFailure: Sendable, Hashable, CustomStringConvertible {
         case .clientCertificate: "client-certificate"
         case .tls: "tls-handshake"
         case .listenerCertificates: "listener-certificates"
+        case .proxyProtocol: "proxy-protocol"
         }
     }
 
@@ -146,6 +149,7 @@ public enum HandshakeFailure: Sendable, Hashable, CustomStringConvertible {
         case .clientCertificate(let detail): "TLS handshake failed: \(detail)"
         case .tls(let detail): "TLS handshake failed: \(detail)"
         case .listenerCertificates: "the listener's TLS certificates could not be loaded"
+        case .proxyProtocol(let detail): detail
         }
     }
 }

@@ -33,6 +33,11 @@ public struct ConnectionSettings: Sendable, Hashable {
     public var answersRefusalsOverHTTP: Bool
     /// How long a connection waits for a slot when every eligible node is at its `max_connections`.
     public var queueTimeout: Duration
+    /// `proxy_protocol.from`: connections from these sources must begin with a PROXY header, and
+    /// a header from any other source is refused; nil when the listener takes no PROXY headers.
+    public var proxyProtocolFrom: [AddressRange]?
+    /// `send_proxy`: the PROXY protocol version (1 or 2) each node connection begins with.
+    public var sendProxy: Int?
 
     /// The default replay limit: far above any ClientHello or request a device sends first.
     public static let defaultReplayLimit = 64 * 1024
@@ -55,6 +60,8 @@ public struct ConnectionSettings: Sendable, Hashable {
         self.replayLimit = replayLimit
         self.answersRefusalsOverHTTP = answersRefusalsOverHTTP
         self.queueTimeout = queueTimeout
+        self.proxyProtocolFrom = nil
+        self.sendProxy = nil
     }
 }
 
@@ -147,6 +154,17 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
     public private(set) var failures: [NodeFailure] = []
     /// How the connection ended; the first reason wins, later ones are consequences.
     public private(set) var end: ConnectionEnd?
+    /// The client as a trusted front balancer's PROXY header named it (nil: the peer itself).
+    public private(set) var proxiedClient: ProxyHeader.Address?
+    /// Where that client connected to, by the same header.
+    public private(set) var proxiedDestination: ProxyHeader.Address?
+    /// Bytes the PROXY header took at the start of the client's preamble: not the node's to see.
+    public private(set) var proxyHeaderLength = 0
+    /// The connection must begin with a PROXY header, until it has.
+    private var awaitsProxyHeader = false
+    /// The connection comes from a source that may not send one: its first bytes are screened.
+    public private(set) var screensForProxyHeader = false
+
     /// Bytes read from the client (classifier's peek included) and from nodes.
     public private(set) var bytesFromClient = 0
     public private(set) var bytesFromNode = 0
@@ -176,10 +194,18 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
     private var lastActivity: MonotonicInstant
 
     /// A connection just accepted at `now`; call `start(now:)` next.
-    public init(settings: ConnectionSettings, now: MonotonicInstant, initialClass: TrafficClass? = nil) {
+    /// A connection from the peer address `peer` (4 or 16 bytes, when known), accepted at `now`.
+    public init(
+        settings: ConnectionSettings, now: MonotonicInstant, initialClass: TrafficClass? = nil, peer: [UInt8]? = nil
+    ) {
         self.settings = settings
         self.phase = .classifying
         self.lastActivity = now
+        if let trusted = settings.proxyProtocolFrom {
+            let fromTrusted = peer.map { ip in trusted.contains { $0.contains(ip) } } ?? false
+            awaitsProxyHeader = fromTrusted
+            screensForProxyHeader = !fromTrusted
+        }
         switch settings.classification {
         case .fixed(let trafficClass): self.trafficClass = trafficClass
         case .clientHello(let rules): self.trafficClass = initialClass ?? rules.defaultClass
@@ -203,6 +229,10 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
     /// The connection was accepted: route it, or read what classifies it first.
     public mutating func start(now: MonotonicInstant) -> ConnectionAction<Target> {
         guard phase == .classifying, end == nil else { return .none }
+        if awaitsProxyHeader {
+            deadline = now + settings.handshakeTimeout
+            return .readPreamble
+        }
         switch settings.classification {
         case .fixed:
             phase = .routing
@@ -215,12 +245,64 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
         }
     }
 
-    /// Everything the client sent so far (not only the latest read), while classifying by ClientHello.
+    /// Everything the client sent so far (not only the latest read), while classifying: the
+    /// PROXY header a trusted source sends first, then the ClientHello of a `by-sni` listener.
     public mutating func clientPreamble(
         _ bytes: some Collection<UInt8>, endOfInput: Bool, now: MonotonicInstant
     ) -> ConnectionAction<Target> {
-        guard phase == .classifying, case .clientHello(let rules) = settings.classification else { return .none }
+        guard phase == .classifying else { return .none }
         lastActivity = now
+        if awaitsProxyHeader {
+            switch ProxyHeader.parse(bytes) {
+            case .needMoreData:
+                guard endOfInput else { return .readPreamble }
+                return close(ConnectionEnd(.clientAborted, .clientClosedBeforeNode))
+            case .invalid(let problem):
+                return close(ConnectionEnd(.handshakeFailed, .handshake(.proxyProtocol(problem.description))))
+            case .complete(let header, let length):
+                awaitsProxyHeader = false
+                proxyHeaderLength = length
+                proxiedClient = header.source
+                proxiedDestination = header.destination
+                deadline = nil
+            }
+        }
+        let rest = bytes.dropFirst(proxyHeaderLength)
+        if screensForProxyHeader, ProxyHeader.startsWithSignature(rest) == true {
+            return refuseUntrustedHeader()
+        }
+        switch settings.classification {
+        case .fixed:
+            // Only the PROXY header was read: what follows is the client's own, for the node.
+            return classifiedAs(
+                trafficClass, detail: nil, peekedBytes: rest.count, endOfInput: endOfInput)
+        case .external:
+            // The classifier in front (TLS, HTTP) takes it from here.
+            return .none
+        case .clientHello(let rules):
+            return clientHello(rest, rules: rules, endOfInput: endOfInput, now: now)
+        }
+    }
+
+    /// The connection's first bytes, for a source that may not send a PROXY header: whether they
+    /// begin like one (then the connection is refused before anything reaches a node).
+    public mutating func firstBytes(startWithProxySignature: Bool) -> ConnectionAction<Target> {
+        guard screensForProxyHeader else { return .none }
+        screensForProxyHeader = false
+        return startWithProxySignature ? refuseUntrustedHeader() : .none
+    }
+
+    private mutating func refuseUntrustedHeader() -> ConnectionAction<Target> {
+        close(
+            ConnectionEnd(
+                .handshakeFailed,
+                .handshake(.proxyProtocol("a PROXY header from a source not listed in proxy_protocol.from"))))
+    }
+
+    private mutating func clientHello(
+        _ bytes: some Collection<UInt8>, rules: SNIRules, endOfInput: Bool, now: MonotonicInstant
+    ) -> ConnectionAction<Target> {
+        if deadline == nil { deadline = now + settings.handshakeTimeout }
         switch ClientHello.parse(bytes) {
         case .needMoreData:
             guard endOfInput else { return .readPreamble }
@@ -250,10 +332,10 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
     }
 
     private mutating func classifiedAs(
-        _ trafficClass: TrafficClass, detail: String, peekedBytes: Int, endOfInput: Bool
+        _ trafficClass: TrafficClass, detail: String?, peekedBytes: Int, endOfInput: Bool
     ) -> ConnectionAction<Target> {
         self.trafficClass = trafficClass
-        classified = detail
+        if let detail { classified = detail }
         bytesFromClient += peekedBytes
         replayed = peekedBytes
         if endOfInput { clientInputEnded = true }
@@ -468,7 +550,10 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
             return close(
                 ConnectionEnd(
                     .handshakeFailed,
-                    .handshake(.timeout(what: "ClientHello", limit: settings.handshakeTimeout))))
+                    .handshake(
+                        .timeout(
+                            what: awaitsProxyHeader ? "PROXY protocol header" : "ClientHello",
+                            limit: settings.handshakeTimeout))))
         case .connecting:
             guard let deadline, now >= deadline else { return .none }
             return connectFailed(.timedOut, now: now)
