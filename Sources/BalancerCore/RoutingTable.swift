@@ -105,10 +105,8 @@ public struct RoutingTable: Sendable {
                 eligible.append(load)
             }
         }
-        // Passive health never refuses what an ejected node might still serve: nobody else can.
-        if eligible.isEmpty { eligible = ejected }
-        if eligible.isEmpty, full { return .queue }
-        guard !eligible.isEmpty else {
+        if eligible.isEmpty, ejected.isEmpty, full { return .queue }
+        guard !eligible.isEmpty || !ejected.isEmpty else {
             // Only a refusal needs the reasons, so the common path does not build them.
             let reasons = nodes.compactMap { node in
                 Eligibility.reason(node, for: trafficClass, consolePolicy: consolePolicy, updateRunning: updateRunning)
@@ -117,7 +115,13 @@ public struct RoutingTable: Sendable {
             return .refuse(Refusal(trafficClass: trafficClass, reasons: reasons))
         }
         rotation &+= 1
-        return .tryNodes(NodeSelector.order(eligible, algorithm: algorithm, rotation: rotation, clientKey: clientKey))
+        // Passive health never refuses what an ejected node might still serve: ejected nodes are
+        // tried last, after every node in rotation failed.
+        var order = NodeSelector.order(eligible, algorithm: algorithm, rotation: rotation, clientKey: clientKey)
+        if !ejected.isEmpty {
+            order += NodeSelector.order(ejected, algorithm: algorithm, rotation: rotation, clientKey: clientKey)
+        }
+        return .tryNodes(order)
     }
 
     /// Lets `id` take a growing share of new connections over `duration`, from 10% up, so a node
@@ -205,7 +209,25 @@ public struct RoutingTable: Sendable {
         guard let index = nodes.firstIndex(where: { $0.id == id }) else { return nil }
         let before = nodes[index]
         change(&nodes[index])
+        if before.mode != nodes[index].mode, Self.restarted(from: before.mode, to: nodes[index].mode) {
+            forgive(id)
+        }
         return nodes[index] == before ? nil : before
+    }
+
+    /// A node whose report goes from not serving (installing, reconnecting, unknown) to serving
+    /// has restarted: what its service port did before says nothing about it now.
+    private static func restarted(from before: NodeMode, to after: NodeMode) -> Bool {
+        let serving: Set<NodeMode> = [.normal, .update]
+        return !serving.contains(before) && serving.contains(after)
+    }
+
+    /// Clears `id`'s failure record; an ejection ends at once, through slow start.
+    private mutating func forgive(_ id: NodeID) {
+        guard let record = outliers.removeValue(forKey: id), record.ejectedUntil != nil else { return }
+        ejectedNodes -= 1
+        slowStart(id, over: returnSlowStart)
+        pendingEvents.append(.returned(id))
     }
 
     /// Replaces the node list after a reload: nodes that stay keep their state, new ones start

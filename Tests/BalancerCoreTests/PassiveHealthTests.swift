@@ -38,7 +38,32 @@ import Testing
         let event = routing.nodeFailed("ums1", reason: "closed without answering", now: start)
         #expect(event == .ejected("ums1", duration: .seconds(10), failures: 3, reason: "closed without answering"))
         #expect(routing.isEjected("ums1", now: start))
-        for _ in 0..<10 { #expect(order(&routing, at: .seconds(1)) == ["ums2"]) }
+        for _ in 0..<10 { #expect(order(&routing, at: .seconds(1)) == ["ums2", "ums1"], "ums1 only as a last resort") }
+    }
+
+    @Test func anEjectedNodeStillServesWhenEveryNodeInRotationFails() {
+        var routing = table(["ums1", "ums2", "ums3"])
+        for _ in 0..<3 { _ = routing.nodeFailed("ums1", reason: "refused", now: start) }
+        for _ in 0..<6 { #expect(order(&routing, at: .seconds(1)).last == "ums1") }
+    }
+
+    @Test func aNodeBackFromItsInstallIsForgivenAtOnce() {
+        var routing = table(["ums1", "ums2"])
+        // The service port refused while the node was installing, before its probe said so.
+        for _ in 0..<3 { _ = routing.nodeFailed("ums1", reason: "connection refused", now: start) }
+        routing.update("ums1") { $0.mode = .installing }
+        #expect(routing.isEjected("ums1", now: start + .seconds(1)), "still installing: still out")
+        routing.update("ums1") { $0.mode = .update }
+        #expect(!routing.isEjected("ums1", now: start + .seconds(1)))
+        #expect(routing.takePendingEvents() == [.returned("ums1")])
+        #expect(!routing.hasFailureRecord("ums1"))
+    }
+
+    @Test func aModeChangeBetweenServingModesForgivesNothing() {
+        var routing = table(["ums1", "ums2"])
+        for _ in 0..<3 { _ = routing.nodeFailed("ums1", reason: "refused", now: start) }
+        routing.update("ums1") { $0.mode = .update }
+        #expect(routing.isEjected("ums1", now: start + .seconds(1)))
     }
 
     @Test func anAnswerForgivesEarlierFailures() {
@@ -54,7 +79,7 @@ import Testing
     @Test func anEjectedNodeComesBackThroughSlowStartAndSaysSo() {
         var routing = table()
         for _ in 0..<3 { _ = routing.nodeFailed("ums1", reason: "refused", now: start) }
-        #expect(!order(&routing, at: .seconds(9)).contains("ums1"))
+        #expect(order(&routing, at: .seconds(9)) == ["ums2", "ums1"])
         #expect(routing.takePendingEvents().isEmpty)
         #expect(order(&routing, at: .seconds(10)).contains("ums1"))
         #expect(routing.takePendingEvents() == [.returned("ums1")])
