@@ -180,7 +180,11 @@ enum DashboardPage {
           }));
           const reload = status.config.last_reload;
           $("config").textContent = "config generation " + status.config.generation
-            + (reload.ok ? "" : " — last reload rejected: " + reload.error);
+            + (reload.ok ? "" : " — last reload rejected: " + reload.error)
+            + (status.state && !status.state.ok
+              ? " — state database failing since " + new Date(status.state.since).toLocaleTimeString()
+                + ": " + status.state.error + " (" + status.state.unwritten_events + " journal events waiting)"
+              : "");
         }
         function renderEvents(document) {
           const body = $("events");

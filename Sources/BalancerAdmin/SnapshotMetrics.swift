@@ -62,6 +62,12 @@ struct SnapshotMetrics {
             .set(to: status.config.lastReload.ok ? 1 : 0)
         gauge("config_last_reload_timestamp_seconds", "When the last reload (or the start) happened, Unix time.")
             .set(to: status.config.lastReload.at.timeIntervalSince1970)
+        if let state = status.state {
+            gauge("state_ok", "1 while the state database takes writes, 0 while its writes fail.")
+                .set(to: state.ok ? 1 : 0)
+            gauge("journal_unwritten_events", "Journal events waiting for the state database.")
+                .set(to: Double(state.unwrittenEvents))
+        }
     }
 
     private func oneHot(

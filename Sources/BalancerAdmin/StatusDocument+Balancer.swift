@@ -18,6 +18,11 @@ extension StatusDocument {
             lastReload: LastReload(ok: reload.lastReload.ok, at: reload.lastReload.at, error: reload.lastReload.error))
         self.balancer = BalancerInfo(
             connections: balancer.connections.count, listeners: balancer.configuration.listeners.map(\.name))
+        state = balancer.stateCondition.map { condition in
+            State(
+                ok: condition.ok, error: condition.error, since: condition.since,
+                failedWrites: condition.failedWrites, unwrittenEvents: balancer.journal.unwritten)
+        }
     }
 }
 

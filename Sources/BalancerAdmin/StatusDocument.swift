@@ -7,6 +7,21 @@ public struct StatusDocument: Codable, Sendable, Hashable {
     public var update: Update
     public var config: Config
     public var balancer: BalancerInfo
+    /// The state database (`state.path`): null when none is configured.
+    public var state: State?
+
+    enum CodingKeys: String, CodingKey {
+        case nodes, update, config, balancer, state
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(nodes, forKey: .nodes)
+        try container.encode(update, forKey: .update)
+        try container.encode(config, forKey: .config)
+        try container.encode(balancer, forKey: .balancer)
+        try container.encode(state, forKey: .state)
+    }
 
     /// One configured node as the balancer sees it.
     public struct Node: Codable, Sendable, Hashable {
@@ -169,6 +184,32 @@ public struct StatusDocument: Codable, Sendable, Hashable {
 
         enum CodingKeys: String, CodingKey {
             case ok, at, error
+        }
+    }
+
+    /// `{ok, error, since, failed_writes, unwritten_events}`: whether the state database takes
+    /// writes; while it does not, the balancer proxies on and keeps journal events queued.
+    public struct State: Codable, Sendable, Hashable {
+        public var ok: Bool
+        public var error: String?
+        public var since: Date?
+        public var failedWrites: Int
+        /// Journal events waiting for the store.
+        public var unwrittenEvents: Int
+
+        enum CodingKeys: String, CodingKey {
+            case ok, error, since
+            case failedWrites = "failed_writes"
+            case unwrittenEvents = "unwritten_events"
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(ok, forKey: .ok)
+            try container.encode(error, forKey: .error)
+            try container.encode(since, forKey: .since)
+            try container.encode(failedWrites, forKey: .failedWrites)
+            try container.encode(unwrittenEvents, forKey: .unwrittenEvents)
         }
     }
 

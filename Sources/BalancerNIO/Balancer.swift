@@ -62,6 +62,8 @@ public final class Balancer: Service, Sendable {
     private let listeningPromise: EventLoopPromise<Void>
     let httpClient: HTTPClient
     private let store: StateStore?
+    /// How the state database is doing; nil when none is configured.
+    public var stateCondition: StoreCondition? { store?.condition }
     let coordinator: UpdateCoordinator
     #if os(Linux)
     /// The relay's threads, started with the first relayed listener.

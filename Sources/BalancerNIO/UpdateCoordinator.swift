@@ -201,12 +201,9 @@ actor UpdateCoordinator {
 
     private func persist() async {
         guard let store, machine.run != saved else { return }
-        do {
-            try await store.saveRun(machine.run)
-            saved = machine.run
-        } catch {
-            logger.error("cannot save the update run", metadata: ["error": "\(error)"])
-        }
+        // A failure is logged by the store (paced) and retried at the next tick.
+        guard (try? await store.saveRun(machine.run)) != nil else { return }
+        saved = machine.run
     }
 }
 

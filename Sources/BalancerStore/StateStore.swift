@@ -1,6 +1,9 @@
 import BalancerCore
 import Foundation
 import GRDB
+import Logging
+import Metrics
+import Synchronization
 
 /// Why the state database cannot be used; said at start, before anything listens.
 public enum StateStoreError: Error, CustomStringConvertible {
@@ -18,31 +21,75 @@ public enum StateStoreError: Error, CustomStringConvertible {
     }
 }
 
-/// The update run and the event journal in SQLite (WAL). All access is async on GRDB's own
-/// queues, never on an event loop.
+/// The update run and the event journal in SQLite. All access is async on GRDB's own queue,
+/// never on an event loop or a relay thread.
+///
+/// The one balancer process that owns the file holds it in exclusive locking mode: SQLite then
+/// keeps the WAL index in heap memory instead of a memory-mapped `-shm` file, so a disk that
+/// refuses writes (full, failing, read-only, `chattr +i`) makes writes fail with an error instead
+/// of killing the process with SIGBUS, and a second balancer on the same file is refused at start.
+/// A failing store never stops the data path: writes fail, are counted and logged (once, then at
+/// a slow interval), and `condition` says so for `/status`.
 public final class StateStore: Sendable {
     public let path: String
-    private let pool: DatabasePool
+    private let queue: DatabaseQueue
+    private let health: Mutex<StoreHealth>
+    private let logger: Logger
+    private let failedWrites = Counter(label: "ums_balancer_state_write_failures_total")
 
     /// Opens (and if needed creates and migrates) the database at `path`.
-    public init(path: String) throws(StateStoreError) {
+    public init(path: String, logger: Logger = Logger(label: "ums-balancer.state")) throws(StateStoreError) {
         self.path = path
+        self.logger = logger
+        health = Mutex(StoreHealth())
         let directory = (path as NSString).deletingLastPathComponent
         do {
             if !directory.isEmpty {
                 try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             }
             var configuration = Configuration()
-            configuration.busyMode = .timeout(5)
-            pool = try DatabasePool(path: path, configuration: configuration)
-            try Self.migrator.migrate(pool)
-            try pool.read { db in _ = try Row.fetchOne(db, sql: "PRAGMA quick_check") }
+            // Short: at start a lock held this long is another process, not a slow disk.
+            configuration.busyMode = .timeout(1)
+            configuration.journalMode = .wal
+            configuration.prepareDatabase { db in
+                // Before the first access, or SQLite maps the WAL index into a shared `-shm` file.
+                try db.execute(sql: "PRAGMA locking_mode = EXCLUSIVE")
+            }
+            queue = try DatabaseQueue(path: path, configuration: configuration)
+            try Self.migrator.migrate(queue)
+            try queue.read { db in _ = try Row.fetchOne(db, sql: "PRAGMA quick_check") }
         } catch let error as DatabaseError where [.SQLITE_NOTADB, .SQLITE_CORRUPT].contains(error.resultCode) {
             throw .corrupt(path: path, reason: error.message ?? "\(error.resultCode)")
+        } catch let error as DatabaseError where error.resultCode == .SQLITE_BUSY {
+            throw .cannotOpen(
+                path: path, reason: "in use by another process (another ums-balancer with the same state.path?)")
         } catch let error as DatabaseError {
             throw .cannotOpen(path: path, reason: error.message ?? "\(error.resultCode)")
         } catch {
             throw .cannotOpen(path: path, reason: "\(error.localizedDescription)")
+        }
+    }
+
+    /// Whether the last write succeeded, and since when it has not.
+    public var condition: StoreCondition { health.withLock { $0.condition } }
+
+    /// Runs `updates` in a write transaction, keeping the store's condition and its log.
+    private func write(_ updates: @escaping @Sendable (Database) throws -> Void) async throws {
+        do {
+            try await queue.write(updates)
+        } catch {
+            failedWrites.increment()
+            let message = (error as? DatabaseError).map { $0.message ?? "\($0.resultCode)" } ?? "\(error)"
+            let report = health.withLock { $0.failed(message, at: Date()) }
+            if let report {
+                logger.error(
+                    "\(report): the balancer goes on without it",
+                    metadata: ["path": "\(path)", "error": "\(message)"])
+            }
+            throw error
+        }
+        if let recovered = health.withLock({ $0.succeeded(at: Date()) }) {
+            logger.notice("\(recovered)", metadata: ["path": "\(path)"])
         }
     }
 
@@ -71,7 +118,7 @@ public final class StateStore: Sendable {
 
     /// The persisted update run, if any was recorded.
     public func loadRun() async throws -> UpdateRun? {
-        try await pool.read { db in
+        try await queue.read { db in
             guard let document = try String.fetchOne(db, sql: "SELECT document FROM update_run WHERE id = 1") else {
                 return nil
             }
@@ -82,7 +129,7 @@ public final class StateStore: Sendable {
     /// Replaces the persisted update run.
     public func saveRun(_ run: UpdateRun) async throws {
         let document = String(decoding: try JSONEncoder.iso8601.encode(run), as: UTF8.self)
-        try await pool.write { db in
+        try await write { db in
             try db.execute(
                 sql: """
                     INSERT INTO update_run (id, state, document, saved_at) VALUES (1, ?, ?, ?)
@@ -98,7 +145,7 @@ public final class StateStore: Sendable {
     /// Appends events in one transaction, in order.
     public func append(_ events: [JournalEvent]) async throws {
         guard !events.isEmpty else { return }
-        try await pool.write { db in
+        try await write { db in
             for event in events {
                 try db.execute(
                     sql: "INSERT INTO event (at, kind, node, actor, message) VALUES (?, ?, ?, ?, ?)",
@@ -109,7 +156,7 @@ public final class StateStore: Sendable {
 
     /// The most recent events, oldest first; `after` skips events up to that id.
     public func events(limit: Int = 200, after: Int64? = nil) async throws -> [JournalEvent] {
-        try await pool.read { db in
+        try await queue.read { db in
             let rows = try Row.fetchAll(
                 db,
                 sql: """
