@@ -20,6 +20,8 @@ public final class Journal: Sendable {
 
     fileprivate struct Pending {
         var events: [JournalEvent] = []
+        /// Taken by a write in progress.
+        var inFlight = 0
         /// Dropped since the journal started.
         var dropped = 0
     }
@@ -38,7 +40,7 @@ public final class Journal: Sendable {
     }
 
     /// Events recorded and not yet written.
-    public var unwritten: Int { pending.withLock { $0.events.count } }
+    public var unwritten: Int { pending.withLock { $0.events.count + $0.inFlight } }
 
     /// Records an event; returns at once.
     public func record(_ event: JournalEvent) {
@@ -74,18 +76,27 @@ public final class Journal: Sendable {
     /// Writes everything queued so far; false when the store failed (the events stay queued).
     @discardableResult
     public func flush() async -> Bool {
+        guard let store else {
+            pending.withLock { $0.events.removeAll(keepingCapacity: true) }
+            return true
+        }
         let batch = pending.withLock { queue in
-            defer { queue.events.removeAll(keepingCapacity: true) }
+            defer {
+                queue.inFlight = queue.events.count
+                queue.events.removeAll(keepingCapacity: true)
+            }
             return queue.events
         }
-        guard let store, !batch.isEmpty else { return true }
+        guard !batch.isEmpty else { return true }
         do {
             try await store.append(batch)
+            pending.withLock { $0.inFlight = 0 }
             return true
         } catch {
             // Back in front of what came meanwhile, so the journal keeps its order. The store
             // logs the failure itself, paced.
             let firstDrop = pending.withLock { queue in
+                queue.inFlight = 0
                 queue.events.insert(contentsOf: batch, at: 0)
                 return queue.trim(to: capacity)
             }

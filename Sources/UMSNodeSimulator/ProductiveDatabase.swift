@@ -16,13 +16,12 @@ final class ProductiveDatabase: Sendable {
     let pool: DatabasePool
 
     /// Opens (creating if missing) the productive database; a new one gets `initialSchema` as schema version.
-    init(directory: URL, initialSchema: NodeVersion) throws {
+    init(directory: URL, initialSchema: NodeVersion) async throws {
         var configuration = GRDB.Configuration()
         configuration.busyMode = .timeout(10)
         configuration.label = "productive"
-        pool = try DatabasePool(
-            path: directory.appendingPathComponent(Self.fileName).path, configuration: configuration)
-        try pool.writeWithoutTransaction { db in
+        pool = try await Self.open(directory.appendingPathComponent(Self.fileName).path, configuration)
+        try await pool.writeWithoutTransaction { db in
             try db.inTransaction(.immediate) {
                 try db.execute(
                     sql: """
@@ -42,6 +41,22 @@ final class ProductiveDatabase: Sendable {
                     sql: "INSERT OR IGNORE INTO schema_info (id, version) VALUES (1, ?)",
                     arguments: [initialSchema.text])
                 return .commit
+            }
+        }
+    }
+
+    /// Opens the pool, retrying while another node holds the lock: switching a new file to WAL
+    /// (`PRAGMA journal_mode = WAL`) answers SQLITE_BUSY at once, without the busy timeout, when
+    /// nodes of a cluster start together.
+    private static func open(_ path: String, _ configuration: GRDB.Configuration) async throws -> DatabasePool {
+        var attempt = 0
+        while true {
+            do {
+                return try DatabasePool(path: path, configuration: configuration)
+            } catch let error as DatabaseError where [.SQLITE_BUSY, .SQLITE_LOCKED].contains(error.resultCode) {
+                attempt += 1
+                guard attempt < 100 else { throw error }
+                try await Task.sleep(for: .milliseconds(Int.random(in: 20...100)))
             }
         }
     }

@@ -173,7 +173,7 @@ public final class SimulatedNode: Sendable {
         guard !alreadyStarted else { throw StartError(description: "the node was already started") }
         do {
             try FileManager.default.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
-            let productive = try ProductiveDatabase(
+            let productive = try await ProductiveDatabase(
                 directory: configuration.dataDirectory, initialSchema: configuration.version)
             let (machine, local) = try await initialState(productive)
             runtime.withLock { runtime in
@@ -230,17 +230,30 @@ public final class SimulatedNode: Sendable {
             id: status.id, version: status.version.text, mode: status.mode.rawValue, database: status.database.rawValue)
     }
 
-    // Resumes update mode if the node was updated ahead of the cluster and its local copy survived.
+    /// What a restarted node comes back as, like a real server's installation: the version it
+    /// installed stays (the registry row knows it; a newer `version` argument is a new install).
+    /// Ahead of the productive schema, it resumes update mode on its local copy (a fresh copy when
+    /// that was lost); on the schema's version it comes back normal on the productive database,
+    /// which is what the reconnect after a renewed schema is.
     private func initialState(_ productive: ProductiveDatabase) async throws -> (NodeStateMachine, DatabaseQueue?) {
         let path = localCopyPath
-        if let row = try await productive.node(id: configuration.id), row.mode == NodeMode.update.rawValue,
-            let version = NodeVersion(row.version), version >= configuration.version,
-            try await version > productive.schemaVersion(), LocalCopy.exists(at: path)
-        {
-            logger.info("resuming update mode on the local copy", metadata: ["version": "\(version)"])
-            return (NodeStateMachine(resumingUpdateAt: version), try LocalCopy.open(at: path))
+        guard let row = try await productive.node(id: configuration.id), let installed = NodeVersion(row.version),
+            installed > configuration.version
+                || (installed == configuration.version && row.mode == NodeMode.update.rawValue)
+        else {
+            try LocalCopy.remove(at: path)
+            return (NodeStateMachine(version: configuration.version), nil)
         }
+        if try await installed > productive.schemaVersion() {
+            logger.info("resuming update mode on the local copy", metadata: ["version": "\(installed)"])
+            let local =
+                LocalCopy.exists(at: path)
+                ? try LocalCopy.open(at: path)
+                : try await LocalCopy.make(from: productive, id: configuration.id, in: configuration.dataDirectory)
+            return (NodeStateMachine(resumingUpdateAt: installed), local)
+        }
+        logger.info("back on the productive database", metadata: ["version": "\(installed)"])
         try LocalCopy.remove(at: path)
-        return (NodeStateMachine(version: configuration.version), nil)
+        return (NodeStateMachine(version: installed), nil)
     }
 }

@@ -60,7 +60,7 @@ struct StateStoreFaultTests {
         #expect(try await balancer.waitForExit() == 0)
 
         #expect(summary.failures.isEmpty, "\(summary.failures.prefix(3))")
-        #expect(summary.served > 20)
+        #expect(summary.served > 5, "the devices kept asking")
         let failureLines = balancer.output.split(separator: "\n").filter {
             $0.contains("state database cannot be written")
         }
