@@ -231,29 +231,29 @@ public final class SimulatedNode: Sendable {
     }
 
     /// What a restarted node comes back as, like a real server's installation: the version it
-    /// installed stays (the registry row knows it; a newer `version` argument is a new install).
-    /// Ahead of the productive schema, it resumes update mode on its local copy (a fresh copy when
-    /// that was lost); on the schema's version it comes back normal on the productive database,
-    /// which is what the reconnect after a renewed schema is.
+    /// installed stays (the registry row knows it; a newer `version` argument is a new install),
+    /// and so does its mode. A node that was in update mode, or on its way back from it, resumes
+    /// update mode on its local copy (a fresh copy when that was lost) and needs its reconnect,
+    /// even when the schema was renewed meanwhile; an updated normal node stays normal on its
+    /// version. An install cut short leaves the node on the version it had.
     private func initialState(_ productive: ProductiveDatabase) async throws -> (NodeStateMachine, DatabaseQueue?) {
         let path = localCopyPath
+        let updateModes: Set<String> = [NodeMode.update.rawValue, NodeMode.reconnecting.rawValue]
         guard let row = try await productive.node(id: configuration.id), let installed = NodeVersion(row.version),
-            installed > configuration.version
-                || (installed == configuration.version && row.mode == NodeMode.update.rawValue)
+            installed > configuration.version || (installed == configuration.version && updateModes.contains(row.mode))
         else {
             try LocalCopy.remove(at: path)
             return (NodeStateMachine(version: configuration.version), nil)
         }
-        if try await installed > productive.schemaVersion() {
-            logger.info("resuming update mode on the local copy", metadata: ["version": "\(installed)"])
-            let local =
-                LocalCopy.exists(at: path)
-                ? try LocalCopy.open(at: path)
-                : try await LocalCopy.make(from: productive, id: configuration.id, in: configuration.dataDirectory)
-            return (NodeStateMachine(resumingUpdateAt: installed), local)
+        guard updateModes.contains(row.mode) else {
+            try LocalCopy.remove(at: path)
+            return (NodeStateMachine(version: installed), nil)
         }
-        logger.info("back on the productive database", metadata: ["version": "\(installed)"])
-        try LocalCopy.remove(at: path)
-        return (NodeStateMachine(version: installed), nil)
+        logger.info("resuming update mode on the local copy", metadata: ["version": "\(installed)"])
+        let local =
+            LocalCopy.exists(at: path)
+            ? try LocalCopy.open(at: path)
+            : try await LocalCopy.make(from: productive, id: configuration.id, in: configuration.dataDirectory)
+        return (NodeStateMachine(resumingUpdateAt: installed), local)
     }
 }
