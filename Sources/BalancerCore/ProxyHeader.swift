@@ -84,14 +84,17 @@ public struct ProxyHeader: Sendable, Hashable {
 
     private static func parseV1(_ bytes: [UInt8]) -> Parse {
         guard let end = bytes.prefix(v1MaximumLength).firstIndex(of: 0x0A) else {
-            return bytes.count >= v1MaximumLength ? .invalid(.malformed("v1 line longer than 107 bytes")) : .needMoreData
+            return bytes.count >= v1MaximumLength
+                ? .invalid(.malformed("v1 line longer than 107 bytes")) : .needMoreData
         }
         guard end > 0, bytes[end - 1] == 0x0D else { return .invalid(.malformed("v1 line does not end in CRLF")) }
         let line = bytes[..<(end - 1)]
         guard line.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else {
             return .invalid(.malformed("v1 line holds control bytes"))
         }
-        let words = line.split(separator: 0x20, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        let words = line.split(separator: 0x20, omittingEmptySubsequences: false).map {
+            String(decoding: $0, as: UTF8.self)
+        }
         let length = end + 1
         guard words.count >= 2 else { return .invalid(.malformed("v1 line has no protocol")) }
         switch words[1] {

@@ -239,7 +239,8 @@ final class RelayConnection {
                 moved = true
                 if side == .client, machine.screensForProxyHeader {
                     let bytes = UnsafeRawBufferPointer(start: buffer.baseAddress, count: count)
-                    let screened = machine.firstBytes(startWithProxySignature: ProxyHeader.startsWithSignature(bytes) == true)
+                    let screened = machine.firstBytes(
+                        startWithProxySignature: ProxyHeader.startsWithSignature(bytes) == true)
                     if case .close = screened {
                         finish()
                         return true

@@ -14,7 +14,8 @@ public enum TestClient {
     ) async throws -> Connection {
         var bootstrap = ClientBootstrap(group: group).channelOption(.allowRemoteHalfClosure, value: true)
         if let source { bootstrap = bootstrap.bind(to: source) }
-        return try await bootstrap
+        return
+            try await bootstrap
             .connect(to: address) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try Connection(

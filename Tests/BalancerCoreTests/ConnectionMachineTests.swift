@@ -141,7 +141,10 @@ private let behaviours: [Behaviour] = [
     Behaviour(
         name: "any other source is routed at once, but refused if it begins with a PROXY header",
         settings: behindProxy, peer: someoneElse,
-        steps: [.start(.route(.device)), .routed(["ums1"], .dial(ums1)), .firstBytes(proxySignature: true, .close(untrusted))],
+        steps: [
+            .start(.route(.device)), .routed(["ums1"], .dial(ums1)),
+            .firstBytes(proxySignature: true, .close(untrusted)),
+        ],
         end: untrusted),
     Behaviour(
         name: "any other source's ordinary bytes pass",

@@ -14,7 +14,8 @@ import Testing
             ProxyHeader.parse(bytes)
                 == .complete(
                     ProxyHeader(
-                        source: .init(ip: [192, 0, 2, 7], port: 51234), destination: .init(ip: [10, 0, 0, 5], port: 30001)),
+                        source: .init(ip: [192, 0, 2, 7], port: 51234),
+                        destination: .init(ip: [10, 0, 0, 5], port: 30001)),
                     length: bytes.count - 5))
     }
 
@@ -35,13 +36,18 @@ import Testing
             ProxyHeader.parse(bytes)
                 == .complete(
                     ProxyHeader(
-                        source: .init(ip: [192, 0, 2, 7], port: 51234), destination: .init(ip: [10, 0, 0, 5], port: 30001)),
+                        source: .init(ip: [192, 0, 2, 7], port: 51234),
+                        destination: .init(ip: [10, 0, 0, 5], port: 30001)),
                     length: 16 + body.count))
     }
 
     @Test func aLocalHeaderCarriesNoClient() {
-        #expect(ProxyHeader.parse(v2(command: 0x20, family: 0x00, body: [])) == .complete(ProxyHeader(source: nil, destination: nil), length: 16))
-        #expect(ProxyHeader.parse(Array("PROXY UNKNOWN\r\n".utf8)) == .complete(ProxyHeader(source: nil, destination: nil), length: 15))
+        #expect(
+            ProxyHeader.parse(v2(command: 0x20, family: 0x00, body: []))
+                == .complete(ProxyHeader(source: nil, destination: nil), length: 16))
+        #expect(
+            ProxyHeader.parse(Array("PROXY UNKNOWN\r\n".utf8))
+                == .complete(ProxyHeader(source: nil, destination: nil), length: 15))
     }
 
     @Test func everyPrefixOfAHeaderAsksForMore() {
@@ -50,7 +56,9 @@ import Testing
             v2(body: [192, 0, 2, 7, 10, 0, 0, 5, 0xC8, 0x22, 0x75, 0x31]),
         ]
         for header in headers {
-            for length in 0..<header.count { #expect(ProxyHeader.parse(header.prefix(length)) == .needMoreData, "\(length)") }
+            for length in 0..<header.count {
+                #expect(ProxyHeader.parse(header.prefix(length)) == .needMoreData, "\(length)")
+            }
         }
     }
 
@@ -68,13 +76,17 @@ import Testing
     }
 
     @Test func aVersionOneLineWithoutEndIsRefusedOnceItIsTooLong() {
-        #expect(ProxyHeader.parse(Array(("PROXY TCP4 " + String(repeating: "1", count: 120)).utf8)) == .invalid(.malformed("v1 line longer than 107 bytes")))
+        #expect(
+            ProxyHeader.parse(Array(("PROXY TCP4 " + String(repeating: "1", count: 120)).utf8))
+                == .invalid(.malformed("v1 line longer than 107 bytes")))
     }
 
     @Test func brokenVersionTwoHeadersAreRefused() {
         #expect(ProxyHeader.parse(v2(command: 0x31, body: [])) == .invalid(.malformed("v2 version 3")))
         #expect(ProxyHeader.parse(v2(body: [1, 2, 3])) == .invalid(.malformed("v2 IPv4 addresses truncated")))
-        #expect(ProxyHeader.parse(v2(family: 0x12, body: Array(repeating: 0, count: 12))) == .invalid(.malformed("v2 family 18 is not TCP over IPv4 or IPv6")))
+        #expect(
+            ProxyHeader.parse(v2(family: 0x12, body: Array(repeating: 0, count: 12)))
+                == .invalid(.malformed("v2 family 18 is not TCP over IPv4 or IPv6")))
     }
 
     @Test func whatIsWrittenIsReadBackTheSame() {
@@ -85,13 +97,16 @@ import Testing
             #expect(ProxyHeader.parse(bytes) == .complete(header, length: bytes.count))
         }
         #expect(
-            String(decoding: header.encoded(version: 1), as: UTF8.self) == "PROXY TCP4 192.0.2.7 10.0.0.5 51234 30001\r\n")
+            String(decoding: header.encoded(version: 1), as: UTF8.self)
+                == "PROXY TCP4 192.0.2.7 10.0.0.5 51234 30001\r\n")
     }
 
     @Test func randomBytesNeverTrap() {
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<2000 {
-            var bytes = (0..<Int.random(in: 0...64, using: &generator)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            var bytes = (0..<Int.random(in: 0...64, using: &generator)).map { _ in
+                UInt8.random(in: 0...255, using: &generator)
+            }
             if Bool.random(using: &generator) { bytes = signature + bytes }
             _ = ProxyHeader.parse(bytes)
         }

@@ -79,7 +79,9 @@ struct ProxyProtocolTests {
         let table = RoutingTable(nodes: cluster.nodes.map { NodeStatus(id: $0.id, health: .up, mode: .normal) })
         func node(for ip: String) -> NodeID? {
             var copy = table
-            guard case .tryNodes(let order) = copy.route(.console, algorithm: .source, clientKey: ip) else { return nil }
+            guard case .tryNodes(let order) = copy.route(.console, algorithm: .source, clientKey: ip) else {
+                return nil
+            }
             return order.first
         }
         let candidates = (1...40).map { "203.0.113.\($0)" }
@@ -106,7 +108,8 @@ struct ProxyProtocolTests {
         try await balancer.stop()
         let refused = try #require(balancer.accessLog.first { $0.metadata["outcome"] == "handshake-failed" })
         #expect(refused.metadata["reason"] == "a PROXY header from a source not listed in proxy_protocol.from")
-        #expect(refused.metadata["node"] == "-" || cluster.backends[0].bytesWritten == 0, "nothing forged reached a node")
+        #expect(
+            refused.metadata["node"] == "-" || cluster.backends[0].bytesWritten == 0, "nothing forged reached a node")
         await cluster.stop()
     }
 
