@@ -34,6 +34,7 @@ public struct AdminAPI: Sendable {
         router.add(middleware: ErrorResponseMiddleware())
         router.add(middleware: BearerAuthMiddleware(tokens: tokens))
         router.get("/") { _, _ in DashboardPage.response }
+        router.get("/healthz") { _, _ in HealthCheck.response(serving: balancer.isServing) }
         router.get("/status") { _, _ in try AdminJSON.response(await StatusDocument(of: balancer)) }
         router.get("/metrics") { _, _ in await metricsResponse() }
         router.get("/events") { request, _ in

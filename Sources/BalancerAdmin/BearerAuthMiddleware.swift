@@ -2,7 +2,7 @@ import Foundation
 import Hummingbird
 
 /// Checks the bearer token before routing, so a wrong token gets 401 whatever the path; only
-/// `GET /` (the dashboard shell, which holds no data) is open. Without a token, everything is open
+/// `GET /` (the dashboard shell) and `GET /healthz` (200 or 503), which hold no data, are open. Without a token, everything is open
 /// (a loopback bind only: `AdminToken.load` refuses anything else).
 struct BearerAuthMiddleware: RouterMiddleware {
     typealias Context = AdminRequestContext
@@ -28,6 +28,6 @@ struct BearerAuthMiddleware: RouterMiddleware {
     }
 
     private static func isOpen(_ request: Request) -> Bool {
-        request.method == .get && request.uri.path == "/"
+        request.method == .get && (request.uri.path == "/" || request.uri.path == HealthCheck.path)
     }
 }

@@ -37,7 +37,7 @@ struct SnapshotMetrics {
         let update = status.update
         gauge("update_servers_updated", "Servers on the target version (the n of \"n of m servers updated\").")
             .set(to: Double(update.updated))
-        gauge("update_servers_total", "Servers taking part in the update: configured, not in maintenance.")
+        gauge("update_servers_taking_part", "Servers taking part in the update: configured, not in maintenance.")
             .set(to: Double(update.total))
         for state in UpdateRun.State.allCases {
             gauge(

@@ -59,28 +59,49 @@ struct AdminClient {
     let baseURL: String
     let token: String?
 
-    /// The client `options` point at.
+    /// The client `options` point at. With `--config`, only the file's `admin` section is read:
+    /// an unrelated mistake elsewhere in it (one the running balancer rejected) changes nothing here.
     init(_ options: AdminOptions) throws(AdminClientError) {
-        if let admin = options.admin {
-            baseURL = admin.hasSuffix("/") ? String(admin.dropLast()) : admin
+        baseURL = try Self.baseURL(options)
+        if options.admin != nil {
             token = try options.tokenFile.map { path throws(AdminClientError) in try Self.readToken(path) }
             return
         }
-        let configuration: BalancerConfiguration
+        let settings = try Self.adminSettings(options)
+        token = try (options.tokenFile ?? settings.tokenFile).map { path throws(AdminClientError) in
+            try Self.readToken(path)
+        }
+    }
+
+    /// The admin API's URL: `--admin` (a scheme-less `HOST:PORT` means `http://HOST:PORT`), else
+    /// the config file's `admin.bind`.
+    static func baseURL(_ options: AdminOptions) throws(AdminClientError) -> String {
+        guard let admin = options.admin else { return url(connectingTo: try adminSettings(options).bind) }
+        var text = admin.hasSuffix("/") ? String(admin.dropLast()) : admin
+        if !text.contains("://") { text = "http://" + text }
+        guard text.hasPrefix("http://") || text.hasPrefix("https://"),
+            let url = URL(string: text), let host = url.host, !host.isEmpty, url.port != nil
+        else {
+            throw .configuration(
+                "--admin '\(admin)' is not an admin address: write HOST:PORT or http://HOST:PORT, e.g. 127.0.0.1:9900")
+        }
+        return text
+    }
+
+    /// The `admin` section of the config file; an error when it has none.
+    static func adminSettings(_ options: AdminOptions) throws(AdminClientError) -> AdminSettings {
+        let settings: AdminSettings?
         do {
-            configuration = try ConfigFile.load(path: options.config)
+            settings = try ConfigFile.loadAdmin(path: options.config)
         } catch {
             throw .configuration(error.description)
         }
-        guard let settings = configuration.admin else {
+        guard let settings else {
             throw .configuration(
                 "\(options.config) has no admin section, so the balancer runs no admin API: add "
                     + "`admin: { bind: 127.0.0.1:9900, token_file: admin.token }` or pass --admin URL")
         }
-        baseURL = Self.url(connectingTo: settings.bind)
-        token = try (options.tokenFile ?? settings.tokenFile).map { path throws(AdminClientError) in
-            try Self.readToken(path)
-        }
+        return settings
     }
 
     /// Sends one request; returns the body of a 2xx answer, throws a readable error for anything else.
@@ -164,7 +185,7 @@ struct AdminClient {
         return token
     }
 
-    private static func reason(_ error: any Error) -> String {
+    static func reason(_ error: any Error) -> String {
         let text = String(describing: error)
         if text.localizedCaseInsensitiveContains("refused") { return "connection refused" }
         if let error = error as? HTTPClientError, error == .deadlineExceeded || error == .connectTimeout {

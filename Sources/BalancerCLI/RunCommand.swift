@@ -85,9 +85,12 @@ func runBalancer(configuration: BalancerConfiguration, configPath: String, logge
     )
     var members: [any Service] = [balancer]
     let adminTokens = AdminTokens(adminToken)
+    let systemd = SystemdReporter(notifier: SystemdNotifier(), balancer: balancer, group: group, logger: logger)
     let reload: @Sendable () async -> Void = {
+        systemd.reloadStarted()
         await reloadConfiguration(balancer, from: configPath, logger: logger)
         if let settings = configuration.admin { reloadAdminToken(adminTokens, settings, balancer, logger: logger) }
+        await systemd.reloadFinished()
     }
     if let settings = configuration.admin {
         let api = AdminAPI(balancer: balancer, store: store, metrics: PrometheusMetrics.registry) {
@@ -106,6 +109,7 @@ func runBalancer(configuration: BalancerConfiguration, configPath: String, logge
     // default action and end the process.
     let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
     try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { await systemd.run() }
         tasks.addTask {
             var stops = 0
             for await signal in signals {
@@ -117,6 +121,7 @@ func runBalancer(configuration: BalancerConfiguration, configPath: String, logge
                 stops += 1
                 if stops == 1 {
                     logger.notice("signal received: shutting down gracefully", metadata: ["signal": "\(signal)"])
+                    systemd.stopping()
                     await services.triggerGracefulShutdown()
                 } else {
                     logger.warning("second signal: exiting at once", metadata: ["signal": "\(signal)"])

@@ -6,7 +6,8 @@ public struct UMSBalancerCommand: AsyncParsableCommand {
         commandName: "ums-balancer",
         abstract: "A TCP load balancer for IGEL UMS High-Availability clusters that knows about rolling updates.",
         subcommands: [
-            RunCommand.self, CheckConfigCommand.self, StatusCommand.self, ReloadCommand.self, NodeCommand.self,
+            RunCommand.self, CheckConfigCommand.self, StatusCommand.self, HealthCommand.self, ReloadCommand.self,
+            NodeCommand.self,
             UpdateCommand.self, DemoCommand.self,
         ]
     )

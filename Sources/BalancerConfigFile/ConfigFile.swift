@@ -38,7 +38,7 @@ public enum ConfigFile {
         return configuration
     }
 
-    private static func syntaxError(_ error: any Error, file: String) -> ConfigError {
+    static func syntaxError(_ error: any Error, file: String) -> ConfigError {
         switch error {
         case YamlError.scanner(_, let problem, let mark, _),
             YamlError.parser(_, let problem, let mark, _),

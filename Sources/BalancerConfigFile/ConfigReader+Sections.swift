@@ -365,7 +365,7 @@ extension ConfigReader {
         return update
     }
 
-    private mutating func admin(_ node: Node) -> AdminSettings? {
+    mutating func admin(_ node: Node) -> AdminSettings? {
         guard let entries = mapping(node, "admin", allowed: ["bind", "token_file"]) else { return nil }
         guard let bindNode = required(entries, "bind", in: node, "admin"),
             let bind = bindAddress(bindNode, "admin bind")

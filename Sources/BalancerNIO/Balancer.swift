@@ -60,6 +60,8 @@ public final class Balancer: Service, Sendable {
     let accessLogger: Logger
     let state: NIOLockedValueBox<RuntimeState>
     private let listeningPromise: EventLoopPromise<Void>
+    /// Listeners open and no shutdown begun: what `GET /healthz` answers.
+    let serving = NIOLockedValueBox(false)
     let httpClient: HTTPClient
     private let store: StateStore?
     /// How the state database is doing; nil when none is configured.
@@ -170,6 +172,9 @@ public final class Balancer: Service, Sendable {
         await coordinator.retryReconnect(actor: actor)
     }
 
+    /// Every listener is open and no shutdown has begun (false while starting and while draining).
+    public var isServing: Bool { serving.withLockedValue { $0 } }
+
     /// Completes once every listener is open; fails if one cannot be.
     public var listening: EventLoopFuture<Void> { listeningPromise.futureResult }
 
@@ -192,6 +197,7 @@ public final class Balancer: Service, Sendable {
         startMonitor(configuration) {
             do {
                 try await self.openListeners(configuration.listeners)
+                self.serving.withLockedValue { $0 = true }
                 self.listeningPromise.succeed()
                 opened.continuation.yield(.success(()))
             } catch {
@@ -213,6 +219,7 @@ public final class Balancer: Service, Sendable {
         } catch is CancellationError {
             // Graceful shutdown: fall through to draining.
         } catch {
+            serving.withLockedValue { $0 = false }
             listeningPromise.fail(error)
             stopMonitor()
             await closeListeners()
@@ -220,6 +227,7 @@ public final class Balancer: Service, Sendable {
             await stopBackground(journalWriter)
             throw error
         }
+        serving.withLockedValue { $0 = false }
         listeningPromise.fail(CancellationError())
         stopMonitor()
         await drain()

@@ -33,17 +33,24 @@ public final class ProcessHarness: Sendable {
         return url
     }
 
-    /// Starts `executable` (a product of this package) with `arguments`; stdout and stderr go to one file.
-    public convenience init(_ executable: String, _ arguments: [String], workingDirectory: URL? = nil) async throws {
+    /// Starts `executable` (a product of this package) with `arguments`; stdout and stderr go to one
+    /// file; `environment` is added to the test process's own.
+    public convenience init(
+        _ executable: String, _ arguments: [String], workingDirectory: URL? = nil, environment: [String: String] = [:]
+    ) async throws {
         let binary = Self.productsDirectory.appendingPathComponent(executable)
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw TestKitError("\(binary.path) is not built: run `swift build` first")
         }
-        try await self.init(path: binary, arguments, workingDirectory: workingDirectory)
+        try await self.init(path: binary, arguments, workingDirectory: workingDirectory, environment: environment)
     }
 
     /// Starts the program at `path` with `arguments`; stdout and stderr go to one file.
-    public init(path binary: URL, _ arguments: [String], workingDirectory: URL? = nil) async throws {
+    public init(
+        path binary: URL, _ arguments: [String], workingDirectory: URL? = nil, environment: [String: String] = [:]
+    ) async throws {
+        let overrides = [Environment.Key: String?](
+            uniqueKeysWithValues: environment.map { (Environment.Key(stringLiteral: $0.key), $0.value) })
         let outputFile = FileManager.default.temporaryDirectory.appendingPathComponent("ums-\(UUID().uuidString).log")
         let output = try FileDescriptor.open(
             FilePath(outputFile.path), .writeOnly, options: [.create, .append, .closeOnExec],
@@ -55,6 +62,7 @@ public final class ProcessHarness: Sendable {
                 let result = try await Subprocess.run(
                     .path(FilePath(binary.path)),
                     arguments: Arguments(arguments),
+                    environment: .inherit.updating(overrides),
                     workingDirectory: workingDirectory.map { FilePath($0.path) },
                     input: .none,
                     output: .fileDescriptor(output, closeAfterSpawningProcess: true),

@@ -36,7 +36,7 @@ struct MetricsEndpointTests {
             #expect(metrics.samples("ums_balancer_update_state").count == 5)
             #expect(metrics.samples("ums_balancer_update_state").map(\.value).sorted() == [0, 0, 0, 0, 1])
             #expect(metrics.samples("ums_balancer_update_servers_updated").count == 1)
-            #expect(metrics.samples("ums_balancer_update_servers_total").count == 1)
+            #expect(metrics.samples("ums_balancer_update_servers_taking_part").count == 1)
             #expect(metrics.samples("ums_balancer_config_generation").first?.value == 1)
             #expect(metrics.samples("ums_balancer_config_last_reload_ok").first?.value == 1)
             #expect(metrics.samples("ums_balancer_connections_total", ["node": "ums1"]).first?.value == 1)
