@@ -74,7 +74,8 @@ final class AdminHarness: Sendable {
         configuration.threads = 2
         configuration.shutdownGrace = .seconds(2)
         configuration.health.interval = .milliseconds(100)
-        configuration.health.timeout = .milliseconds(500)
+        // Generous: on a loaded machine a 500 ms probe can time out three times in a row.
+        configuration.health.timeout = .seconds(2)
         configuration.health.rise = 1
         configuration.status = StatusProbeSettings(action: .url(cluster.statusURL))
         let settings = AdminSettings(

@@ -74,12 +74,18 @@ struct TestCluster {
         }
     }
 
-    /// Whether both the device and console ports of node `index` refuse connections.
+    /// Whether both the device and console ports of node `index` refuse connections, within 2 s
+    /// (a node closes its ports just after it answered the request that took them down).
     func servicePortsRefuse(_ index: Int) async -> Bool {
         let ports = nodes[index].ports
-        let device = await TestHTTP.isRefused(host: host(index), port: ports.device)
-        let console = await TestHTTP.isRefused(host: host(index), port: ports.console)
-        return device && console
+        let deadline = ContinuousClock.now + .seconds(2)
+        while true {
+            let device = await TestHTTP.isRefused(host: host(index), port: ports.device)
+            let console = await TestHTTP.isRefused(host: host(index), port: ports.console)
+            if device && console { return true }
+            guard ContinuousClock.now < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
     }
 
     func localCopyExists(_ index: Int) -> Bool {
