@@ -28,6 +28,9 @@ public enum PrometheusMetrics {
         "ums_balancer_probe_duration_seconds": "How long each node's status or health probe took.",
         "ums_balancer_refusals_total": "Connections no node took, by listener, class and reason.",
         "ums_balancer_reloads_total": "Configuration reloads, by result (applied or rejected).",
+        "ums_balancer_journal_dropped_events_total":
+            "Journal events dropped unwritten: the queue was full while the state database failed or under a flood.",
+        "ums_balancer_state_write_failures_total": "Writes to the state database that failed.",
     ]
 
     static func help(for name: String) -> String {
