@@ -9,7 +9,10 @@ import NIOCore
 /// relayed to, on one relay loop: the epoll executor of `ConnectionMachine`. It moves the bytes
 /// and reports what its two sockets do; the machine decides everything else.
 final class RelayConnection {
-    private unowned let loop: RelayLoop
+    // Unowned without reference counting: a connection lives in its loop's table and is only
+    // touched on the loop's thread (or through a handle, which holds the loop), so the loop always
+    // outlives it; a counted reference cost a retain and release on every event.
+    private unowned(unsafe) let loop: RelayLoop
     private let listener: ListenerContext
     let listenerKey: Int
     private let log: ConnectionLog

@@ -322,10 +322,9 @@ public final class RelayLoops: Sendable {
         var loops: [RelayLoop] = []
         for index in 0..<max(1, count) {
             let loop = try RelayLoop(name: "ums-relay-\(index)", logger: logger, budget: budget)
-            budget.onFreed { [weak loop] in
-                guard let loop else { return }
-                loop.execute { loop.resumeWaitingListeners() }
-            }
+            // A strong reference: a weak one gives the loop a side table, and every retain and
+            // release of it then takes the slow path. The loops live as long as the budget does.
+            budget.onFreed { loop.execute { loop.resumeWaitingListeners() } }
             loops.append(loop)
         }
         self.loops = loops
