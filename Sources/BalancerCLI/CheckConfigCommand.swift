@@ -12,10 +12,13 @@ struct CheckConfigCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let configuration = try ConfigFile.load(path: options.config)
+            let checked = try ConfigFile.check(path: options.config)
+            // Warnings leave the exit status 0: the file is valid, but may not do what is wanted.
+            for warning in checked.warnings { printError(warning.description) }
+            let configuration = checked.configuration
             print(
-                "\(options.config): OK (\(configuration.listeners.count) listeners, \(configuration.nodes.count) nodes)"
-            )
+                "\(options.config): OK (\(configuration.listeners.count) listeners, \(configuration.nodes.count) nodes"
+                    + (checked.warnings.isEmpty ? ")" : ", \(checked.warnings.count) warnings)"))
         } catch {
             printError(error.description)
             throw ExitCode(1)

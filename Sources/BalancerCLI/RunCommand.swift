@@ -34,15 +34,17 @@ struct RunCommand: AsyncParsableCommand {
     var pidFile: String?
 
     func run() async throws {
-        let configuration: BalancerConfiguration
+        let checked: ConfigFile.Checked
         do {
-            configuration = try ConfigFile.load(path: options.config)
+            checked = try ConfigFile.check(path: options.config)
         } catch {
             printError(error.description)
             throw ExitCode(1)
         }
+        let configuration = checked.configuration
         bootstrapLogging(level: logLevel)
         let logger = Logger(label: "ums-balancer")
+        logWarnings(checked.warnings, logger: logger)
         raiseOpenFileLimit(logger: logger)
         if let pidFile {
             do {
@@ -152,7 +154,9 @@ func reloadAdminToken(_ tokens: AdminTokens, _ settings: AdminSettings, _ balanc
 func reloadConfiguration(_ balancer: Balancer, from path: String, logger: Logger) async {
     let configuration: BalancerConfiguration
     do {
-        configuration = try ConfigFile.load(path: path)
+        let checked = try ConfigFile.check(path: path)
+        logWarnings(checked.warnings, logger: logger)
+        configuration = checked.configuration
     } catch {
         balancer.reloadRejected(error.description)
         return
@@ -161,6 +165,14 @@ func reloadConfiguration(_ balancer: Balancer, from path: String, logger: Logger
         try await balancer.reload(to: configuration)
     } catch {
         // reload(to:) has recorded and logged why; nothing changed.
+    }
+}
+
+/// What `check-config` warns about, said in the log when the file is loaded.
+func logWarnings(_ warnings: [ConfigError], logger: Logger) {
+    for warning in warnings {
+        logger.warning(
+            "configuration: \(warning.message)", metadata: ["at": "\(warning.file):\(warning.line):\(warning.column)"])
     }
 }
 

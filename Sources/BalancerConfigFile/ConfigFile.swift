@@ -4,8 +4,19 @@ import Yams
 
 /// Reads and validates `ums-balancer` configuration files.
 public enum ConfigFile {
+    /// A valid configuration and the warnings about it, in file order.
+    public struct Checked: Sendable {
+        public var configuration: BalancerConfiguration
+        public var warnings: [ConfigError]
+    }
+
     /// Reads `path` and returns the configuration, or every problem in it.
     public static func load(path: String) throws(ConfigErrors) -> BalancerConfiguration {
+        try check(path: path).configuration
+    }
+
+    /// Reads `path` and returns the configuration with its warnings, or every problem in it.
+    public static func check(path: String) throws(ConfigErrors) -> Checked {
         let text: String
         do {
             text = try String(contentsOfFile: path, encoding: .utf8)
@@ -14,7 +25,7 @@ public enum ConfigFile {
             throw ConfigErrors([ConfigError(file: path, line: 1, column: 1, message: reason)])
         }
         let directory = (path as NSString).deletingLastPathComponent
-        return try parse(text, file: path, baseDirectory: directory.isEmpty ? "." : directory)
+        return try check(text, file: path, baseDirectory: directory.isEmpty ? "." : directory)
     }
 
     /// Parses configuration text; `file` names it in errors, `baseDirectory` anchors relative paths.
@@ -23,6 +34,15 @@ public enum ConfigFile {
         file: String,
         baseDirectory: String = "."
     ) throws(ConfigErrors) -> BalancerConfiguration {
+        try check(text, file: file, baseDirectory: baseDirectory).configuration
+    }
+
+    /// Parses configuration text into the configuration with its warnings.
+    public static func check(
+        _ text: String,
+        file: String,
+        baseDirectory: String = "."
+    ) throws(ConfigErrors) -> Checked {
         let root: Node?
         do {
             root = try Yams.compose(yaml: text)
@@ -35,7 +55,9 @@ public enum ConfigFile {
         guard let configuration else {
             throw ConfigErrors([ConfigError(file: file, line: 1, column: 1, message: "invalid configuration")])
         }
-        return configuration
+        return Checked(
+            configuration: configuration,
+            warnings: reader.warnings.sorted { ($0.line, $0.column) < ($1.line, $1.column) })
     }
 
     static func syntaxError(_ error: any Error, file: String) -> ConfigError {

@@ -108,9 +108,13 @@ extension ConfigReader {
             fail(node, "paths is missing required key 'default' (device or console)")
             return nil
         }
-        return choice(defaultEntry.value, "paths default", as: TrafficClass.self).map {
-            PathRules(prefixes: prefixes, defaultClass: $0)
+        let defaultClass = choice(defaultEntry.value, "paths default", as: TrafficClass.self)
+        if defaultClass == .device {
+            warn(
+                defaultEntry.value,
+                "paths default 'device': console requests on paths no rule lists may reach nodes in update mode")
         }
+        return defaultClass.map { PathRules(prefixes: prefixes, defaultClass: $0) }
     }
 
     // MARK: - Files

@@ -84,6 +84,14 @@ extension ConfigReader {
         let backendPort = required(entries, "backend_port", in: node, what).flatMap { port($0, "backend_port") }
         let classification = required(entries, "class", in: node, what).flatMap { listenerClass($0, entries, in: node) }
         let balance = entries["balance"].flatMap { choice($0.value, "balance", as: BalanceAlgorithm.self) }
+        if classification == .fixed(.device), let backendPort, Self.webPorts.contains(backendPort),
+            let entry = entries["class"]
+        {
+            warn(
+                entry.value,
+                "class 'device' on backend port \(backendPort) (the UMS web port, where consoles log in too): console"
+                    + " logins through this listener may reach nodes in update mode; use by-sni or by-path")
+        }
         if let balance, balance != .source, classification == .fixed(.console), let entry = entries["balance"] {
             fail(entry.value, "a console listener always balances by client address (source): sessions are per server")
         }
@@ -155,6 +163,9 @@ extension ConfigReader {
         }
     }
 
+    /// Ports where a UMS Server serves the Console, the Web App and the REST API (and OS 12 devices).
+    static let webPorts: Set<Int> = [443, 8443]
+
     private mutating func sniRules(_ node: Node) -> SNIRules? {
         guard let entries = mapping(node, "sni", allowed: ["console", "device", "default"]) else { return nil }
         var patterns: [TrafficClass: [String]] = [:]
@@ -177,8 +188,16 @@ extension ConfigReader {
                 patterns[trafficClass, default: []].append(pattern)
             }
         }
-        let defaultClass = entries["default"].flatMap { choice($0.value, "sni default", as: TrafficClass.self) }
-        if entries["default"] == nil { fail(node, "sni is missing required key 'default' (device or console)") }
+        // Console safety by default: a console that connects by IP address sends no server name.
+        guard let entry = entries["default"] else { return SNIRules(patterns: patterns, defaultClass: .console) }
+        let defaultClass = choice(entry.value, "sni default", as: TrafficClass.self)
+        if defaultClass == .device {
+            warn(
+                entry.value,
+                "sni default 'device': a connection with no server name or an unlisted one (a console that connects"
+                    + " by IP address, say) may reach a node in update mode; leave 'default' out (console) unless"
+                    + " devices send no name")
+        }
         return defaultClass.map { SNIRules(patterns: patterns, defaultClass: $0) }
     }
 
@@ -347,6 +366,12 @@ extension ConfigReader {
         var update = UpdateSettings()
         if let value = entries["console"]?.value, let policy = choice(value, "update console", as: ConsolePolicy.self) {
             update.console = policy
+            if policy == .allow {
+                warn(
+                    value,
+                    "update console 'allow': console logins may reach nodes in update mode, whose changes UMS"
+                        + " discards when they reconnect to the productive database")
+            }
         }
         if let value = entries["drain_timeout"]?.value, let d = duration(value, "drain_timeout", atLeast: .zero) {
             update.drainTimeout = d

@@ -8,6 +8,7 @@ struct ConfigReader {
     let file: String
     let baseDirectory: String
     private(set) var errors: [ConfigError] = []
+    private(set) var warnings: [ConfigError] = []
 
     init(file: String, baseDirectory: String) {
         self.file = file
@@ -26,6 +27,14 @@ struct ConfigReader {
     mutating func fail(_ node: Node?, _ message: String) {
         let mark = node?.mark
         errors.append(ConfigError(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1, message: message))
+    }
+
+    /// Notes something valid that an operator should know (`check-config` prints it, exit 0).
+    mutating func warn(_ node: Node?, _ message: String) {
+        let mark = node?.mark
+        warnings.append(
+            ConfigError(file: file, line: mark?.line ?? 1, column: mark?.column ?? 1, message: message, isWarning: true)
+        )
     }
 
     // MARK: - Structure

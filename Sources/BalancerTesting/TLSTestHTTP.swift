@@ -23,8 +23,9 @@ public enum TLSTestHTTP {
     }
 
     /// A TLS connection to `address` whose handshake has completed (the server name is the balancer certificate's).
+    /// A TLS connection to `address`; `serverName` nil sends no SNI (a client connecting by IP address).
     public static func connect(
-        to address: SocketAddress, context: NIOSSLContext, serverName: String = "ums.example.com"
+        to address: SocketAddress, context: NIOSSLContext, serverName: String? = "ums.example.com"
     ) async throws -> TestClient.Connection {
         let (connection, handshake) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(to: address) { channel in
@@ -53,9 +54,9 @@ public enum TLSTestHTTP {
     /// Sends one request on a new TLS connection and reads the whole answer.
     public static func request(
         _ method: String, _ path: String, to address: SocketAddress, context: NIOSSLContext,
-        headers: [(String, String)] = [], body: String = ""
+        serverName: String? = "ums.example.com", headers: [(String, String)] = [], body: String = ""
     ) async throws -> TestHTTP.Response {
-        let connection = try await connect(to: address, context: context)
+        let connection = try await connect(to: address, context: context, serverName: serverName)
         return try await exchange(method, path, on: connection, headers: headers, body: body)
     }
 

@@ -233,13 +233,63 @@ import Testing
                   - { name: d, bind: 0.0.0.0:4, backend_port: 1, class: by-sni }
                 nodes: [{ id: a, host: 10.0.0.1 }]
                 """) == [
-                    "b.yaml:2:70: sni is missing required key 'default' (device or console)",
                     "b.yaml:2:82: server name 'bad name' is neither a host name nor *.domain",
                     "b.yaml:2:101: server name 'x.com' is already listed under console",
                     "b.yaml:3:75: a console listener always balances by client address (source): sessions are per server",
                     "b.yaml:4:65: 'sni' only applies to class by-sni",
                     "b.yaml:5:5: a by-sni listener is missing required key 'sni'",
                 ])
+    }
+
+    @Test func sniDefaultIsConsoleUnlessSetSoANamelessConsoleNeverReachesAnUpdateModeNode() throws {
+        let config = try ConfigFile.parse(
+            """
+            listeners:
+              - { name: web, bind: 0.0.0.0:8443, backend_port: 8443, class: by-sni, sni: { device: [dev.example.com] } }
+            nodes: [{ id: a, host: 10.0.0.1 }]
+            """, file: "b.yaml")
+        guard case .bySNI(let rules) = try #require(config.listeners.first).classification else {
+            Issue.record("not by-sni")
+            return
+        }
+        #expect(rules.defaultClass == .console)
+        #expect(rules.classify(nil) == .console)
+        #expect(rules.classify("10.0.0.5") == .console)
+        #expect(rules.classify("dev.example.com") == .device)
+    }
+
+    @Test func everyConfigurationThatCanSendAConsoleToAnUpdateModeNodeIsWarnedAbout() throws {
+        let checked = try ConfigFile.check(
+            """
+            listeners:
+              - { name: web, bind: 0.0.0.0:8443, backend_port: 8443, class: by-sni, sni: { default: device } }
+              - { name: plain, bind: 0.0.0.0:8444, backend_port: 8443, class: device }
+              - { name: devices, bind: 0.0.0.0:30001, backend_port: 30001, class: device }
+            nodes: [{ id: a, host: 10.0.0.1 }]
+            update: { console: allow }
+            """, file: "b.yaml", baseDirectory: "/etc/ums")
+        #expect(
+            checked.warnings.map(\.description) == [
+                "b.yaml:2:89: warning: sni default 'device': a connection with no server name or an unlisted one (a"
+                    + " console that connects by IP address, say) may reach a node in update mode; leave 'default' out"
+                    + " (console) unless devices send no name",
+                "b.yaml:3:67: warning: class 'device' on backend port 8443 (the UMS web port, where consoles log in"
+                    + " too): console logins through this listener may reach nodes in update mode; use by-sni or by-path",
+                "b.yaml:6:20: warning: update console 'allow': console logins may reach nodes in update mode, whose"
+                    + " changes UMS discards when they reconnect to the productive database",
+            ])
+    }
+
+    @Test func theSafeDefaultsAreNotWarnedAbout() throws {
+        let checked = try ConfigFile.check(
+            """
+            listeners:
+              - { name: web, bind: 0.0.0.0:8443, backend_port: 8443, class: by-sni, sni: { console: [c.example.com] } }
+              - { name: devices, bind: 0.0.0.0:30001, backend_port: 30001, class: device }
+            nodes: [{ id: a, host: 10.0.0.1 }]
+            update: { console: normal-only }
+            """, file: "b.yaml")
+        #expect(checked.warnings.isEmpty)
     }
 
     @Test func anEmptyFileSaysWhatIsRequired() {

@@ -69,6 +69,22 @@ struct PathListenerConfigTests {
         #expect(listener.handshakeTimeout == .seconds(3))
     }
 
+    @Test func aDeviceDefaultForPathsIsWarnedAbout() throws {
+        let certificates = try Certificates()
+        let text = config(
+            """
+                tls: { certificate: balancer.pem, private_key: balancer.key }
+                backend_tls: { verify: none }
+                paths: { device: [/device-connector/], default: device }
+            """)
+        let checked = try ConfigFile.check(text, file: "b.yaml", baseDirectory: certificates.directory)
+        #expect(
+            checked.warnings.map(\.description) == [
+                "b.yaml:8:53: warning: paths default 'device': console requests on paths no rule lists may reach nodes"
+                    + " in update mode"
+            ])
+    }
+
     @Test func pathsDefaultToDeviceConnectorForDevicesAndCAVerification() throws {
         let certificates = try Certificates()
         let text = config(
