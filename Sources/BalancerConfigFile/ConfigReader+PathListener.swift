@@ -22,7 +22,7 @@ extension ConfigReader {
     }
 
     private mutating func listenerTLS(_ node: Node) -> ListenerTLS? {
-        let keys: Set<String> = ["certificate", "private_key", "client_ca", "certificates"]
+        let keys: Set<String> = ["certificate", "private_key", "client_ca", "client_certificate", "certificates"]
         guard let entries = mapping(node, "tls", allowed: keys) else { return nil }
         let main = certificateFiles(entries, in: node, "tls")
         let clientCA = entries["client_ca"].flatMap { pemFile($0.value, "tls client_ca") }
@@ -39,10 +39,18 @@ extension ConfigReader {
                 additional.append(files)
             }
         }
+        let policy = entries["client_certificate"].flatMap {
+            choice($0.value, "tls client_certificate", as: ClientCertificatePolicy.self)
+        }
+        if let entry = entries["client_certificate"], entries["client_ca"] == nil {
+            fail(
+                entry.keyNode, "tls client_certificate needs client_ca: the CA that client certificates must come from")
+        }
         if entries["client_ca"] != nil, clientCA == nil { return nil }
         guard let main, complete else { return nil }
         var tls = ListenerTLS(certificate: main.certificate, privateKey: main.privateKey, clientCA: clientCA)
         tls.additional = additional
+        if let policy { tls.clientCertificate = policy }
         return tls
     }
 

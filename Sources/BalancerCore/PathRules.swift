@@ -57,8 +57,10 @@ public struct ListenerTLS: Sendable, Hashable {
     public var certificate: String
     /// PEM private key of the leaf certificate.
     public var privateKey: String
-    /// PEM CA certificates; when set, clients must present a certificate issued by one of them.
+    /// PEM CA certificates; when set, clients are asked for a certificate issued by one of them.
     public var clientCA: String?
+    /// `tls.client_certificate`: whether a client must present one (when `clientCA` is set).
+    public var clientCertificate: ClientCertificatePolicy = .required
     /// More certificates, each presented to clients whose TLS server name it covers.
     public var additional: [CertificateFiles] = []
 
@@ -67,6 +69,15 @@ public struct ListenerTLS: Sendable, Hashable {
         self.privateKey = privateKey
         self.clientCA = clientCA
     }
+}
+
+/// `tls.client_certificate` of a `by-path` listener with a `client_ca`.
+public enum ClientCertificatePolicy: String, Sendable, Hashable, CaseIterable {
+    /// A client without a valid certificate fails the handshake.
+    case required
+    /// A presented certificate must be valid; a client without one is let through (its requests
+    /// reach the nodes without `X-SSL-CERT`): OS 12 devices and the Console on one port.
+    case optional
 }
 
 /// A PEM certificate chain and its private key.

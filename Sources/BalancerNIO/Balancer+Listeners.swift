@@ -219,7 +219,9 @@ extension Balancer {
             address.ip = channel.remoteAddress?.ipAddress
             clientAddress = address
             try sync.addHandler(
-                PathClassifier(rules: settings.rules, timeout: configuration.handshakeTimeout, client: address))
+                PathClassifier(
+                    rules: settings.rules, timeout: configuration.handshakeTimeout, client: address,
+                    asksForCertificate: settings.tls.clientCA != nil))
         }
         try NIORelay.attach(
             to: channel, listener: listener, listenerKey: tag, registry: registry, sweeper: sweeper,

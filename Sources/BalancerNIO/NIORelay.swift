@@ -11,7 +11,7 @@ import NIOSSL
 final class NIORelay {
     private let listener: NIOListenerContext
     private var machine: ConnectionMachine<NodeTarget>
-    private let log: ConnectionLog
+    private var log: ConnectionLog
     private let clientChannel: any Channel
     private let registry: ConnectionRegistry
     private let sweeper: RelaySweeper?
@@ -239,6 +239,7 @@ final class NIORelay {
     }
 
     func classified(_ event: ConnectionClassified) {
+        if let presented = event.clientCertificate { log.metadata["client_cert"] = presented ? "present" : "none" }
         replay = event.bytes.readableBytes > 0 ? [event.bytes] : []
         perform(
             machine.classified(

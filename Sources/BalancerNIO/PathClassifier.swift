@@ -9,6 +9,8 @@ struct ConnectionClassified {
     var trafficClass: TrafficClass
     var detail: String
     var bytes: ByteBuffer
+    /// Whether the client presented a certificate, on a listener that asks for one (else nil).
+    var clientCertificate: Bool? = nil
 }
 
 /// Tells the connection's relay that classifying failed, and what the client should read first.
@@ -35,11 +37,14 @@ final class PathClassifier: ChannelInboundHandler, RemovableChannelHandler {
 
     /// The client's address for `X-Forwarded-For` (nil: none is added).
     private let client: ClientAddress?
+    /// The listener asks clients for a certificate (`client_ca`), so the log says whether one came.
+    private let asksForCertificate: Bool
 
-    init(rules: PathRules, timeout: Duration, client: ClientAddress? = nil) {
+    init(rules: PathRules, timeout: Duration, client: ClientAddress? = nil, asksForCertificate: Bool = false) {
         self.rules = rules
         self.timeout = timeout
         self.client = client
+        self.asksForCertificate = asksForCertificate
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -110,7 +115,7 @@ final class PathClassifier: ChannelInboundHandler, RemovableChannelHandler {
         let event = ConnectionClassified(
             trafficClass: trafficClass,
             detail: "\(head.method) \(path.prefix(200))\(certificate == nil ? "" : " client-cert")",
-            bytes: bytes)
+            bytes: bytes, clientCertificate: asksForCertificate ? certificate != nil : nil)
         context.fireUserInboundEventTriggered(event)
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }

@@ -37,8 +37,10 @@ struct PathListenerTLS: Sendable {
             }
         }
         if let clientCA = settings.tls.clientCA {
-            // Requests a client certificate and fails the handshake without a valid one.
-            server.certificateVerification = .noHostnameVerification
+            // Requests a client certificate; `required` fails the handshake without a valid one,
+            // `optional` only without a valid one when one is presented.
+            server.certificateVerification =
+                settings.tls.clientCertificate == .required ? .noHostnameVerification : .optionalVerification
             server.trustRoots = .file(clientCA)
             server.sendCANameList = true
         }

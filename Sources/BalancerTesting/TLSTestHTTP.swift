@@ -7,22 +7,24 @@ import NIOTLS
 public enum TLSTestHTTP {
     /// A client context trusting the development CA; with `clientCertificate`, it presents `device.pem`.
     public static func context(
-        _ certificates: TestCertificates, clientCertificate: Bool = true, verifyServer: Bool = true
+        _ certificates: TestCertificates, clientCertificate: Bool = true, verifyServer: Bool = true,
+        clientIdentity: TestCertificates? = nil
     ) throws -> NIOSSLContext {
         var configuration = TLSConfiguration.makeClientConfiguration()
         configuration.trustRoots = .file(certificates.path("ca.pem"))
         if !verifyServer { configuration.certificateVerification = .none }
         if clientCertificate {
-            configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(certificates.path("device.pem")).map {
+            // The device certificate of `clientIdentity`'s CA, to present one that CA did not issue.
+            let identity = clientIdentity ?? certificates
+            configuration.certificateChain = try NIOSSLCertificate.fromPEMFile(identity.path("device.pem")).map {
                 .certificate($0)
             }
             configuration.privateKey = .privateKey(
-                try NIOSSLPrivateKey(file: certificates.path("device.key"), format: .pem))
+                try NIOSSLPrivateKey(file: identity.path("device.key"), format: .pem))
         }
         return try NIOSSLContext(configuration: configuration)
     }
 
-    /// A TLS connection to `address` whose handshake has completed (the server name is the balancer certificate's).
     /// A TLS connection to `address`; `serverName` nil sends no SNI (a client connecting by IP address).
     public static func connect(
         to address: SocketAddress, context: NIOSSLContext, serverName: String? = "ums.example.com"

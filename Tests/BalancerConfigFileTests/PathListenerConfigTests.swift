@@ -69,6 +69,41 @@ struct PathListenerConfigTests {
         #expect(listener.handshakeTimeout == .seconds(3))
     }
 
+    @Test func clientCertificatesCanBeOptionalWithAClientCA() throws {
+        let certificates = try Certificates()
+        let optional = config(
+            """
+                tls: { certificate: balancer.pem, private_key: balancer.key, client_ca: ca.pem, client_certificate: optional }
+                backend_tls: { verify: none }
+            """)
+        let configuration = try ConfigFile.parse(optional, file: "b.yaml", baseDirectory: certificates.directory)
+        guard case .byPath(let settings) = configuration.listeners.first?.classification else {
+            Issue.record("not by-path")
+            return
+        }
+        #expect(settings.tls.clientCertificate == .optional)
+
+        let misspelt = config(
+            """
+                tls: { certificate: balancer.pem, private_key: balancer.key, client_ca: ca.pem, client_certificate: maybe }
+                backend_tls: { verify: none }
+            """)
+        #expect(
+            errors(misspelt, in: certificates) == [
+                "b.yaml:6:105: tls client_certificate 'maybe' is not one of: required, optional"
+            ])
+        let withoutCA = config(
+            """
+                tls: { certificate: balancer.pem, private_key: balancer.key, client_certificate: optional }
+                backend_tls: { verify: none }
+            """)
+        #expect(
+            errors(withoutCA, in: certificates)
+                == [
+                    "b.yaml:6:66: tls client_certificate needs client_ca: the CA that client certificates must come from"
+                ])
+    }
+
     @Test func aDeviceDefaultForPathsIsWarnedAbout() throws {
         let certificates = try Certificates()
         let text = config(

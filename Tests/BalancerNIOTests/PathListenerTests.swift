@@ -26,28 +26,32 @@ struct PathListenerTests {
     }
 
     static func pathListener(
-        _ certificates: TestCertificates, port: Int, backendPort: Int, handshakeTimeout: Duration = .seconds(5)
+        _ certificates: TestCertificates, port: Int, backendPort: Int, handshakeTimeout: Duration = .seconds(5),
+        clientCertificate: ClientCertificatePolicy = .required
     ) -> ListenerConfiguration {
+        var tls = ListenerTLS(
+            certificate: certificates.path("balancer.pem"), privateKey: certificates.path("balancer.key"),
+            clientCA: certificates.path("ca.pem"))
+        tls.clientCertificate = clientCertificate
         var listener = ListenerConfiguration(
             name: "web", bind: Endpoint(host: "127.0.0.1", port: port), backendPort: backendPort,
             classification: .byPath(
-                PathListenerSettings(
-                    tls: ListenerTLS(
-                        certificate: certificates.path("balancer.pem"), privateKey: certificates.path("balancer.key"),
-                        clientCA: certificates.path("ca.pem")),
-                    backendTLS: .trustRoots(certificates.path("ca.pem")))))
+                PathListenerSettings(tls: tls, backendTLS: .trustRoots(certificates.path("ca.pem")))))
         listener.handshakeTimeout = handshakeTimeout
         return listener
     }
 
-    func start(handshakeTimeout: Duration = .seconds(5)) async throws -> Setup {
+    func start(
+        handshakeTimeout: Duration = .seconds(5), clientCertificate: ClientCertificatePolicy = .required
+    ) async throws -> Setup {
         let certificates = try await TestCertificates.generate()
         let cluster = try await SimulatedCluster.start(tls: certificates)
         let port = try FreePort.pick()
         let balancer = try await RunningBalancer.start(for: cluster) { configuration in
             configuration.listeners.append(
                 Self.pathListener(
-                    certificates, port: port, backendPort: cluster.consolePort, handshakeTimeout: handshakeTimeout))
+                    certificates, port: port, backendPort: cluster.consolePort, handshakeTimeout: handshakeTimeout,
+                    clientCertificate: clientCertificate))
         }
         for node in ["ums1", "ums2", "ums3"] {
             try await balancer.waitUntil(node, "up and normal") { $0.health == .up && $0.mode == .normal }
@@ -161,6 +165,40 @@ struct PathListenerTests {
         #expect(try await TLSTestHTTP.serverCertificate(of: third)?.serialNumber == inPlaceSerial)
         try? await third.channel.close()
         try await setup.stop()
+    }
+
+    @Test func withOptionalClientCertificatesDevicesAndConsolesShareThePort() async throws {
+        let setup = try await start(clientCertificate: .optional)
+        let withCertificate = try TLSTestHTTP.context(setup.certificates)
+        let without = { try TLSTestHTTP.context(setup.certificates, clientCertificate: false) }
+        let profile = "/device-connector/device/00E0C5000001/profile"
+
+        // An OS 12 device presents its certificate; the node sees it in X-SSL-CERT.
+        let device = try await TLSTestHTTP.request("GET", profile, to: try setup.address, context: withCertificate)
+        #expect(device.status == 200)
+        #expect(device.json?["client_cert"] is String, "\(device.body)")
+        // The Console presents none and still logs in, on the same port.
+        let login = try await TLSTestHTTP.request(
+            "POST", "/console/login", to: try setup.address, context: try without(), body: "{}")
+        #expect(login.status == 200, "\(login.body)")
+        // A device path without a certificate is forwarded without X-SSL-CERT: the node decides.
+        let bare = try await TLSTestHTTP.request("GET", profile, to: try setup.address, context: try without())
+        #expect(bare.status == 200)
+        #expect(bare.json?["client_cert"] is NSNull, "\(bare.body)")
+        // A certificate from another CA is still refused at the handshake.
+        let stranger = try await TestCertificates.generate()
+        defer { stranger.directory.remove() }
+        await #expect(throws: (any Error).self) {
+            _ = try await TLSTestHTTP.request(
+                "GET", profile, to: try setup.address,
+                context: try TLSTestHTTP.context(setup.certificates, clientIdentity: stranger))
+        }
+        try await setup.stop()
+
+        let presented = setup.balancer.accessLog.filter { $0.metadata["listener"] == "web" }
+            .compactMap { $0.metadata["client_cert"] }
+        #expect(presented.filter { $0 == "present" }.count == 1, "\(presented)")
+        #expect(presented.filter { $0 == "none" }.count == 2, "\(presented)")
     }
 
     @Test func anAdditionalCertificateIsPresentedToTheServerNamesItCovers() async throws {
