@@ -75,8 +75,9 @@ public enum RefusalPage {
             inUpdate + reasons.filter({ $0 == .mode(.installing) }).count
                 == reasons.count
         {
-            return "all servers in update mode: \(what) are paused until the update completes"
-                + " (\(inUpdate) of \(reasons.count) servers updated)"
+            // The counts `/status` shows: servers on the target version, not servers in update mode.
+            let counts = refusal.update.map { " (\($0.updated) of \($0.total) servers updated)" } ?? ""
+            return "all servers in update mode: \(what) are paused until the update completes\(counts)"
         }
         let detail = refusal.reasons.map { "\($0.node) \($0.reason)" }.joined(separator: ", ")
         return "no UMS server can take \(what) right now: \(detail)"

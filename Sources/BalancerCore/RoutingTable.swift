@@ -2,10 +2,16 @@
 public struct Refusal: Sendable, Hashable, CustomStringConvertible {
     public var trafficClass: TrafficClass
     public var reasons: [(node: NodeID, reason: IneligibilityReason)]
+    /// The update run under way when the connection was refused, if one was.
+    public var update: UpdateProgress?
 
-    public init(trafficClass: TrafficClass, reasons: [(node: NodeID, reason: IneligibilityReason)]) {
+    public init(
+        trafficClass: TrafficClass, reasons: [(node: NodeID, reason: IneligibilityReason)],
+        update: UpdateProgress? = nil
+    ) {
         self.trafficClass = trafficClass
         self.reasons = reasons
+        self.update = update
     }
 
     /// e.g. "console refused: ums1 update, ums2 installing, ums3 down".
@@ -16,13 +22,14 @@ public struct Refusal: Sendable, Hashable, CustomStringConvertible {
     }
 
     public static func == (lhs: Refusal, rhs: Refusal) -> Bool {
-        lhs.trafficClass == rhs.trafficClass
+        lhs.trafficClass == rhs.trafficClass && lhs.update == rhs.update
             && lhs.reasons.map(\.node) == rhs.reasons.map(\.node)
             && lhs.reasons.map(\.reason) == rhs.reasons.map(\.reason)
     }
 
     public func hash(into hasher: inout Hasher) {
         hasher.combine(trafficClass)
+        hasher.combine(update)
         for entry in reasons {
             hasher.combine(entry.node)
             hasher.combine(entry.reason)
@@ -48,8 +55,10 @@ public struct RoutingTable: Sendable {
     private var rotation = 0
     private var slowStarts: [NodeID: (since: ContinuousClock.Instant, duration: Duration)] = [:]
     public var consolePolicy: ConsolePolicy
-    /// An update run is in progress, reconnecting or stalled.
-    public var updateRunning = false
+    /// The update run in progress, reconnecting or stalled; nil when none is.
+    public var update: UpdateProgress?
+    /// An update run is under way (what the `freeze` console policy looks at).
+    public var updateRunning: Bool { update != nil }
     /// Passive health: what real connections show.
     public var passive = PassiveHealthSettings()
     /// How long a node that comes back from an ejection takes to get its full share.
@@ -112,7 +121,7 @@ public struct RoutingTable: Sendable {
                 Eligibility.reason(node, for: trafficClass, consolePolicy: consolePolicy, updateRunning: updateRunning)
                     .map { (node: node.id, reason: $0) }
             }
-            return .refuse(Refusal(trafficClass: trafficClass, reasons: reasons))
+            return .refuse(Refusal(trafficClass: trafficClass, reasons: reasons, update: update))
         }
         rotation &+= 1
         // Passive health never refuses what an ejected node might still serve: ejected nodes are

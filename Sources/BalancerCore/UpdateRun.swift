@@ -50,6 +50,11 @@ public struct UpdateRun: Sendable, Hashable {
         [.inProgress, .reconnecting, .stalled].contains(state)
     }
 
+    /// The counts of a run under way, for what routing tells refused clients; nil when none is.
+    public var progress: UpdateProgress? {
+        isRunning ? UpdateProgress(updated: updated, total: total) : nil
+    }
+
     /// "update 12.07.100: 2 of 3 servers updated, reconnecting ums1".
     public var summary: String {
         guard state != .idle else {
@@ -125,5 +130,16 @@ public struct NodeReconnect: Sendable, Hashable, Codable {
     public init(phase: Phase, drainStartedAt: Date) {
         self.phase = phase
         self.drainStartedAt = drainStartedAt
+    }
+}
+
+/// "n of m servers updated" of a run under way, exactly as `/status` counts them.
+public struct UpdateProgress: Sendable, Hashable {
+    public var updated: Int
+    public var total: Int
+
+    public init(updated: Int, total: Int) {
+        self.updated = updated
+        self.total = total
     }
 }

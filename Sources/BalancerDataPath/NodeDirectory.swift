@@ -252,9 +252,10 @@ public final class NodeDirectory: Sendable {
         }
     }
 
-    /// Marks whether an update run is under way (what the `freeze` console policy looks at).
-    public func setUpdateRunning(_ running: Bool) {
-        state.withLockedValue { $0.table.updateRunning = running }
+    /// The update run under way, or nil: what the `freeze` console policy looks at, and the
+    /// counts a refused client is told.
+    public func setUpdate(_ progress: UpdateProgress?) {
+        state.withLockedValue { $0.table.update = progress }
     }
 
     /// Starts `node`'s slow start: a growing share of new connections over `duration`.

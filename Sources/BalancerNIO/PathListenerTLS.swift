@@ -1,5 +1,6 @@
 import BalancerCore
 import Foundation
+import NIOCore
 import NIOSSL
 
 /// The TLS contexts of a `by-path` listener, built from its certificate files. Built again with
@@ -11,6 +12,9 @@ struct PathListenerTLS: Sendable {
     /// Speaks TLS to the nodes.
     var backend: NIOSSLContext
 
+    /// How long a close waits for the peer's close_notify before closing the socket.
+    static let shutdownTimeout = TimeAmount.milliseconds(200)
+
     init(_ settings: PathListenerSettings) throws {
         let chain = try NIOSSLCertificate.fromPEMFile(settings.tls.certificate).map {
             NIOSSLCertificateSource.certificate($0)
@@ -19,6 +23,10 @@ struct PathListenerTLS: Sendable {
             certificateChain: chain,
             privateKey: .privateKey(try NIOSSLPrivateKey(file: settings.tls.privateKey, format: .pem)))
         server.minimumTLSVersion = .tlsv12
+        // Everything has been written when the balancer closes (a 503, the node's last bytes): wait
+        // only briefly for the client's close_notify. Clients that never send one (scripts, many
+        // HTTP stacks) would otherwise hold the connection for NIOSSL's default 5 s.
+        server.shutdownTimeout = Self.shutdownTimeout
         // The request head is read as HTTP/1.1: never agree to HTTP/2.
         server.applicationProtocols = ["http/1.1"]
         let choices = try settings.tls.additional.map(CertificateChoice.init)
@@ -47,6 +55,7 @@ struct PathListenerTLS: Sendable {
         self.server = try NIOSSLContext(configuration: server)
 
         var backend = TLSConfiguration.makeClientConfiguration()
+        backend.shutdownTimeout = Self.shutdownTimeout
         backend.applicationProtocols = ["http/1.1"]
         switch settings.backendTLS {
         case .noVerification:

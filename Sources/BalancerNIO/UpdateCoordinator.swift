@@ -45,7 +45,7 @@ actor UpdateCoordinator {
         self.journal = journal
         self.logger = logger
         self.clock = clock
-        directory.setUpdateRunning(machine.run.isRunning)
+        directory.setUpdate(machine.run.progress)
     }
 
     /// The run as it stands.
@@ -171,7 +171,7 @@ actor UpdateCoordinator {
                 journal.record(.flag, node: flag.node, "cleared \(flag): \(reason)")
             }
         }
-        directory.setUpdateRunning(machine.run.isRunning)
+        directory.setUpdate(machine.run.progress)
         await persist()
     }
 

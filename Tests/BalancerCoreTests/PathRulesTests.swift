@@ -121,13 +121,19 @@ import Testing
     }
 
     @Test func refusalTextNamesTheUpdate() {
-        let refusal = Refusal(
+        // Three servers in update mode by override, one of them on the target version: /status says 1 of 3.
+        var refusal = Refusal(
             trafficClass: .console,
-            reasons: [("ums1", .mode(.update)), ("ums2", .mode(.update)), ("ums3", .mode(.installing))])
+            reasons: [("ums1", .mode(.update)), ("ums2", .mode(.update)), ("ums3", .mode(.installing))],
+            update: UpdateProgress(updated: 1, total: 3))
         #expect(
             RefusalPage.text(for: refusal)
-                == "all servers in update mode: console logins are paused until the update completes (2 of 3 servers updated)"
+                == "all servers in update mode: console logins are paused until the update completes (1 of 3 servers updated)"
         )
+        refusal.update = nil
+        #expect(
+            RefusalPage.text(for: refusal)
+                == "all servers in update mode: console logins are paused until the update completes")
         let response = String(decoding: RefusalPage.response(text: "why"), as: UTF8.self)
         #expect(response.hasPrefix("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"))
         #expect(response.hasSuffix("\r\n\r\nwhy\n"))

@@ -167,6 +167,31 @@ struct PathListenerTests {
         try await setup.stop()
     }
 
+    @Test func aRefusedLoginSaysWhatStatusSaysAndIsClosedAsSoonAsItIsAnswered() async throws {
+        let setup = try await start()
+        for node in ["ums1", "ums2", "ums3"] {
+            #expect(await setup.balancer.balancer.overrideMode(.update, of: node, actor: "test"))
+        }
+        let run = await setup.balancer.balancer.updateRun()
+        #expect(run.isRunning, "\(run.summary)")
+
+        let refused = try await login(setup)
+        #expect(refused.status == 503)
+        #expect(
+            refused.body.contains("(\(run.updated) of \(run.total) servers updated)"),
+            "503 '\(refused.body)' against /status '\(run.summary)'")
+        // A client that never answers close_notify still sees the connection closed once the 503 is written.
+        let impolite = try await TLSTestHTTP.exchangeNeverAnsweringCloseNotify(
+            "POST /console/login HTTP/1.1\r\nHost: ums\r\nContent-Length: 0\r\n\r\n", to: try setup.address,
+            context: try TLSTestHTTP.context(setup.certificates))
+        #expect(impolite.answer.hasPrefix("HTTP/1.1 503 "), "\(impolite.answer)")
+        #expect(impolite.closedAfter < .seconds(1), "closed \(impolite.closedAfter) after the request")
+        try await setup.stop()
+
+        let entry = setup.balancer.accessLog.last { $0.metadata["listener"] == "web" }
+        #expect(entry?.metadata["bytes_out"].flatMap { Int($0) } ?? 0 > 100, "\(String(describing: entry?.metadata))")
+    }
+
     @Test func withOptionalClientCertificatesDevicesAndConsolesShareThePort() async throws {
         let setup = try await start(clientCertificate: .optional)
         let withCertificate = try TLSTestHTTP.context(setup.certificates)
