@@ -106,7 +106,7 @@ let package = Package(
             name: "BalancerCLI",
             dependencies: [
                 "BalancerCore", "BalancerConfigFile", "BalancerNIO", "BalancerStore", "BalancerAdmin", "UMSNodeSimulator",
-                "BalancerDataPath",
+                "BalancerDataPath", "BalancerBuildInfo",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -117,6 +117,9 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "ums-balancer", dependencies: ["BalancerCLI"]),
+        // The version and the git commit of the build, for `--version`.
+        .target(name: "BalancerBuildInfo", plugins: ["BuildInfo"]),
+        .plugin(name: "BuildInfo", capability: .buildTool()),
         .target(
             name: "BalancerTesting",
             dependencies: [

@@ -9,8 +9,15 @@ import NIOCore
 /// Where the operator commands find the admin API: the config file's `admin` section, or
 /// `--admin URL` with `--token-file FILE`.
 struct AdminOptions: ParsableArguments {
-    @Option(name: .long, help: "The configuration file; its `admin` section gives the address and token.")
-    var config = "config/ums-balancer.yaml"
+    @Option(
+        name: .customLong("config"),
+        help:
+            "The configuration file; its `admin` section gives the address and token (default: \(ConfigLocation.installed) when it exists, else \(ConfigLocation.checkout))."
+    )
+    var explicitConfig: String?
+
+    /// The file whose `admin` section is read.
+    var config: String { ConfigLocation.path(explicitConfig) ?? ConfigLocation.checkout }
 
     @Option(name: .long, help: "The admin API's URL (e.g. http://127.0.0.1:9900) instead of the config file's.")
     var admin: String?
@@ -91,6 +98,9 @@ struct AdminClient {
     /// The `admin` section of the config file; an error when it has none.
     static func adminSettings(_ options: AdminOptions) throws(AdminClientError) -> AdminSettings {
         let settings: AdminSettings?
+        guard ConfigLocation.path(options.explicitConfig) != nil else {
+            throw .configuration(ConfigLocation.missing().description)
+        }
         do {
             settings = try ConfigFile.loadAdmin(path: options.config)
         } catch {

@@ -12,7 +12,7 @@ struct CheckConfigCommand: ParsableCommand {
 
     func run() throws {
         do {
-            let checked = try ConfigFile.check(path: options.config)
+            let checked = try options.check()
             // Warnings leave the exit status 0: the file is valid, but may not do what is wanted.
             for warning in checked.warnings { printError(warning.description) }
             let configuration = checked.configuration

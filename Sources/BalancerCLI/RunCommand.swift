@@ -36,7 +36,7 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let checked: ConfigFile.Checked
         do {
-            checked = try ConfigFile.check(path: options.config)
+            checked = try options.check()
         } catch {
             printError(error.description)
             throw ExitCode(1)

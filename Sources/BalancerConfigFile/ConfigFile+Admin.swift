@@ -25,12 +25,12 @@ extension ConfigFile {
     ) throws(ConfigErrors) -> AdminSettings? {
         let root: Node?
         do {
-            root = try Yams.compose(yaml: text)
+            root = try compose(text)
         } catch {
             // The whole file is not YAML: read the admin section alone, cut out at its top-level key.
             guard let section = adminSection(of: text) else { throw ConfigErrors([syntaxError(error, file: file)]) }
             do {
-                root = try Yams.compose(yaml: section)
+                root = try compose(section)
             } catch {
                 throw ConfigErrors([syntaxError(error, file: file)])
             }

@@ -45,7 +45,7 @@ public enum ConfigFile {
     ) throws(ConfigErrors) -> Checked {
         let root: Node?
         do {
-            root = try Yams.compose(yaml: text)
+            root = try compose(text)
         } catch {
             throw ConfigErrors([syntaxError(error, file: file)])
         }
@@ -60,8 +60,20 @@ public enum ConfigFile {
             warnings: reader.warnings.sorted { ($0.line, $0.column) < ($1.line, $1.column) })
     }
 
+    /// The YAML tree of `text`, in time linear in its size: anchors and aliases are refused first.
+    static func compose(_ text: String) throws -> Node? {
+        if let found = YAMLAliasScan.first(in: text) { throw found }
+        return try Yams.compose(yaml: text)
+    }
+
     static func syntaxError(_ error: any Error, file: String) -> ConfigError {
         switch error {
+        case let found as YAMLAliasScan.Found:
+            return ConfigError(
+                file: file, line: found.line, column: found.column,
+                message:
+                    "YAML \(found.kind == "anchor" ? "anchors" : "aliases") are not supported: write the value out where it is used"
+            )
         case YamlError.scanner(_, let problem, let mark, _),
             YamlError.parser(_, let problem, let mark, _),
             YamlError.composer(_, let problem, let mark, _):
