@@ -76,6 +76,7 @@ func runBalancer(configuration: BalancerConfiguration, configPath: String, logge
     // The state database is opened before anything listens: a broken one is an error at start.
     let store = try configuration.state.map { try StateStore(path: $0.path) }
     let initialRun = try await store?.loadRun()
+    let activation = try inheritedSockets(for: configuration)
     let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads ?? System.coreCount)
     let balancer = Balancer(
         configuration: configuration,
@@ -83,7 +84,8 @@ func runBalancer(configuration: BalancerConfiguration, configPath: String, logge
         logger: logger,
         accessLogger: Logger(label: "ums-balancer.access"),
         store: store,
-        initialRun: initialRun
+        initialRun: initialRun,
+        socketActivation: activation
     )
     var members: [any Service] = [balancer]
     let adminTokens = AdminTokens(adminToken)
@@ -216,4 +218,20 @@ func raiseOpenFileLimit(logger: Logger) {
 
 func printError(_ text: String) {
     FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+/// The listening sockets systemd passed (a `.socket` unit), each named after the listener it is
+/// for. The variables are removed so that nothing the balancer starts takes them for its own.
+func inheritedSockets(for configuration: BalancerConfiguration) throws -> SocketActivation? {
+    let activation = try SocketActivation(environment: ProcessInfo.processInfo.environment, processID: getpid())
+    for name in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] { unsetenv(name) }
+    guard let activation else { return nil }
+    for socket in activation.sockets { _ = fcntl(socket.descriptor, F_SETFD, FD_CLOEXEC) }
+    let unmatched = activation.unmatched(by: configuration.listeners.map(\.name))
+    guard unmatched.isEmpty else {
+        throw SocketActivationError.malformed(
+            "systemd passed sockets named \(unmatched.joined(separator: ", ")), but no listener has that name"
+                + " (listeners: \(configuration.listeners.map(\.name).joined(separator: ", ")))")
+    }
+    return activation
 }

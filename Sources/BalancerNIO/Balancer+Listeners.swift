@@ -64,14 +64,16 @@ extension Balancer {
     /// Binds `listeners`; if one fails, closes those just bound and throws: all or nothing.
     func bindListeners(
         _ listeners: [ListenerConfiguration],
-        of configuration: BalancerConfiguration
+        of configuration: BalancerConfiguration,
+        inherited: SocketActivation? = nil
     ) async throws -> [String: ListenerRuntime] {
         var bound: [String: ListenerRuntime] = [:]
         for listener in listeners {
             let context = NIOLockedValueBox(makeContext(listener, of: configuration))
             let tag = connections.newListenerKey()
             do {
-                let socket = try await openSocket(listener, context: context, tag: tag)
+                let socket = try await openSocket(
+                    listener, context: context, tag: tag, inherited: inherited?.descriptor(for: listener.name))
                 bound[listener.name] = ListenerRuntime(
                     socket: socket, context: context, connections: connections.of(tag))
             } catch {
@@ -83,19 +85,29 @@ extension Balancer {
     }
 
     /// Opens the listeners of the starting configuration.
+    /// Opens the listeners of the starting configuration, on the sockets systemd passed where it
+    /// passed one (a listener added by a later reload binds its own).
     func openListeners(_ listeners: [ListenerConfiguration]) async throws {
-        let bound = try await bindListeners(listeners, of: configuration)
+        let bound = try await bindListeners(listeners, of: configuration, inherited: socketActivation)
         state.withLockedValue { $0.listeners.merge(bound) { $1 } }
-        for listener in listeners { logListening(listener) }
+        for listener in listeners {
+            logListening(
+                listener, address: bound[listener.name]?.socket.localAddress,
+                inherited: socketActivation?.descriptor(for: listener.name) != nil)
+        }
     }
 
-    func logListening(_ listener: ListenerConfiguration) {
-        logger.notice(
-            "listening",
-            metadata: [
-                "listener": "\(listener.name)", "address": "\(listener.bind)",
-                "class": "\(listener.classification.name)", "balance": "\(listener.balance.rawValue)",
-            ])
+    func logListening(_ listener: ListenerConfiguration, address: SocketAddress? = nil, inherited: Bool = false) {
+        var metadata: Logger.Metadata = [
+            "listener": "\(listener.name)", "address": "\(listener.bind)",
+            "class": "\(listener.classification.name)", "balance": "\(listener.balance.rawValue)",
+        ]
+        if inherited {
+            // The socket systemd bound (its .socket unit's ListenStream=) is what clients reach.
+            metadata["socket"] = "systemd"
+            if let address { metadata["address"] = "\(address.ipAddress ?? "?"):\(address.port ?? 0)" }
+        }
+        logger.notice("listening", metadata: metadata)
     }
 
     func makeContext(_ listener: ListenerConfiguration, of configuration: BalancerConfiguration) -> NIOListenerContext {
@@ -117,26 +129,35 @@ extension Balancer {
         return NIOListenerContext(shared: shared, tls: tls, group: group)
     }
 
+    /// `inherited`: a listening socket systemd passed for this listener, used instead of binding.
     private func openSocket(
         _ listener: ListenerConfiguration,
         context: NIOLockedValueBox<NIOListenerContext>,
-        tag: Int
+        tag: Int,
+        inherited: Int32? = nil
     ) async throws -> ListenerSocket {
         #if os(Linux)
         // Listeners bound to an IP address that terminate nothing (fixed class, or SNI peeked from
         // the ClientHello) are relayed on the epoll loops; by-path listeners end TLS and speak HTTP: NIO.
-        if dataPath == .automatic, listener.classification.relayable,
-            let address = try? SocketAddress(ipAddress: listener.bind.host, port: listener.bind.port)
-        {
+        if dataPath == .automatic, listener.classification.relayable {
             let shared = NIOLockedValueBox(context.withLockedValue { $0.shared })
-            let socket = try await RelayListener.open(
-                address, name: listener.name, context: shared, key: tag, registry: connections, loops: try relayLoops())
-            return .relay(socket, shared)
+            if let inherited {
+                let socket = try await RelayListener.adopt(
+                    inherited, name: listener.name, context: shared, key: tag, registry: connections,
+                    loops: try relayLoops())
+                return .relay(socket, shared)
+            }
+            if let address = try? SocketAddress(ipAddress: listener.bind.host, port: listener.bind.port) {
+                let socket = try await RelayListener.open(
+                    address, name: listener.name, context: shared, key: tag, registry: connections,
+                    loops: try relayLoops())
+                return .relay(socket, shared)
+            }
         }
         #endif
-        let channel = try await bootstrap(for: context, tag: tag)
-            .bind(host: listener.bind.host, port: listener.bind.port).get()
-        return .nio(channel)
+        let bootstrap = bootstrap(for: context, tag: tag)
+        if let inherited { return .nio(try await bootstrap.withBoundSocket(inherited).get()) }
+        return .nio(try await bootstrap.bind(host: listener.bind.host, port: listener.bind.port).get())
     }
 
     private func bootstrap(

@@ -47,6 +47,8 @@ public final class Balancer: Service, Sendable {
     let relaySweepers: RelaySweepers
     /// Which executor carries listeners that terminate nothing.
     let dataPath: DataPath
+    /// Listening sockets systemd passed, used instead of binding when the listeners first open.
+    let socketActivation: SocketActivation?
     /// The descriptors proxied connections may hold, across listeners and executors.
     public let descriptors: DescriptorBudget
     /// The connection limits checked at accept (balancer-wide and per listener).
@@ -97,9 +99,11 @@ public final class Balancer: Service, Sendable {
         accessLogger: Logger? = nil,
         store: StateStore? = nil,
         initialRun: UpdateRun? = nil,
-        dataPath: DataPath = .automatic
+        dataPath: DataPath = .automatic,
+        socketActivation: SocketActivation? = nil
     ) {
         self.dataPath = dataPath
+        self.socketActivation = socketActivation
         self.descriptors = DescriptorBudget.fromOpenFileLimit(logger: logger)
         self.group = group
         self.logger = logger

@@ -40,7 +40,37 @@ public final class RelayListener: Sendable {
         registry: ConnectionRegistry,
         loops: RelayLoops
     ) async throws -> RelayListener {
-        let fd = try bind(address)
+        try await start(try bind(address), name: name, context: context, key: key, registry: registry, loops: loops)
+    }
+
+    /// Accepts on a listening socket bound by someone else (systemd socket activation) on every loop.
+    public static func adopt(
+        _ fd: CInt,
+        name: String,
+        context: NIOLockedValueBox<ListenerContext>,
+        key: Int,
+        registry: ConnectionRegistry,
+        loops: RelayLoops
+    ) async throws -> RelayListener {
+        // systemd passes blocking sockets unless the unit says NonBlocking=yes; the loops need
+        // accept to answer EAGAIN, and commands the balancer runs must not inherit the socket.
+        let flags = fcntl(fd, F_GETFL)
+        guard flags >= 0, fcntl(fd, F_SETFL, flags | O_NONBLOCK) == 0, fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 else {
+            throw IOError(errnoCode: errno, reason: "the socket passed for listener \(name)")
+        }
+        var one: CInt = 1
+        setsockopt(fd, CInt(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<CInt>.size))
+        return try await start(fd, name: name, context: context, key: key, registry: registry, loops: loops)
+    }
+
+    private static func start(
+        _ fd: CInt,
+        name: String,
+        context: NIOLockedValueBox<ListenerContext>,
+        key: Int,
+        registry: ConnectionRegistry,
+        loops: RelayLoops
+    ) async throws -> RelayListener {
         let socket = RelayListener(
             fd: fd, name: name, context: context, key: key, registry: registry, loops: loops)
         for loop in loops.loops {
