@@ -11,35 +11,41 @@ public final class NodeProcessCluster: Sendable {
     public let consolePort: Int
     public let controlPort: Int
     public let dataDirectory: TemporaryDirectory
-    private let firstHost: Int
+    private let hosts: [String]
+    /// The network namespace the nodes run in, or nil for the test's own.
+    private let namespace: String?
     private let arguments: @Sendable (String) -> [String]
     private let processes: NIOLockedValueBox<[String: ProcessHarness]>
 
     private init(
-        ids: [String], ports: (Int, Int, Int), firstHost: Int, dataDirectory: TemporaryDirectory,
+        ids: [String], ports: (Int, Int, Int), hosts: [String], namespace: String?, dataDirectory: TemporaryDirectory,
         arguments: @escaping @Sendable (String) -> [String]
     ) {
         self.ids = ids
         (devicePort, consolePort, controlPort) = ports
-        self.firstHost = firstHost
+        self.hosts = hosts
+        self.namespace = namespace
         self.dataDirectory = dataDirectory
         self.arguments = arguments
         processes = NIOLockedValueBox([:])
     }
 
-    /// Starts `count` node processes on `version`.
+    /// Starts `count` node processes on `version`, on 127.0.0.`firstHost`, .`firstHost+1`, ... or,
+    /// given `hosts`, on those addresses in network namespace `namespace`.
     public static func start(
-        count: Int = 3, version: String = "12.06.100", reconnectSeconds: Double = 0.5, firstHost: Int = 11
+        count: Int = 3, version: String = "12.06.100", reconnectSeconds: Double = 0.5, firstHost: Int = 11,
+        hosts: [String]? = nil, namespace: String? = nil
     ) async throws -> NodeProcessCluster {
         let dataDirectory = try TemporaryDirectory()
         let ports = (try FreePort.pick(), try FreePort.pick(), try FreePort.pick())
         let ids = (1...count).map { "ums\($0)" }
+        let addresses = hosts ?? (0..<count).map { "127.0.0.\(firstHost + $0)" }
         let cluster = NodeProcessCluster(
-            ids: ids, ports: ports, firstHost: firstHost, dataDirectory: dataDirectory
+            ids: ids, ports: ports, hosts: addresses, namespace: namespace, dataDirectory: dataDirectory
         ) { id in
             let index = Int(id.dropFirst(3))! - 1
             return [
-                "--id", id, "--host", "127.0.0.\(firstHost + index)", "--device-port", "\(ports.0)",
+                "--id", id, "--host", addresses[index], "--device-port", "\(ports.0)",
                 "--console-port", "\(ports.1)", "--control-port", "\(ports.2)", "--data-dir", dataDirectory.url.path,
                 "--version", version, "--reconnect-seconds", "\(reconnectSeconds)", "--log-level", "notice",
             ]
@@ -55,7 +61,7 @@ public final class NodeProcessCluster: Sendable {
 
     /// The address node `id` listens on.
     public func host(_ id: String) -> String {
-        "127.0.0.\(firstHost + ids.firstIndex(of: id)!)"
+        hosts[ids.firstIndex(of: id)!]
     }
 
     /// The status URL template for the balancer's `status.url`.
@@ -129,7 +135,16 @@ public final class NodeProcessCluster: Sendable {
     }
 
     private func launch(_ id: String) async throws {
-        let process = try await ProcessHarness("ums-node-sim", arguments(id))
+        let process =
+            if let namespace {
+                try await ProcessHarness(
+                    path: URL(fileURLWithPath: "/usr/sbin/ip"),
+                    TestNetwork.inNamespace(
+                        namespace, ProcessHarness.productsDirectory.appendingPathComponent("ums-node-sim").path,
+                        arguments(id)))
+            } else {
+                try await ProcessHarness("ums-node-sim", arguments(id))
+            }
         do {
             try await process.waitForOutput("ums-node-sim \(id) listening")
         } catch {

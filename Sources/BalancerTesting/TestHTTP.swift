@@ -35,7 +35,7 @@ public enum TestHTTP {
         return try parse(String(buffer: raw))
     }
 
-    static func parse(_ raw: String) throws -> Response {
+    public static func parse(_ raw: String) throws -> Response {
         guard let split = raw.range(of: "\r\n\r\n") else {
             throw TestKitError("no HTTP answer (got \(raw.count) bytes: \(raw.prefix(80)))")
         }
