@@ -349,7 +349,9 @@ extension ConfigReader {
     }
 
     private mutating func reconnect(_ node: Node) -> ReconnectSettings? {
-        guard let (action, entries) = nodeAction(node, "reconnect", extraKeys: ["timeout", "retries"]) else {
+        guard
+            let (action, entries) = nodeAction(node, "reconnect", extraKeys: ["timeout", "retries", "max_unavailable"])
+        else {
             return nil
         }
         var reconnect = ReconnectSettings(action: action)
@@ -357,11 +359,18 @@ extension ConfigReader {
         if let value = entries["retries"]?.value, let n = integer(value, "reconnect retries", in: 0...100) {
             reconnect.retries = n
         }
+        if let value = entries["max_unavailable"]?.value,
+            let n = integer(value, "reconnect max_unavailable", in: 1...1000)
+        {
+            reconnect.maxUnavailable = n
+        }
         return reconnect
     }
 
     private mutating func update(_ node: Node) -> UpdateSettings? {
-        let keys: Set<String> = ["console", "drain_timeout", "slow_start", "install_timeout", "max_duration"]
+        let keys: Set<String> = [
+            "console", "drain_timeout", "slow_start", "install_timeout", "max_duration", "drain_rate",
+        ]
         guard let entries = mapping(node, "update", allowed: keys) else { return nil }
         var update = UpdateSettings()
         if let value = entries["console"]?.value, let policy = choice(value, "update console", as: ConsolePolicy.self) {
@@ -386,6 +395,9 @@ extension ConfigReader {
         }
         if let value = entries["max_duration"]?.value, let d = duration(value, "max_duration", atLeast: .seconds(1)) {
             update.maxDuration = d
+        }
+        if let value = entries["drain_rate"]?.value, let n = integer(value, "update drain_rate", in: 1...1_000_000) {
+            update.drainRate = n
         }
         return update
     }

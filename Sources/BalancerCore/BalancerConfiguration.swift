@@ -121,6 +121,9 @@ public struct UpdateSettings: Sendable, Hashable {
     public var installTimeout: Duration = .seconds(30 * 60)
     /// An update run older than this is flagged (UMS asks to finish an update quickly).
     public var maxDuration: Duration = .seconds(4 * 3600)
+    /// Connections closed per second on a node still holding some at `drainTimeout` (nil: the
+    /// node's reconnect cuts them all at once), so long-lived devices move over without a storm.
+    public var drainRate: Int?
 
     public init() {}
 }
@@ -149,6 +152,9 @@ public struct ReconnectSettings: Sendable, Hashable {
     public var action: NodeAction
     public var timeout: Duration = .seconds(120)
     public var retries = 5
+    /// How many update-mode nodes may be drained and reconnecting at once; the next starts when
+    /// one reports normal again. Nodes that report `reconnecting` or are down count too.
+    public var maxUnavailable = 1
 
     public init(action: NodeAction) {
         self.action = action

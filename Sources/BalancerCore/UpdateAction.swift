@@ -7,6 +7,8 @@ public enum UpdateAction: Sendable, Hashable {
     case targetChanged(String)
     /// Stop new connections to the node before its reconnect.
     case drain(NodeID)
+    /// Close the node's remaining connections, `perSecond` at a time (`update.drain_rate`).
+    case closeConnections(NodeID, perSecond: Int)
     /// Call the node's reconnect action, giving up on this call after `timeout` (never later
     /// than the node's reconnect deadline).
     case callReconnect(NodeID, attempt: Int, timeout: Duration)

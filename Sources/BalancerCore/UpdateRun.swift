@@ -63,8 +63,12 @@ public struct UpdateRun: Sendable, Hashable {
         }
         var text = "update \(targetVersion ?? "(version not yet known)"): \(updated) of \(total) servers updated"
         let pending = reconnects.filter { $0.value.phase != .done }.keys.sorted()
+        let queued = reconnects.filter { $0.value.phase == .queued }.keys.sorted()
+        let active = pending.filter { !queued.contains($0) }
         switch state {
-        case .reconnecting where !pending.isEmpty: text += ", reconnecting \(pending.joined(separator: ", "))"
+        case .reconnecting where !active.isEmpty:
+            text += ", reconnecting \(active.joined(separator: ", "))"
+            if !queued.isEmpty { text += " (then \(queued.joined(separator: ", ")))" }
         case .stalled: text += ", stalled: \(pending.joined(separator: ", ")) did not reconnect"
         case .completed: text += ", completed"
         default: break
@@ -105,8 +109,13 @@ extension UpdateRun: Codable {
 public struct NodeReconnect: Sendable, Hashable, Codable {
     /// Where the node's reconnect stands.
     public enum Phase: String, Sendable, Hashable, Codable {
+        /// Waiting for its turn: `reconnect.max_unavailable` nodes are unavailable now.
+        case queued
         /// No new connections; waiting for existing ones to finish or the drain timeout.
         case draining
+        /// Past its drain timeout: the balancer closes its remaining connections at
+        /// `update.drain_rate` per second, then calls its reconnect.
+        case closing
         /// Ready for a (next) call of its reconnect action at `nextAttemptAt`.
         case due
         /// A call is under way.

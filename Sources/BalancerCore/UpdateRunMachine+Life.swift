@@ -98,6 +98,8 @@ extension UpdateRunMachine {
     /// Target, counts, the final node, the reconnect's progress, and the ends.
     mutating func follow(_ cluster: Cluster, now: Date) -> [UpdateAction] {
         var actions: [UpdateAction] = []
+        observedUnavailable = Set(
+            cluster.counted.filter { $0.mode == .reconnecting || $0.health == .down }.map(\.id))
         if let highest = cluster.versions.max(), Self.isHigher(highest, than: run.startingVersion),
             Self.isHigher(highest, than: run.targetVersion)
         {
@@ -131,8 +133,10 @@ extension UpdateRunMachine {
         case .reconnecting, .stalled:
             for node in counted where run.reconnects[node.id].map({ $0.phase != .done }) == true {
                 if node.mode == .normal && onTarget(node) {
+                    // A queued node back by other hands (another balancer, the operator) was never drained here.
+                    let wasHeld = run.reconnects[node.id]?.phase != .queued
                     run.reconnects[node.id]?.phase = .done
-                    actions.append(.release(node.id))
+                    if wasHeld { actions.append(.release(node.id)) }
                 }
             }
             if everyNodeNormalOnTarget {
@@ -140,6 +144,8 @@ extension UpdateRunMachine {
                 actions += complete(now: now)
             } else if let ending = quietEnding(cluster) {
                 actions += end(ending.outcome, reason: ending.reason, now: now)
+            } else {
+                actions += admitQueued(now: now)
             }
         case .idle, .completed:
             break

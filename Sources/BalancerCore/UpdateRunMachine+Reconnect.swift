@@ -12,10 +12,10 @@ extension UpdateRunMachine {
             )
         ]
         run.reconnectStartedAt = now
-        for node in nodes {
+        // In one order on every balancer, so that two of them take the same node out first.
+        for node in nodes.sorted() {
             if settings.hasReconnectAction {
-                run.reconnects[node] = NodeReconnect(phase: .draining, drainStartedAt: now)
-                actions.append(.drain(node))
+                run.reconnects[node] = NodeReconnect(phase: .queued, drainStartedAt: now)
             } else {
                 var reconnect = NodeReconnect(phase: .waiting, drainStartedAt: now)
                 reconnect.deadline = now.addingTimeInterval(settings.reconnectTimeout.seconds)
@@ -23,6 +23,27 @@ extension UpdateRunMachine {
             }
         }
         if !settings.hasReconnectAction { actions.append(.reconnectDueForOperator(nodes)) }
+        return actions + admitQueued(now: now)
+    }
+
+    /// Nodes unavailable now: those this balancer took out and are not back, and those the nodes
+    /// report reconnecting or down.
+    var unavailable: Set<NodeID> {
+        let taken = run.reconnects.filter { ![.queued, .done].contains($0.value.phase) }.keys
+        return observedUnavailable.union(taken)
+    }
+
+    /// Starts the drain of queued nodes, in order, while fewer than `max_unavailable` are unavailable.
+    mutating func admitQueued(now: Date) -> [UpdateAction] {
+        guard run.state == .reconnecting else { return [] }
+        var actions: [UpdateAction] = []
+        var out = unavailable
+        for node in run.reconnects.keys.sorted() where run.reconnects[node]?.phase == .queued {
+            guard out.count < settings.maxUnavailable else { break }
+            run.reconnects[node] = NodeReconnect(phase: .draining, drainStartedAt: now)
+            out.insert(node)
+            actions.append(.drain(node))
+        }
         return actions
     }
 
@@ -41,6 +62,12 @@ extension UpdateRunMachine {
                 continue
             }
             switch reconnect.phase {
+            case .draining
+            where now >= reconnect.drainStartedAt.addingTimeInterval(settings.drainTimeout.seconds)
+                && settings.drainRate != nil:
+                // Paced: the reconnect is called once the last connection is gone (`drainFinished`).
+                reconnect.phase = .closing
+                actions.append(.closeConnections(node, perSecond: settings.drainRate ?? 1))
             case .draining where now >= reconnect.drainStartedAt.addingTimeInterval(settings.drainTimeout.seconds):
                 reconnect.phase = .due
                 reconnect.nextAttemptAt = now
@@ -57,7 +84,7 @@ extension UpdateRunMachine {
             }
             run.reconnects[node] = reconnect
         }
-        return actions + stallIfFailed()
+        return actions + stallIfFailed() + admitQueued(now: now)
     }
 
     /// The call's own timeout: never longer than `callTimeout`, nor than the time left.
@@ -84,9 +111,10 @@ extension UpdateRunMachine {
 
     /// Takes the balancer's drain off every node still held for its reconnect.
     mutating func releaseAll() -> [UpdateAction] {
-        let held = run.reconnects.filter { $0.value.phase != .done }.keys.sorted()
-        for node in held { run.reconnects[node]?.phase = .done }
-        return held.map(UpdateAction.release)
+        let pending = run.reconnects.filter { $0.value.phase != .done }
+        for node in pending.keys { run.reconnects[node]?.phase = .done }
+        // Queued nodes were never drained: nothing to release.
+        return pending.filter { $0.value.phase != .queued }.keys.sorted().map(UpdateAction.release)
     }
 
     /// 1 s, 2 s, 4 s ... capped at 30 s.

@@ -21,11 +21,16 @@ public struct UpdateRunMachine: Sendable {
         public var installTimeout: Duration
         /// A run older than this is flagged `overdue`.
         public var maxDuration: Duration
+        /// How many nodes may be unavailable (drained, reconnecting, or down) during the reconnect.
+        public var maxUnavailable: Int
+        /// Connections closed per second after the drain timeout; nil: the reconnect cuts them.
+        public var drainRate: Int?
 
         public init(
             drainTimeout: Duration, reconnectTimeout: Duration, retries: Int, hasReconnectAction: Bool,
             installTimeout: Duration = UpdateSettings().installTimeout,
-            maxDuration: Duration = UpdateSettings().maxDuration
+            maxDuration: Duration = UpdateSettings().maxDuration,
+            maxUnavailable: Int = 1, drainRate: Int? = nil
         ) {
             self.drainTimeout = drainTimeout
             self.reconnectTimeout = reconnectTimeout
@@ -33,6 +38,8 @@ public struct UpdateRunMachine: Sendable {
             self.hasReconnectAction = hasReconnectAction
             self.installTimeout = installTimeout
             self.maxDuration = maxDuration
+            self.maxUnavailable = max(1, maxUnavailable)
+            self.drainRate = drainRate
         }
 
         /// The longest one reconnect call may take: 10 s, or half of `reconnectTimeout` when that
@@ -44,6 +51,9 @@ public struct UpdateRunMachine: Sendable {
 
     public internal(set) var run: UpdateRun
     public var settings: Settings
+    /// Counted nodes the last observation showed reconnecting or down: they are unavailable
+    /// whoever caused it (another balancer, an operator, a crash), so none more is taken out.
+    var observedUnavailable: Set<NodeID> = []
 
     public init(run: UpdateRun = UpdateRun(), settings: Settings) {
         self.run = run
@@ -71,7 +81,9 @@ public struct UpdateRunMachine: Sendable {
 
     /// The node's connections have finished (or the I/O layer gave up waiting).
     public mutating func drainFinished(_ node: NodeID, now: Date) -> [UpdateAction] {
-        guard run.state == .reconnecting, run.reconnects[node]?.phase == .draining else { return [] }
+        guard run.state == .reconnecting, [.draining, .closing].contains(run.reconnects[node]?.phase) else {
+            return []
+        }
         run.reconnects[node]?.phase = .due
         run.reconnects[node]?.nextAttemptAt = now
         return tick(now: now)
@@ -111,7 +123,8 @@ public struct UpdateRunMachine: Sendable {
     /// The operator asks to try a stalled reconnect again.
     public mutating func retryRequested(now: Date) -> [UpdateAction] {
         guard run.state == .stalled else { return [] }
-        for (node, reconnect) in run.reconnects where reconnect.phase != .done {
+        // Queued nodes keep waiting for their turn.
+        for (node, reconnect) in run.reconnects where ![.done, .queued].contains(reconnect.phase) {
             var retried = NodeReconnect(phase: .due, drainStartedAt: reconnect.drainStartedAt)
             retried.nextAttemptAt = now
             retried.lastAnswer = reconnect.lastAnswer
@@ -126,7 +139,7 @@ public struct UpdateRunMachine: Sendable {
     public mutating func resumed(now: Date) -> [UpdateAction] {
         var actions: [UpdateAction] = []
         for node in run.reconnects.keys.sorted() {
-            guard var reconnect = run.reconnects[node], reconnect.phase != .done else { continue }
+            guard var reconnect = run.reconnects[node], ![.done, .queued].contains(reconnect.phase) else { continue }
             if reconnect.phase == .calling {
                 reconnect.phase = .waiting
                 reconnect.lastAnswer = "balancer restarted during the call; assuming it arrived"

@@ -120,7 +120,8 @@ public final class Balancer: Service, Sendable {
         self.httpClient = Self.makeHTTPClient(group: group)
         self.coordinator = UpdateCoordinator(
             configuration: configuration, initialRun: initialRun, directory: directory, httpClient: httpClient,
-            store: store, journal: journal, logger: logger)
+            store: store, journal: journal, logger: logger
+        ) { [connections] node, count in connections.drain(node, atMost: count) }
         configureLimits(configuration)
         directory.onPassiveHealth { [journal, logger] event in
             Self.report(event, journal: journal, logger: logger)

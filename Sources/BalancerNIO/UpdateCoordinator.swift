@@ -23,6 +23,10 @@ actor UpdateCoordinator {
     private let logger: Logger
     private let clock: any BalancerClock
     private var saved: UpdateRun?
+    /// Closes at most that many of a node's connections; returns how many it closed.
+    private let closeConnections: @Sendable (NodeID, Int) -> Int
+    /// Paced drains under way (`update.drain_rate`), by node.
+    private var pacers: [NodeID: DrainPacer] = [:]
 
     init(
         configuration: BalancerConfiguration,
@@ -32,8 +36,10 @@ actor UpdateCoordinator {
         store: StateStore?,
         journal: Journal,
         logger: Logger,
-        clock: any BalancerClock = SystemClock()
+        clock: any BalancerClock = SystemClock(),
+        closeConnections: @escaping @Sendable (NodeID, Int) -> Int = { _, _ in 0 }
     ) {
+        self.closeConnections = closeConnections
         machine = UpdateRunMachine(run: initialRun ?? UpdateRun(), settings: Self.settings(configuration))
         saved = initialRun
         nodes = Dictionary(uniqueKeysWithValues: configuration.nodes.map { ($0.id, $0) })
@@ -66,7 +72,9 @@ actor UpdateCoordinator {
             retries: configuration.reconnect?.retries ?? 5,
             hasReconnectAction: configuration.reconnect != nil,
             installTimeout: configuration.update.installTimeout,
-            maxDuration: configuration.update.maxDuration)
+            maxDuration: configuration.update.maxDuration,
+            maxUnavailable: configuration.reconnect?.maxUnavailable ?? 1,
+            drainRate: configuration.update.drainRate)
     }
 
     private static func caller(_ configuration: BalancerConfiguration, httpClient: HTTPClient) -> ReconnectCaller? {
@@ -116,8 +124,14 @@ actor UpdateCoordinator {
         while true {
             try await clock.sleep(for: Self.tickInterval)
             let now = clock.now()
-            for (node, reconnect) in machine.run.reconnects where reconnect.phase == .draining {
+            for (node, reconnect) in machine.run.reconnects where [.draining, .closing].contains(reconnect.phase) {
+                if reconnect.phase == .closing, var pacer = pacers[node] {
+                    let allowed = pacer.allowance(at: now)
+                    pacers[node] = pacer
+                    if allowed > 0 { _ = closeConnections(node, allowed) }
+                }
                 if directory.connections(to: node) == 0 {
+                    pacers[node] = nil
                     journal.record(.drain, node: node, "connections drained; reconnect can be called")
                     await perform(machine.drainFinished(node, now: now))
                 }
@@ -149,6 +163,14 @@ actor UpdateCoordinator {
                 directory.update(node) { $0.reconnectDrain = true }
                 logger.notice("draining for reconnect", metadata: ["node": "\(node)"])
                 journal.record(.drain, node: node, "drained for reconnect: no new connections")
+            case .closeConnections(let node, let perSecond):
+                let left = directory.connections(to: node)
+                pacers[node] = DrainPacer(perSecond: perSecond, start: clock.now())
+                logger.notice(
+                    "drain timeout: closing the remaining connections",
+                    metadata: ["node": "\(node)", "connections": "\(left)", "per_second": "\(perSecond)"])
+                journal.record(
+                    .drain, node: node, "drain timeout: closing \(left) connections, \(perSecond) per second")
             case .callReconnect(let node, let attempt, let timeout):
                 call(node, attempt: attempt, timeout: timeout)
             case .release(let node):

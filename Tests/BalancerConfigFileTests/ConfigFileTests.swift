@@ -21,9 +21,9 @@ import Testing
         timeouts: { connect: 2s, idle: 10m }
         threads: 1
         shutdown_grace: 5s
-        update: { console: freeze, drain_timeout: 1m, install_timeout: 45m, max_duration: 2h }
+        update: { console: freeze, drain_timeout: 1m, install_timeout: 45m, max_duration: 2h, drain_rate: 50 }
         status: { url: "http://{host}:9901/status" }
-        reconnect: { command: [/usr/local/bin/reconnect, "{id}"], retries: 2 }
+        reconnect: { command: [/usr/local/bin/reconnect, "{id}"], retries: 2, max_unavailable: 2 }
         state: { path: state/balancer.sqlite }
         admin: { bind: 127.0.0.1:9900, token_file: admin.token }
         """
@@ -61,6 +61,8 @@ import Testing
         #expect(config.status?.action == .url("http://{host}:9901/status"))
         #expect(config.reconnect?.action == .command(["/usr/local/bin/reconnect", "{id}"]))
         #expect(config.reconnect?.retries == 2)
+        #expect(config.reconnect?.maxUnavailable == 2)
+        #expect(config.update.drainRate == 50)
         #expect(config.state?.path == "/etc/ums/state/balancer.sqlite")
         #expect(config.admin?.tokenFile == "/etc/ums/admin.token")
     }
@@ -74,6 +76,7 @@ import Testing
         #expect(config.threads == nil)
         #expect(config.shutdownGrace == .seconds(30))
         #expect(config.update.installTimeout == .seconds(30 * 60) && config.update.maxDuration == .seconds(4 * 3600))
+        #expect(config.update.drainRate == nil, "by default the reconnect cuts what is left at once")
         #expect(config.listeners[0].algorithm(for: .console) == .source)
         #expect(config.healthPort == 30001)
         #expect(config.status == nil && config.admin == nil)
@@ -184,12 +187,15 @@ import Testing
             """
             listeners: [{ name: a, bind: 127.0.0.1:1, backend_port: 1, class: device }]
             nodes: [{ id: a, host: 10.0.0.1 }]
-            update: { install_timeout: 30, max_duration: 500ms, deadline: 1h }
+            update: { install_timeout: 30, max_duration: 500ms, deadline: 1h, drain_rate: 0 }
+            reconnect: { url: "http://{host}:9901/control/reconnect", max_unavailable: 0 }
             """,
             [
                 "b.yaml:3:28: install_timeout '30' is not a duration (a number with ms, s, m or h, e.g. 500ms, 2s)",
                 "b.yaml:3:46: max_duration must be at least 1s",
-                "b.yaml:3:53: unknown key 'deadline' in update (expected one of: console, drain_timeout, install_timeout, max_duration, slow_start)",
+                "b.yaml:3:53: unknown key 'deadline' in update (expected one of: console, drain_rate, drain_timeout, install_timeout, max_duration, slow_start)",
+                "b.yaml:3:79: update drain_rate 0 is out of range 1-1000000",
+                "b.yaml:4:76: reconnect max_unavailable 0 is out of range 1-1000",
             ]
         ),
     ])

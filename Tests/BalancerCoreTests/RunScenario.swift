@@ -3,8 +3,11 @@ import Foundation
 
 /// The starting point of every update-run scenario: three nodes normal on 12.06.100.
 enum RunScenarioDefaults {
+    /// Both update-mode nodes of a scenario reconnect at once (`max_unavailable: 2`); taking them
+    /// one at a time, the default, has its own tests (`ReconnectCapacityTests`).
     static let settings = UpdateRunMachine.Settings(
-        drainTimeout: .seconds(30), reconnectTimeout: .seconds(120), retries: 2, hasReconnectAction: true)
+        drainTimeout: .seconds(30), reconnectTimeout: .seconds(120), retries: 2, hasReconnectAction: true,
+        maxUnavailable: 2)
     static let start = Date(timeIntervalSince1970: 1_800_000_000)
     static let nodes: [NodeStatus] = ["ums1", "ums2", "ums3"].map {
         NodeStatus(id: $0, health: .up, mode: .normal, version: "12.06.100")
