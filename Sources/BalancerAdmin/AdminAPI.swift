@@ -51,6 +51,7 @@ public struct AdminAPI: Sendable {
         router.put("/nodes/{id}/mode") { request, context in try await overrideMode(request, context) }
         router.post("/update/retry-reconnect") { _, context in try await retryReconnect(actor: context.actor) }
         router.post("/update/end") { _, context in try await endUpdateRun(actor: context.actor) }
+        router.get("/update/plan") { _, _ in try AdminJSON.response(PlanDocument(of: await balancer.updatePlan())) }
         return router
     }
 

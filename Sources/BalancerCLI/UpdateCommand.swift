@@ -1,13 +1,46 @@
 import ArgumentParser
 import BalancerAdmin
+import Foundation
 
-/// `ums-balancer update retry-reconnect|end`: operator actions on the update run.
+/// `ums-balancer update plan|retry-reconnect|end`: the pre-flight report and operator actions on the update run.
 struct UpdateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "update",
         abstract: "Act on the rolling update the balancer tracks.",
-        subcommands: [RetryReconnect.self, End.self]
+        subcommands: [Plan.self, RetryReconnect.self, End.self]
     )
+
+    /// The pre-flight report: exit 0 when ready, 1 when a check fails.
+    struct Plan: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "plan",
+            abstract: "Check the cluster before a rolling update: exit 0 when ready, 1 when a check fails.",
+            discussion: """
+                Every configured server running (an orphan, registered but not running, never reconnects), \
+                in normal mode and on one version; clocks within a minute of the balancer; capacity with the \
+                busiest server out (per-node max_connections); the order, the console policy and the reconnect.
+                """
+        )
+
+        @OptionGroup var options: AdminOptions
+
+        func run() async throws {
+            var ready = false
+            try await runAdminCommand { () throws(AdminClientError) in
+                let client = try AdminClient(options)
+                let plan = try await client.send(.get, "/update/plan", as: PlanDocument.self)
+                let width = plan.checks.map(\.name.count).max() ?? 0
+                for check in plan.checks {
+                    let name = check.name.padding(toLength: width, withPad: " ", startingAt: 0)
+                    print("\(check.result.padding(toLength: 4, withPad: " ", startingAt: 0))  \(name)  \(check.detail)")
+                }
+                print(
+                    plan.ready ? "ready: \(plan.order.joined(separator: " -> "))" : "not ready: fix what failed first")
+                ready = plan.ready
+            }
+            if !ready { throw ExitCode(1) }
+        }
+    }
 
     /// Re-arms the reconnect of a stalled update run.
     struct RetryReconnect: AsyncParsableCommand {

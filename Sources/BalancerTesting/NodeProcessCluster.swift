@@ -31,10 +31,11 @@ public final class NodeProcessCluster: Sendable {
     }
 
     /// Starts `count` node processes on `version`, on 127.0.0.`firstHost`, .`firstHost+1`, ... or,
-    /// given `hosts`, on those addresses in network namespace `namespace`.
+    /// given `hosts`, on those addresses in network namespace `namespace`; `extraArguments` go to one node's
+    /// `ums-node-sim` (e.g. `--clock-offset`).
     public static func start(
         count: Int = 3, version: String = "12.06.100", reconnectSeconds: Double = 0.5, firstHost: Int = 11,
-        hosts: [String]? = nil, namespace: String? = nil
+        hosts: [String]? = nil, namespace: String? = nil, extraArguments: [String: [String]] = [:]
     ) async throws -> NodeProcessCluster {
         let dataDirectory = try TemporaryDirectory()
         let ports = (try FreePort.pick(), try FreePort.pick(), try FreePort.pick())
@@ -48,7 +49,7 @@ public final class NodeProcessCluster: Sendable {
                 "--id", id, "--host", addresses[index], "--device-port", "\(ports.0)",
                 "--console-port", "\(ports.1)", "--control-port", "\(ports.2)", "--data-dir", dataDirectory.url.path,
                 "--version", version, "--reconnect-seconds", "\(reconnectSeconds)", "--log-level", "notice",
-            ]
+            ] + extraArguments[id, default: []]
         }
         do {
             for id in ids { try await cluster.launch(id) }

@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOHTTP1
 
@@ -76,6 +77,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "Content-Length", value: String(response.body.count))
         headers.add(name: "Connection", value: keepAlive ? "keep-alive" : "close")
+        // As every real server does: the balancer's update plan compares clocks by it.
+        headers.add(name: "Date", value: (response.date ?? Date()).httpDate)
         let head = HTTPResponseHead(version: request.version, status: response.status, headers: headers)
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         context.write(

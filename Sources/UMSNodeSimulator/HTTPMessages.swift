@@ -33,6 +33,8 @@ struct SimHTTPRequest: Sendable {
 struct SimHTTPResponse: Sendable {
     var status: HTTPResponseStatus
     var body: [UInt8]
+    /// The time the `Date` header gives (the node's clock; now when nil).
+    var date: Date? = nil
 
     /// Encodes a JSON object (built from dictionaries, arrays, strings, numbers, NSNull).
     static func json(_ status: HTTPResponseStatus, _ object: [String: Any]) -> SimHTTPResponse {
@@ -45,6 +47,17 @@ struct SimHTTPResponse: Sendable {
     /// A JSON error such as `{"error":"not found"}`.
     static func error(_ status: HTTPResponseStatus, _ message: String) -> SimHTTPResponse {
         json(status, ["error": message])
+    }
+}
+
+extension Date {
+    /// The IMF-fixdate of an HTTP `Date` header: "Sun, 06 Nov 1994 08:49:37 GMT".
+    var httpDate: String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
+        return formatter.string(from: self)
     }
 }
 

@@ -28,7 +28,9 @@ extension SimulatedNode {
     func answerControl(_ request: SimHTTPRequest) async -> SimHTTPResponse {
         switch (request.method, request.pathSegments) {
         case (.GET, ["status"]):
-            return .json(.ok, statusObject(status))
+            var answer = SimHTTPResponse.json(.ok, statusObject(status))
+            answer.date = Date().addingTimeInterval(configuration.clockOffsetSeconds)
+            return answer
         case (.POST, ["control", "install"]):
             guard let text = request.query["version"], let target = NodeVersion(text) else {
                 return .error(.badRequest, "install needs ?version= with dot-separated integers, e.g. 12.07.100")

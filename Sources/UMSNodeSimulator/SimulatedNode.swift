@@ -32,6 +32,9 @@ public final class SimulatedNode: Sendable {
         public var tlsCertificate: String? = nil
         /// The PEM private key of `tlsCertificate`.
         public var tlsKey: String? = nil
+        /// How far the node's clock is off, as its status answers' `Date` header shows (UMS needs
+        /// every server within a minute; the balancer's update plan checks it).
+        public var clockOffsetSeconds: Double = 0
 
         /// Creates a configuration; ports of 0 pick free ports.
         public init(

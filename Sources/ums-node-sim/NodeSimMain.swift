@@ -44,6 +44,10 @@ struct NodeSimMain: AsyncParsableCommand {
     @Option(help: "The PEM private key of --tls-cert.")
     var tlsKey: String?
 
+    @Option(
+        help: "Seconds the node's clock is off (its status answers' Date header), for the update plan's clock check.")
+    var clockOffset = 0.0
+
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel = "info"
 
@@ -73,6 +77,7 @@ struct NodeSimMain: AsyncParsableCommand {
             reconnectSeconds: reconnectSeconds, defaultInstallSeconds: installSeconds)
         configuration.tlsCertificate = tlsCert
         configuration.tlsKey = tlsKey
+        configuration.clockOffsetSeconds = clockOffset
         let node = SimulatedNode(configuration: configuration, logger: Logger(label: "ums-node-sim"))
         let stopSignal = StopSignal()
         try await node.start()
