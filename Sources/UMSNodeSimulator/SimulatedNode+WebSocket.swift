@@ -15,7 +15,9 @@ extension SimulatedNode {
     func webSocketAnswerHeaders(_ head: HTTPRequestHead) -> HTTPHeaders {
         var headers = HTTPHeaders()
         headers.add(name: Self.webSocketNodeHeader, value: configuration.id)
-        headers.add(name: Self.webSocketModeHeader, value: mode.rawValue)
+        // The mode it serves in, as a profile answer says it (the status may still show the mode it
+        // is coming from while its ports reopen).
+        headers.add(name: Self.webSocketModeHeader, value: runtime.withLock { $0.machine.mode.rawValue })
         if let subject = head.headers.first(name: "X-SSL-CERT").flatMap(clientCertificateSubject(fromHeader:)) {
             headers.add(name: Self.webSocketClientCertificateHeader, value: subject)
         }
