@@ -26,13 +26,18 @@ public enum TLSTestHTTP {
     }
 
     /// A TLS connection to `address`; `serverName` nil sends no SNI (a client connecting by IP address).
+    /// `preamble` goes on the wire before the handshake (a front balancer's PROXY header).
     public static func connect(
-        to address: SocketAddress, context: NIOSSLContext, serverName: String? = "ums.example.com"
+        to address: SocketAddress, context: NIOSSLContext, serverName: String? = "ums.example.com",
+        preamble: [UInt8] = []
     ) async throws -> TestClient.Connection {
         let (connection, handshake) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(to: address) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let handshake = channel.eventLoop.makePromise(of: Void.self)
+                    if !preamble.isEmpty {
+                        try channel.pipeline.syncOperations.addHandler(ConnectionPreamble(preamble))
+                    }
                     try channel.pipeline.syncOperations.addHandler(
                         NIOSSLClientHandler(context: context, serverHostname: serverName))
                     try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(done: handshake))
@@ -56,9 +61,10 @@ public enum TLSTestHTTP {
     /// Sends one request on a new TLS connection and reads the whole answer.
     public static func request(
         _ method: String, _ path: String, to address: SocketAddress, context: NIOSSLContext,
-        serverName: String? = "ums.example.com", headers: [(String, String)] = [], body: String = ""
+        serverName: String? = "ums.example.com", headers: [(String, String)] = [], body: String = "",
+        preamble: [UInt8] = []
     ) async throws -> TestHTTP.Response {
-        let connection = try await connect(to: address, context: context, serverName: serverName)
+        let connection = try await connect(to: address, context: context, serverName: serverName, preamble: preamble)
         return try await exchange(method, path, on: connection, headers: headers, body: body)
     }
 

@@ -1,15 +1,18 @@
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOWebSocket
 
 /// Sent down a connection's pipeline when its server goes down.
 struct GoingDownEvent: Sendable {}
 
 /// Serves one HTTP/1.1 connection: hands each request to a responder off-loop and writes the JSON answer.
-final class HTTPConnectionHandler: ChannelInboundHandler {
+final class HTTPConnectionHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
 
+    /// The handler's name in the pipeline, so that a WebSocket upgrade can remove it.
+    static let name = "sim-http"
     private static let maximumBodyBytes = 1 << 20
     private let responder: HTTPResponder
     private var head: HTTPRequestHead?
@@ -53,6 +56,8 @@ final class HTTPConnectionHandler: ChannelInboundHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        // A refused or malformed WebSocket upgrade is answered as the plain request it then is.
+        if error is NIOWebSocketUpgradeError { return }
         context.close(promise: nil)
     }
 

@@ -28,13 +28,15 @@ final class HTTPServer: Sendable {
     private let responder: HTTPResponder
     private let logger: Logger
     private let tls: TLSFiles?
+    private let webSocket: WebSocketEndpoint?
     private let state: Locked<State>
 
     init(
         name: String, host: String, port: Int, group: any EventLoopGroup, logger: Logger, tls: TLSFiles? = nil,
-        responder: @escaping HTTPResponder
+        webSocket: WebSocketEndpoint? = nil, responder: @escaping HTTPResponder
     ) {
         self.tls = tls
+        self.webSocket = webSocket
         self.name = name
         self.host = host
         self.group = group
@@ -57,6 +59,7 @@ final class HTTPServer: Sendable {
             return (state.port, state.tracker)
         }
         let responder = self.responder
+        let webSocket = self.webSocket
         // Read the files at each open, as a restarted server would.
         let tlsContext = try tls.map { files in
             try NIOSSLContext(
@@ -73,8 +76,21 @@ final class HTTPServer: Sendable {
                     if let tlsContext {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tlsContext))
                     }
-                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
-                    try channel.pipeline.syncOperations.addHandler(HTTPConnectionHandler(responder: responder))
+                    let sync = channel.pipeline.syncOperations
+                    if let webSocket {
+                        try sync.configureHTTPServerPipeline(
+                            withServerUpgrade: (
+                                upgraders: [webSocket.upgrader()],
+                                completionHandler: { context in
+                                    // Upgraded, the connection carries frames: the HTTP answerer steps aside.
+                                    context.pipeline.syncOperations.removeHandler(
+                                        name: HTTPConnectionHandler.name, promise: nil)
+                                }
+                            ), withErrorHandling: true)
+                    } else {
+                        try sync.configureHTTPServerPipeline(withErrorHandling: true)
+                    }
+                    try sync.addHandler(HTTPConnectionHandler(responder: responder), name: HTTPConnectionHandler.name)
                 }
             }
             .bind(host: host, port: port).get()

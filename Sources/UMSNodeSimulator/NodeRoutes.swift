@@ -16,7 +16,15 @@ extension SimulatedNode {
         if path.count == 4, path[0] == "device-connector", path[1] == "device", path[3] == "profile" {
             guard request.method == .GET else { return methodNotAllowed(request) }
             let certificate = request.headers.first(name: "X-SSL-CERT").flatMap(clientCertificateSubject(fromHeader:))
-            return await profileAnswer(macText: path[2], clientCertificate: .some(certificate))
+            // What a real server takes as the device's address behind an offloading proxy.
+            let forwardedFor = request.headers["X-Forwarded-For"]
+            return await profileAnswer(
+                macText: path[2], clientCertificate: .some(certificate),
+                forwardedFor: .some(forwardedFor.isEmpty ? nil : forwardedFor.joined(separator: ", ")))
+        }
+        if request.path == WebSocketEndpoint.deviceConnectPath {
+            // Reached only by a request that is not a valid WebSocket upgrade (RFC 6455, version 13).
+            return .error(.upgradeRequired, "\(request.path) takes a WebSocket upgrade (RFC 6455, version 13)")
         }
         if path == ["console", "login"] {
             guard request.method == .POST else { return methodNotAllowed(request) }
@@ -64,8 +72,11 @@ extension SimulatedNode {
         }
     }
 
-    // `clientCertificate` is nil for the device port, `.some(nil)` for the console port without a certificate.
-    private func profileAnswer(macText: String, clientCertificate: String??) async -> SimHTTPResponse {
+    // `clientCertificate` and `forwardedFor` are nil for the device port, `.some(nil)` for the
+    // console port without that header.
+    private func profileAnswer(
+        macText: String, clientCertificate: String??, forwardedFor: String?? = nil
+    ) async -> SimHTTPResponse {
         guard let mac = ProfileStore.normalizedMAC(macText) else {
             return .error(.badRequest, "not a MAC address: \(macText)")
         }
@@ -89,6 +100,9 @@ extension SimulatedNode {
         if case .some(let certificate) = clientCertificate {
             object["client_cert"] = certificate ?? NSNull()
         }
+        if case .some(let address) = forwardedFor {
+            object["forwarded_for"] = address ?? NSNull()
+        }
         return .json(.ok, object)
     }
 
@@ -108,6 +122,7 @@ extension SimulatedNode {
         [
             "id": status.id, "mode": status.mode.rawValue, "version": status.version.text,
             "database": status.database.rawValue, "console_logins_in_update_mode": status.consoleLoginsInUpdateMode,
+            "websockets_open": webSocketsOpen,
         ]
     }
 

@@ -100,6 +100,7 @@ public final class SimulatedNode: Sendable {
     let deviceServer: HTTPServer
     let consoleServer: HTTPServer
     let controlServer: HTTPServer
+    let webSockets = WebSocketCounter()
 
     /// Creates a node; nothing listens until `start()`.
     public init(
@@ -117,11 +118,12 @@ public final class SimulatedNode: Sendable {
             tls = HTTPServer.TLSFiles(certificate: certificate, key: key)
         }
         func server(
-            _ name: String, _ port: Int, tls: HTTPServer.TLSFiles? = nil,
+            _ name: String, _ port: Int, tls: HTTPServer.TLSFiles? = nil, webSocket: WebSocketEndpoint? = nil,
             _ route: @escaping @Sendable (SimulatedNode, SimHTTPRequest) async -> SimHTTPResponse
         ) -> HTTPServer {
             HTTPServer(
-                name: name, host: configuration.host, port: port, group: eventLoopGroup, logger: logger, tls: tls
+                name: name, host: configuration.host, port: port, group: eventLoopGroup, logger: logger, tls: tls,
+                webSocket: webSocket
             ) {
                 request in
                 guard let node = weak.node else { return .error(.serviceUnavailable, "the node is gone") }
@@ -129,7 +131,13 @@ public final class SimulatedNode: Sendable {
             }
         }
         deviceServer = server("device", configuration.devicePort, tls: tls) { await $0.answerDevice($1) }
-        consoleServer = server("console", configuration.consolePort, tls: tls) { await $0.answerConsole($1) }
+        // Like a real server's 8443, the console port carries the devices' WebSockets too.
+        let deviceConnect = WebSocketEndpoint(
+            path: WebSocketEndpoint.deviceConnectPath, counter: webSockets,
+            answerHeaders: { head in weak.node?.webSocketAnswerHeaders(head) ?? [:] })
+        consoleServer = server("console", configuration.consolePort, tls: tls, webSocket: deviceConnect) {
+            await $0.answerConsole($1)
+        }
         controlServer = server("control", configuration.controlPort) { await $0.answerControl($1) }
         weak.node = self
     }
@@ -147,6 +155,8 @@ public final class SimulatedNode: Sendable {
     public var database: DatabaseKind { status.database }
     /// Console logins accepted in update mode.
     public var consoleLoginsInUpdateMode: Int { status.consoleLoginsInUpdateMode }
+    /// The devices' WebSockets open on the console port (`websockets_open`).
+    public var webSocketsOpen: Int { webSockets.open }
 
     /// The ports, as bound once the node has started.
     public var ports: Ports {

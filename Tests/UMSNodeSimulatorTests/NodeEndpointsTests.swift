@@ -12,6 +12,7 @@ struct NodeEndpointsTests {
             #expect(status["version"] as? String == TestCluster.oldVersion)
             #expect(status["database"] as? String == "productive")
             #expect(status["console_logins_in_update_mode"] as? Int == 0)
+            #expect(status["websockets_open"] as? Int == 0)
             #expect(try await cluster.nodes[0].productiveSchemaVersion() == NodeVersion(TestCluster.oldVersion))
             let response = try await cluster.control(0, "GET", "/status")
             #expect(response.header("Content-Type") == "application/json")
@@ -40,6 +41,11 @@ struct NodeEndpointsTests {
             #expect(profile["node"] as? String == "ums1")
             #expect(profile["database"] as? String == "productive")
             #expect(profile.keys.contains("client_cert") && profile["client_cert"] is NSNull)
+            #expect(profile["forwarded_for"] is NSNull)
+            let forwarded = try await cluster.console(
+                0, "GET", "/device-connector/device/00E0C5AABBCC/profile", headers: ["X-Forwarded-For": "192.0.2.7"]
+            ).json()
+            #expect(forwarded["forwarded_for"] as? String == "192.0.2.7")
             let pem = "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n"
             let encoded = try #require(pem.addingPercentEncoding(withAllowedCharacters: .alphanumerics))
             let withCert = try await cluster.console(

@@ -15,6 +15,7 @@ final class Demo: Sendable {
     struct Settings: Sendable {
         var nodes: Int
         var devices: Int
+        var webSocketDevices: Int
         var speed: Double
         var consolePolicy: ConsolePolicy
         var fromVersion: String
@@ -33,7 +34,7 @@ final class Demo: Sendable {
         self.settings = settings
     }
 
-    /// Runs the whole demo; true when no device request failed.
+    /// Runs the whole demo; true when no device request failed and no WebSocket message was lost.
     func run() async throws -> Bool {
         let quiet = Logger(label: "demo", factory: { _ in SwiftLogNoOpLogHandler() })
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
@@ -54,18 +55,23 @@ final class Demo: Sendable {
         try await balancer.listening.get()
         let devicesAddress = try SocketAddress(ipAddress: "127.0.0.1", port: configuration.listeners[0].bind.port)
         let consoleAddress = try SocketAddress(ipAddress: "127.0.0.1", port: configuration.listeners[1].bind.port)
+        let webSocketAddress = try SocketAddress(ipAddress: "127.0.0.1", port: configuration.listeners[2].bind.port)
         screen.say(
-            "Balancer listening: devices on \(devicesAddress.port!), consoles on \(consoleAddress.port!); "
-                + "console policy \(settings.consolePolicy.rawValue)")
+            "Balancer listening: devices on \(devicesAddress.port!), consoles on \(consoleAddress.port!), "
+                + "device WebSockets on \(webSocketAddress.port!); console policy \(settings.consolePolicy.rawValue)")
 
         let traffic = DemoTraffic(
             devicesAddress: devicesAddress, consoleAddress: consoleAddress, devices: settings.devices,
             speed: settings.speed, group: group)
+        let webSockets = DemoWebSocketDevices(
+            address: webSocketAddress, devices: settings.webSocketDevices, speed: settings.speed, group: group)
         traffic.start()
+        webSockets.start()
         let started = ContinuousClock.now
         let display = Task {
             await self.showProgress(
-                balancer: balancer, cluster: cluster, traffic: traffic, store: store, since: started)
+                balancer: balancer, cluster: cluster, traffic: traffic, webSockets: webSockets, store: store,
+                since: started)
         }
 
         var outcome = "completed"
@@ -89,6 +95,7 @@ final class Demo: Sendable {
         }
 
         let counts = await traffic.stop()
+        let webSocketCounts = await webSockets.stop()
         display.cancel()
         _ = await display.result
         let run = await balancer.updateRun()
@@ -102,7 +109,8 @@ final class Demo: Sendable {
 
         return screen.summary(
             DemoSummary(
-                elapsed: ContinuousClock.now - started, outcome: outcome, run: run, traffic: counts, nodes: finalNodes,
+                elapsed: ContinuousClock.now - started, outcome: outcome, run: run, traffic: counts,
+                webSocketDevices: settings.webSocketDevices, webSockets: webSocketCounts, nodes: finalNodes,
                 loginsInUpdateMode: loginsInUpdateMode, events: events,
                 started: Date() - (ContinuousClock.now - started).seconds))
     }
@@ -118,7 +126,8 @@ final class Demo: Sendable {
     }
 
     private func showProgress(
-        balancer: Balancer, cluster: DemoCluster, traffic: DemoTraffic, store: StateStore,
+        balancer: Balancer, cluster: DemoCluster, traffic: DemoTraffic, webSockets: DemoWebSocketDevices,
+        store: StateStore,
         since started: ContinuousClock.Instant
     ) async {
         var lastEvent: Int64 = 0
@@ -132,7 +141,7 @@ final class Demo: Sendable {
             let run = await balancer.updateRun()
             screen.status(
                 elapsed: ContinuousClock.now - started, nodes: balancer.directory.snapshot(), run: run,
-                traffic: traffic.counts)
+                traffic: traffic.counts, webSockets: webSockets.counts)
             try? await Task.sleep(for: .milliseconds(250))
         }
     }

@@ -51,6 +51,12 @@ struct DemoCluster: Sendable {
                 ListenerConfiguration(
                     name: "console", bind: Endpoint(host: "127.0.0.1", port: try await freePort(group)),
                     backendPort: ports.console, classification: .fixed(.console)),
+                // IGEL OS 12 devices' WebSockets live on a server's 8443, the nodes' console port.
+                // In production one by-sni or by-path listener tells them from consoles on that port;
+                // the demo's servers speak plain HTTP, so their WebSockets get a device listener of their own.
+                ListenerConfiguration(
+                    name: "websockets", bind: Endpoint(host: "127.0.0.1", port: try await freePort(group)),
+                    backendPort: ports.console, classification: .fixed(.device)),
             ],
             nodes: nodes.map { NodeConfiguration(id: $0.configuration.id, host: $0.configuration.host) })
         configuration.threads = 2

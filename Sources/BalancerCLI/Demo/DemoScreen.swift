@@ -15,6 +15,8 @@ struct DemoSummary {
     var outcome: String
     var run: UpdateRun
     var traffic: DemoTraffic.Counts
+    var webSocketDevices: Int
+    var webSockets: DemoWebSocketDevices.Counts
     var nodes: [NodeStatus]
     var loginsInUpdateMode: Int
     var events: [JournalEvent]
@@ -44,7 +46,8 @@ final class DemoScreen: Sendable {
 
     /// The live status line.
     func status(
-        elapsed: Duration, nodes: [(status: NodeStatus, connections: Int)], run: UpdateRun, traffic: DemoTraffic.Counts
+        elapsed: Duration, nodes: [(status: NodeStatus, connections: Int)], run: UpdateRun, traffic: DemoTraffic.Counts,
+        webSockets: DemoWebSocketDevices.Counts
     ) {
         let servers = nodes.map { node in
             let health = node.status.health == .up ? "" : " DOWN"
@@ -54,10 +57,14 @@ final class DemoScreen: Sendable {
         let update =
             run.state == .idle
             ? "no update yet" : "\(run.state.rawValue): \(run.updated) of \(run.total) servers updated"
+        // Where the WebSockets are now, so they can be seen moving off a server that goes down.
+        let onNodes = webSockets.openByNode.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }
         let line = String(
-            format: "[%5.1fs] %@ || %@ || devices %d ok %d failed || consoles %d in %d refused",
-            elapsed.seconds, servers, update, traffic.deviceServed, traffic.deviceFailed, traffic.loginsAllowed,
-            traffic.loginsRefused)
+            format: "[%5.1fs] %@ || %@ || devices %d ok %d failed || websockets %d open%@ %d reconnects %d echoed "
+                + "|| consoles %d in %d refused",
+            elapsed.seconds, servers, update, traffic.deviceServed, traffic.deviceFailed, webSockets.open,
+            onNodes.isEmpty ? "" : " (\(onNodes.joined(separator: ", ")))", webSockets.reconnects,
+            webSockets.echoed, traffic.loginsAllowed, traffic.loginsRefused)
         state.withLockedValue { state in
             state.line = line
             if isTerminal {
@@ -95,7 +102,11 @@ final class DemoScreen: Sendable {
             } ?? "not triggered"
         let byNode = traffic.servedByNode.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(
             separator: ", ")
-        let succeeded = traffic.deviceFailed == 0 && summary.outcome == "completed"
+        let webSockets = summary.webSockets
+        // No WebSocket message lost for good: every message a device sent got its echo, possibly
+        // after a reconnect and a resend; and WebSocket devices, if any, did connect.
+        let webSocketsHeld = webSockets.lost == 0 && (summary.webSocketDevices == 0 || webSockets.connects > 0)
+        let succeeded = traffic.deviceFailed == 0 && webSocketsHeld && summary.outcome == "completed"
         var lines = [
             "",
             String(format: "Summary after %.1f s", summary.elapsed.seconds),
@@ -104,6 +115,10 @@ final class DemoScreen: Sendable {
             "  reconnect       \(reconnect)",
             "  device requests \(traffic.deviceServed) served, \(traffic.deviceFailed) failed (\(byNode); "
                 + "\(traffic.servedInUpdateMode) answered by servers in update mode from their local copy)",
+            "  websockets      \(summary.webSocketDevices) devices: \(webSockets.connects) connects, "
+                + "\(webSockets.reconnects) reconnects (\(webSockets.closedByServer) closed by a server going down, "
+                + "\(webSockets.dropped) ended without one, as by the balancer's drain); \(webSockets.sent) messages sent, \(webSockets.echoed) "
+                + "echoed, \(webSockets.lost) lost",
             "  console logins  \(traffic.loginsAllowed) allowed, \(traffic.loginsRefused) refused while no server could take "
                 + "them safely; \(summary.loginsInUpdateMode) accepted by a server in update mode",
             "  servers         "
@@ -114,7 +129,8 @@ final class DemoScreen: Sendable {
         for failure in traffic.failures.prefix(5) { lines.append("  failed request  \(failure)") }
         lines.append(
             succeeded
-                ? "  result          OK: the cluster is on the new version and no device request failed"
+                ? "  result          OK: the cluster is on the new version, no device request failed and no "
+                    + "WebSocket message was lost"
                 : "  result          FAILED")
         let text = (isTerminal ? "\r\u{1B}[K" : "") + lines.joined(separator: "\n") + "\n"
         write(text)
