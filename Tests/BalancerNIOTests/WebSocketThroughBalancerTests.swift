@@ -227,7 +227,9 @@ struct WebSocketThroughBalancerTests {
         case .byTheBalancer:
             // Closed by the balancer (no close frame), before the node was asked to reconnect.
             #expect(updateMode.allSatisfy { $0.end == .dropped }, "\(updateMode)")
-            #expect(drained.count == updateMode.count, "\(drained.map(\.metadata))")
+            // Each of them is a drained connection; a device still mid-upgrade when the drain timed out
+            // is one more (it never saw the node's answer, so it is not in `updateMode`).
+            #expect(drained.count >= updateMode.count, "\(drained.map(\.metadata))")
             #expect(drained.allSatisfy { $0.metadata["node"] == "ums1" })
         }
         // After the drain, every device is on a server in normal mode.

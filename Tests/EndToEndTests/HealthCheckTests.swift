@@ -10,21 +10,22 @@ import Testing
 struct HealthCheckTests {
     static let token = "health-token-0123456789"
 
-    /// The config: one listener in front of an echo backend, a status command that takes
-    /// `probeDelay` (so the start-up window before the listeners open is wide enough to see).
-    func config(listenPort: Int, backendPort: Int, adminPort: Int, probeDelay: String) -> String {
-        """
-        listeners:
-          - { name: devices, bind: 127.0.0.1:\(listenPort), backend_port: \(backendPort), class: device }
-        nodes:
-          - { id: ums1, host: 127.0.0.1 }
-        health: { interval: 1h, timeout: 5s }
-        status:
-          command: [/bin/sh, -c, "sleep \(probeDelay); echo '{\\"id\\":\\"{id}\\",\\"mode\\":\\"normal\\"}'"]
-        admin: { bind: 127.0.0.1:\(adminPort), token_file: admin.token }
-        shutdown_grace: 20s
-        threads: 1
-        """
+    /// The config: one listener in front of an echo backend, a status command that answers only
+    /// once the file `gate` exists (nil: at once), so the test decides when start-up ends.
+    func config(listenPort: Int, backendPort: Int, adminPort: Int, gate: String? = nil) -> String {
+        let wait = gate.map { "while [ ! -e \($0) ]; do sleep 0.05; done; " } ?? ""
+        return """
+            listeners:
+              - { name: devices, bind: 127.0.0.1:\(listenPort), backend_port: \(backendPort), class: device }
+            nodes:
+              - { id: ums1, host: 127.0.0.1 }
+            health: { interval: 1h, timeout: 60s }
+            status:
+              command: [/bin/sh, -c, "\(wait)echo '{\\"id\\":\\"{id}\\",\\"mode\\":\\"normal\\"}'"]
+            admin: { bind: 127.0.0.1:\(adminPort), token_file: admin.token }
+            shutdown_grace: 20s
+            threads: 1
+            """
     }
 
     func healthz(_ adminURL: String) async throws -> Int {
@@ -43,7 +44,10 @@ struct HealthCheckTests {
         _ = try folder.write("admin.token", Self.token)
         let (listenPort, adminPort) = (try FreePort.pick(), try FreePort.pick())
         let path = try folder.write(
-            "b.yaml", config(listenPort: listenPort, backendPort: backend.port, adminPort: adminPort, probeDelay: "3"))
+            "b.yaml",
+            config(
+                listenPort: listenPort, backendPort: backend.port, adminPort: adminPort,
+                gate: folder.url.appendingPathComponent("probe-may-answer").path))
         let adminURL = "http://127.0.0.1:\(adminPort)"
         let process = try await ProcessHarness("ums-balancer", ["run", "--config", path])
         defer {
@@ -59,6 +63,7 @@ struct HealthCheckTests {
         #expect(starting.status == 1)
         #expect(starting.output.contains("unhealthy: starting or shutting down"), "\(starting.output)")
 
+        _ = try folder.write("probe-may-answer", "")
         try await process.waitForOutput("listener=devices")
         #expect(try await healthz(adminURL) == 200)
         let serving = try await cli(["health", "--config", path])
@@ -94,7 +99,7 @@ struct HealthCheckTests {
         let folder = try TemporaryDirectory()
         _ = try folder.write("admin.token", Self.token)
         let (listenPort, adminPort) = (try FreePort.pick(), try FreePort.pick())
-        let good = config(listenPort: listenPort, backendPort: backend.port, adminPort: adminPort, probeDelay: "0")
+        let good = config(listenPort: listenPort, backendPort: backend.port, adminPort: adminPort)
         let path = try folder.write("b.yaml", good)
         let process = try await ProcessHarness("ums-balancer", ["run", "--config", path])
         defer {
