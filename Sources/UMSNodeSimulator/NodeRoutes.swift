@@ -32,6 +32,7 @@ extension SimulatedNode {
             answer.date = Date().addingTimeInterval(configuration.clockOffsetSeconds)
             return answer
         case (.POST, ["control", "install"]):
+            runtime.withLock { $0.installRequests += 1 }
             guard let text = request.query["version"], let target = NodeVersion(text) else {
                 return .error(.badRequest, "install needs ?version= with dot-separated integers, e.g. 12.07.100")
             }
@@ -108,6 +109,7 @@ extension SimulatedNode {
         [
             "id": status.id, "mode": status.mode.rawValue, "version": status.version.text,
             "database": status.database.rawValue, "console_logins_in_update_mode": status.consoleLoginsInUpdateMode,
+            "install_requests": runtime.withLock { $0.installRequests },
         ]
     }
 
