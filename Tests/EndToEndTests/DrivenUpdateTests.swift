@@ -96,10 +96,15 @@ struct DrivenUpdateTests {
         // The nodes' own view: one install call each across the restart, one node out at a time.
         #expect(seen.installRequests == ["ums1": 1, "ums2": 1, "ums3": 1, "ums4": 1], "\(seen)")
         #expect(seen.mostOutCount == 1, "never more than one node out at once: \(seen.mostOut), \(seen.rounds) rounds")
+        // Each node went its way once, in order (a loaded machine may sample past a short mode).
         for node in ["ums1", "ums2", "ums3"] {
-            #expect(seen.modes[node] == ["normal", "installing", "update", "reconnecting", "normal"], "\(seen.modes)")
+            let modes = seen.modes[node] ?? []
+            #expect(
+                Self.follows(modes, ["normal", "installing", "update", "reconnecting", "normal"])
+                    && modes.contains("update")
+                    && modes.last == "normal", "\(seen.modes)")
         }
-        #expect(seen.modes["ums4"] == ["normal", "installing", "normal"], "\(seen.modes)")
+        #expect(Self.follows(seen.modes["ums4"] ?? [], ["normal", "installing", "normal"]), "\(seen.modes)")
         for node in cluster.ids {
             let final = try await cluster.status(node)
             #expect(final["mode"] as? String == "normal" && final["version"] as? String == Self.target)
@@ -130,6 +135,16 @@ struct DrivenUpdateTests {
     /// stops them and lists their failures. Until then there are none, and the check has nothing to list.
     func startWebSocketDevices(through address: SocketAddress) async throws -> @Sendable () async -> [String] {
         { [] }
+    }
+
+    /// `seen` is `path` with some steps left out: nothing else, nothing twice, in that order.
+    static func follows(_ seen: [String], _ path: [String]) -> Bool {
+        var rest = path[...]
+        for mode in seen {
+            guard let index = rest.firstIndex(of: mode) else { return false }
+            rest = rest[(index + 1)...]
+        }
+        return !seen.isEmpty
     }
 
     func waitUntil(_ what: String, timeout: Duration, _ condition: @Sendable () async -> Bool) async throws {
