@@ -52,6 +52,10 @@ public struct AdminAPI: Sendable {
         router.post("/update/retry-reconnect") { _, context in try await retryReconnect(actor: context.actor) }
         router.post("/update/end") { _, context in try await endUpdateRun(actor: context.actor) }
         router.get("/update/plan") { _, _ in try AdminJSON.response(PlanDocument(of: await balancer.updatePlan())) }
+        router.post("/update/start") { request, context in try await startUpdate(request, actor: context.actor) }
+        router.post("/update/pause") { _, context in try await driveRequest(.pause, actor: context.actor) }
+        router.post("/update/resume") { _, context in try await driveRequest(.resume, actor: context.actor) }
+        router.post("/update/abort") { _, context in try await driveRequest(.abort, actor: context.actor) }
         return router
     }
 

@@ -56,6 +56,11 @@ enum DashboardPage {
         .flags { display: flex; gap: 8px; flex-wrap: wrap; margin-top: 8px; }
         .badge.flag { background: var(--red); }
         #last-run { margin-top: 6px; }
+        .drive { margin-top: 12px; } .drive:empty { display: none; }
+        .drive-head { font-weight: 600; margin-bottom: 6px; }
+        .drive-step { padding: 3px 0; } .drive-step .badge { min-width: 52px; text-align: center; }
+        .done { background: var(--green); } .now { background: var(--blue); } .next { background: var(--gray); }
+        .drive-step.stalled { color: var(--red); }
         .nodes { display: grid; grid-template-columns: repeat(auto-fill, minmax(260px, 1fr)); gap: 14px; }
         .node { background: var(--card); border: 1px solid var(--line); border-radius: 10px; padding: 14px 18px; }
         .node.down { border-color: var(--red); background: #fff6f6; }
@@ -103,6 +108,7 @@ enum DashboardPage {
               <div id="summary" class="summary"></div>
               <div id="flags" class="flags"></div>
               <div id="last-run" class="summary"></div>
+              <div id="drive" class="drive"></div>
             </div>
           </section>
           <section>
@@ -158,6 +164,7 @@ enum DashboardPage {
           const last = update.last_run;
           $("last-run").textContent = last ? "last run: " + last.outcome + " at " + new Date(last.at).toLocaleString()
             + (last.by ? " by " + last.by : "") + " — " + last.reason : "";
+          renderDrive(update.drive);
           const nodes = $("nodes");
           nodes.replaceChildren(...status.nodes.map((node) => {
             const card = el("div", null, "node" + (node.health === "down" ? " down" : ""));
@@ -185,6 +192,35 @@ enum DashboardPage {
               ? " — state database failing since " + new Date(status.state.since).toLocaleTimeString()
                 + ": " + status.state.error + " (" + status.state.unwritten_events + " journal events waiting)"
               : "");
+        }
+        function duration(seconds) {
+          return seconds < 120 ? seconds.toFixed(1) + "s" : Math.floor(seconds / 60) + "m " + Math.floor(seconds % 60) + "s";
+        }
+        function driveRow(position, name, what, seconds, stalled) {
+          const row = el("div", null, "drive-step" + (stalled ? " stalled" : ""));
+          const time = seconds === null || seconds === undefined ? ""
+            : " (" + duration(seconds) + (position === "done" ? ")" : " so far)");
+          row.append(badge(position), " " + name + ": " + what + time + (stalled ? " — STALLED: " + stalled : ""));
+          return row;
+        }
+        function renderDrive(drive) {
+          if (!drive) { $("drive").replaceChildren(); return; }
+          const left = drive.estimated_remaining_seconds;
+          const head = el("div", "driven update " + drive.state + " to " + drive.target_version
+            + ", started by " + drive.started_by + (drive.forced ? " (forced)" : "")
+            + (left === null || left === undefined ? "" : " — about " + duration(left) + " left")
+            + (drive.reason && drive.state !== "running" ? " — " + drive.reason : ""), "drive-head");
+          const rows = drive.steps.map((step) => {
+            const what = step.phase === "pending"
+              ? (step.role === "last" ? "last, renews the productive schema" : "update mode")
+              : step.phase === "canary"
+                ? "canary, " + step.canary_served + " of " + drive.canary_connections + " device connections"
+                : step.phase;
+            return driveRow(step.position, step.node, what, step.seconds, step.stalled);
+          });
+          rows.push(driveRow(drive.reconnect.position, "reconnect", "update-mode servers back to the productive database",
+            drive.reconnect.seconds, null));
+          $("drive").replaceChildren(head, ...rows);
         }
         function renderEvents(document) {
           const body = $("events");

@@ -56,6 +56,15 @@ struct SnapshotMetrics {
             )
             .set(to: update.flags.contains(UpdateFlag.installOverdue(node.id).description) ? 1 : 0)
         }
+        for state in UpdateDrive.State.allCases {
+            gauge(
+                "update_drive_state", "The driven update's state, one-hot (all 0 before the first update start).",
+                [("state", state.rawValue)]
+            )
+            .set(to: state.rawValue == update.drive?.state ? 1 : 0)
+        }
+        gauge("update_drive_stalled", "1 while a step of the driven update is stalled (also while paused).")
+            .set(to: update.flags.contains { $0.hasPrefix("drive-stalled:") } ? 1 : 0)
         gauge("config_generation", "Configuration generation: 1 at start, +1 per accepted reload.")
             .set(to: Double(status.config.generation))
         gauge("config_last_reload_ok", "1 if the last reload (or the start) was accepted, 0 if it was rejected.")

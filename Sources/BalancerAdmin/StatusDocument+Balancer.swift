@@ -6,13 +6,15 @@ extension StatusDocument {
     /// The document for `balancer` as it stands now.
     public init(of balancer: Balancer) async {
         let run = await balancer.updateRun()
+        let drive = await balancer.updateDrive()
         let reload = balancer.reloadStatus
         nodes = balancer.directory.snapshot().map { entry in
             Node(
                 of: entry.status, connections: entry.connections,
                 override: balancer.directory.modeOverride(of: entry.status.id))
         }
-        update = Update(of: run)
+        update = Update(
+            of: run, drive: drive, canaryConnections: balancer.configuration.update.canaryConnections, now: Date())
         config = Config(
             generation: reload.generation,
             lastReload: LastReload(ok: reload.lastReload.ok, at: reload.lastReload.at, error: reload.lastReload.error))
@@ -36,7 +38,8 @@ extension StatusDocument.Node {
 }
 
 extension StatusDocument.Update {
-    init(of run: UpdateRun) {
+    /// The run, and the driven update (`drive`) when one was started.
+    init(of run: UpdateRun, drive: UpdateDrive? = nil, canaryConnections: Int = 0, now: Date = Date()) {
         self.init(
             state: run.state.rawValue, targetVersion: run.targetVersion, updated: run.updated, total: run.total,
             summary: run.summary, startingVersion: run.startingVersion, startedAt: run.startedAt,
@@ -45,11 +48,12 @@ extension StatusDocument.Update {
                 StatusDocument.Reconnect(
                     phase: $0.phase.rawValue, attempts: $0.attempts, lastAnswer: $0.lastAnswer, deadline: $0.deadline)
             },
-            flags: run.flags.map(\.description),
+            flags: run.flags.map(\.description) + (drive.map { $0.state.isActive ? $0.flags : [] } ?? []),
             lastRun: run.lastRun.map {
                 StatusDocument.LastRun(
                     outcome: $0.outcome.rawValue, at: $0.at, reason: $0.reason, targetVersion: $0.targetVersion,
                     startingVersion: $0.startingVersion, startedAt: $0.startedAt, by: $0.by)
-            })
+            },
+            drive: drive.map { DriveDocument(of: $0, canaryConnections: canaryConnections, now: now) })
     }
 }

@@ -73,14 +73,17 @@ public struct StatusDocument: Codable, Sendable, Hashable {
         /// Each node's way back from update mode, once the final node completed.
         public var reconnects: [String: Reconnect]
         /// What is overdue, sorted: `overdue` (older than `update.max_duration`) and
-        /// `install-overdue:NODE` (installing longer than `update.install_timeout`).
+        /// `install-overdue:NODE` (installing longer than `update.install_timeout`); then, while a
+        /// driven update is under way, `drive-stalled:NODE` (or `drive-stalled:reconnect`).
         public var flags: [String]
         /// How the most recent run that ended, ended (while `state` is `completed`: this run); null
         /// when none has.
         public var lastRun: LastRun?
+        /// The driven update (`update start`), under way or the last one; null when none was started.
+        public var drive: DriveDocument?
 
         enum CodingKeys: String, CodingKey {
-            case state, updated, total, summary, reconnects, flags
+            case state, updated, total, summary, reconnects, flags, drive
             case targetVersion = "target_version"
             case startingVersion = "starting_version"
             case startedAt = "started_at"
@@ -103,6 +106,7 @@ public struct StatusDocument: Codable, Sendable, Hashable {
             try container.encode(reconnects, forKey: .reconnects)
             try container.encode(flags, forKey: .flags)
             try container.encode(lastRun, forKey: .lastRun)
+            try container.encode(drive, forKey: .drive)
         }
     }
 

@@ -76,6 +76,7 @@ func runBalancer(configuration: BalancerConfiguration, configPath: String, logge
     // The state database is opened before anything listens: a broken one is an error at start.
     let store = try configuration.state.map { try StateStore(path: $0.path) }
     let initialRun = try await store?.loadRun()
+    let initialDrive = try await store?.loadDrive()
     let activation = try inheritedSockets(for: configuration)
     let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads ?? System.coreCount)
     let balancer = Balancer(
@@ -85,6 +86,7 @@ func runBalancer(configuration: BalancerConfiguration, configPath: String, logge
         accessLogger: Logger(label: "ums-balancer.access"),
         store: store,
         initialRun: initialRun,
+        initialDrive: initialDrive,
         socketActivation: activation
     )
     var members: [any Service] = [balancer]

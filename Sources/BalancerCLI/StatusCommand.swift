@@ -48,6 +48,7 @@ struct StatusCommand: AsyncParsableCommand {
         if !update.flags.isEmpty {
             text += "flagged: \(update.flags.joined(separator: ", "))\n"
         }
+        if let drive = update.drive { text += DriveText.statusLines(drive) }
         if let last = update.lastRun {
             let by = last.by.map { " by \($0)" } ?? ""
             text += "last run: \(last.outcome) at \(last.at.formatted(.iso8601))\(by) - \(last.reason)\n"

@@ -2,12 +2,13 @@ import ArgumentParser
 import BalancerAdmin
 import Foundation
 
-/// `ums-balancer update plan|retry-reconnect|end`: the pre-flight report and operator actions on the update run.
+/// `ums-balancer update plan|start|pause|resume|abort|retry-reconnect|end`: the pre-flight report, the
+/// driven update, and operator actions on the update run.
 struct UpdateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "update",
-        abstract: "Act on the rolling update the balancer tracks.",
-        subcommands: [Plan.self, RetryReconnect.self, End.self]
+        abstract: "Plan, drive or act on the rolling update the balancer tracks.",
+        subcommands: [Plan.self, Start.self, Pause.self, Resume.self, Abort.self, RetryReconnect.self, End.self]
     )
 
     /// The pre-flight report: exit 0 when ready, 1 when a check fails.

@@ -4,7 +4,7 @@ import Yams
 extension ConfigReader {
     static let topLevelKeys: Set<String> = [
         "listeners", "nodes", "health", "timeouts", "threads", "shutdown_grace",
-        "status", "reconnect", "update", "state", "admin", "limits",
+        "status", "reconnect", "update", "state", "admin", "limits", "install",
     ]
 
     mutating func configuration(_ root: Node?) -> BalancerConfiguration? {
@@ -32,6 +32,7 @@ extension ConfigReader {
             }
         }
         if let node = entries["reconnect"]?.value { configuration.reconnect = reconnect(node) }
+        if let node = entries["install"]?.value { configuration.install = install(node, "install") }
         if let node = entries["update"]?.value, let update = update(node) { configuration.update = update }
         if let node = entries["state"]?.value,
             let section = mapping(node, "state", allowed: ["path"]),
@@ -233,7 +234,9 @@ extension ConfigReader {
         var hosts: [String: NodeID] = [:]
         var ids: Set<NodeID> = []
         for item in items {
-            guard let entries = mapping(item, "a node", allowed: ["id", "host", "max_connections"]) else { continue }
+            guard let entries = mapping(item, "a node", allowed: ["id", "host", "max_connections", "install"]) else {
+                continue
+            }
             var id = required(entries, "id", in: item, "a node").flatMap { name($0, "node id") }
             if let known = id, ids.contains(known) {
                 fail(entries["id"]?.value, "duplicate node id '\(known)'")
@@ -251,6 +254,7 @@ extension ConfigReader {
             configuration.maxConnections = entries["max_connections"].flatMap {
                 integer($0.value, "node '\(id)' max_connections", in: 1...10_000_000)
             }
+            configuration.install = entries["install"].flatMap { install($0.value, "node '\(id)' install") }
             nodes.append(configuration)
         }
         return nodes
@@ -318,7 +322,7 @@ extension ConfigReader {
     }
 
     /// A section holding exactly one of `url` or `command`, plus `extraKeys`.
-    private mutating func nodeAction(
+    mutating func nodeAction(
         _ node: Node, _ what: String, extraKeys: Set<String>
     ) -> (NodeAction, [String: Entry])? {
         guard let entries = mapping(node, what, allowed: extraKeys.union(["url", "command"])) else { return nil }
@@ -370,6 +374,7 @@ extension ConfigReader {
     private mutating func update(_ node: Node) -> UpdateSettings? {
         let keys: Set<String> = [
             "console", "drain_timeout", "slow_start", "install_timeout", "max_duration", "drain_rate",
+            "canary_connections", "canary_timeout",
         ]
         guard let entries = mapping(node, "update", allowed: keys) else { return nil }
         var update = UpdateSettings()
@@ -398,6 +403,16 @@ extension ConfigReader {
         }
         if let value = entries["drain_rate"]?.value, let n = integer(value, "update drain_rate", in: 1...1_000_000) {
             update.drainRate = n
+        }
+        if let value = entries["canary_connections"]?.value,
+            let n = integer(value, "update canary_connections", in: 0...1_000_000)
+        {
+            update.canaryConnections = n
+        }
+        if let value = entries["canary_timeout"]?.value,
+            let d = duration(value, "update canary_timeout", atLeast: .seconds(1))
+        {
+            update.canaryTimeout = d
         }
         return update
     }

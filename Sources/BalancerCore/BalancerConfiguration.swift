@@ -60,6 +60,8 @@ public struct NodeConfiguration: Sendable, Hashable {
     /// The most connections the balancer relays to this node at once (`nil`: no limit); beyond it
     /// a connection waits up to `limits.queue_timeout` for a slot on an eligible node.
     public var maxConnections: Int?
+    /// This node's own `install` action, in place of the top-level one.
+    public var install: InstallSettings?
 
     public init(id: NodeID, host: String) {
         self.id = id
@@ -124,6 +126,11 @@ public struct UpdateSettings: Sendable, Hashable {
     /// Connections closed per second on a node still holding some at `drainTimeout` (nil: the
     /// node's reconnect cuts them all at once), so long-lived devices move over without a storm.
     public var drainRate: Int?
+    /// The canary gate of a driven update: device connections a node back from its install must
+    /// serve through the balancer (completed normally) before the next node is installed; 0: none.
+    public var canaryConnections = 20
+    /// How long a node may take to pass its canary gate before the driven update stalls.
+    public var canaryTimeout: Duration = .seconds(10 * 60)
 
     public init() {}
 }
@@ -155,6 +162,19 @@ public struct ReconnectSettings: Sendable, Hashable {
     /// How many update-mode nodes may be drained and reconnecting at once; the next starts when
     /// one reports normal again. Nodes that report `reconnecting` or are down count too.
     public var maxUnavailable = 1
+
+    public init(action: NodeAction) {
+        self.action = action
+    }
+}
+
+/// The `install` action of a driven update (`ums-balancer update start`): starts the installer of
+/// one node; the node's status then tells how it goes.
+public struct InstallSettings: Sendable, Hashable {
+    /// A URL (POSTed) or a command, with `{id}`, `{host}` and `{version}` placeholders.
+    public var action: NodeAction
+    /// How long one call may take; the action starts the installer, it does not wait for it.
+    public var timeout: Duration = .seconds(60)
 
     public init(action: NodeAction) {
         self.action = action
@@ -193,6 +213,8 @@ public struct BalancerConfiguration: Sendable, Hashable {
     public var shutdownGrace: Duration = .seconds(30)
     public var status: StatusProbeSettings?
     public var reconnect: ReconnectSettings?
+    /// The `install` action for nodes that have none of their own.
+    public var install: InstallSettings?
     public var update = UpdateSettings()
     public var state: StateSettings?
     public var admin: AdminSettings?
@@ -200,6 +222,11 @@ public struct BalancerConfiguration: Sendable, Hashable {
     public init(listeners: [ListenerConfiguration], nodes: [NodeConfiguration]) {
         self.listeners = listeners
         self.nodes = nodes
+    }
+
+    /// The install action of `node`: its own, else the top-level one.
+    public func install(for node: NodeID) -> InstallSettings? {
+        nodes.first { $0.id == node }?.install ?? install
     }
 
     /// The port TCP health probes connect to.

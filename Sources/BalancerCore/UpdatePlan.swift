@@ -56,8 +56,10 @@ public struct UpdatePlan: Sendable, Hashable {
     }
 
     /// The plan for `nodes` (in configuration order) as they stand, with the run and settings given.
+    /// `withoutInstall`: the counted nodes with no `install` action (nil: not reported).
     public init(
-        nodes: [Node], run: UpdateRun, consolePolicy: ConsolePolicy, hasReconnectAction: Bool, maxUnavailable: Int
+        nodes: [Node], run: UpdateRun, consolePolicy: ConsolePolicy, hasReconnectAction: Bool, maxUnavailable: Int,
+        withoutInstall: [NodeID]? = nil
     ) {
         let counted = nodes.filter { $0.status.admin != .maintenance }
         var checks: [Check] = []
@@ -80,6 +82,7 @@ public struct UpdatePlan: Sendable, Hashable {
         checks.append(Self.console(consolePolicy))
         checks.append(
             Self.reconnect(hasReconnectAction, maxUnavailable: maxUnavailable, updateModeNodes: order.count - 1))
+        if let withoutInstall { checks.append(Self.install(withoutInstall.filter(order.contains))) }
         self.init(checks: checks, order: order)
     }
 
@@ -193,6 +196,16 @@ public struct UpdatePlan: Sendable, Hashable {
                 "console", .warn,
                 "allow: logins may reach servers in update mode, whose changes are lost: set update.console")
         }
+    }
+
+    static func install(_ missing: [NodeID]) -> Check {
+        guard missing.isEmpty else {
+            return Check(
+                "install", .warn,
+                "no install action for \(missing.joined(separator: ", ")): run the installers yourself (the balancer"
+                    + " follows), or add `install` to let it drive the update")
+        }
+        return Check("install", .pass, "the balancer can drive this update: ums-balancer update start --version V")
     }
 
     static func reconnect(_ configured: Bool, maxUnavailable: Int, updateModeNodes: Int) -> Check {

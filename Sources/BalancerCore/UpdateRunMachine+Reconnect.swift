@@ -35,7 +35,7 @@ extension UpdateRunMachine {
 
     /// Starts the drain of queued nodes, in order, while fewer than `max_unavailable` are unavailable.
     mutating func admitQueued(now: Date) -> [UpdateAction] {
-        guard run.state == .reconnecting else { return [] }
+        guard run.state == .reconnecting, !reconnectsHeld else { return [] }
         var actions: [UpdateAction] = []
         var out = unavailable
         for node in run.reconnects.keys.sorted() where run.reconnects[node]?.phase == .queued {

@@ -54,6 +54,9 @@ public struct UpdateRunMachine: Sendable {
     /// Counted nodes the last observation showed reconnecting or down: they are unavailable
     /// whoever caused it (another balancer, an operator, a crash), so none more is taken out.
     var observedUnavailable: Set<NodeID> = []
+    /// While true no queued node is taken out for its reconnect: a driven update is paused. Nodes
+    /// already on their way back go on.
+    public var reconnectsHeld = false
 
     public init(run: UpdateRun = UpdateRun(), settings: Settings) {
         self.run = run

@@ -53,6 +53,10 @@ public struct ConnectionLog {
         metrics.connectionEnded(
             trafficClass: machine.trafficClass, node: machine.node, outcome: end.outcome, bytesIn: bytesIn,
             bytesOut: bytesOut)
+        // What a driven update's canary gate counts: the node answered a device, and neither side failed.
+        if machine.trafficClass == .device, end.outcome == .closed, machine.bytesFromNode > 0, let node = machine.node {
+            listener.directory.deviceConnectionServed(by: node)
+        }
         switch end.reason {
         case .noEligibleNode(let refusal)?:
             listener.journal.record(.refusal, "\(listener.configuration.name): \(refusal)")

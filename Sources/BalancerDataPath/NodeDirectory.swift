@@ -1,6 +1,7 @@
 import BalancerCore
 import NIOConcurrencyHelpers
 import NIOCore
+import Synchronization
 
 /// Where one connect attempt goes.
 public struct NodeTarget: RelayTarget, Hashable {
@@ -261,6 +262,31 @@ public final class NodeDirectory: Sendable {
     /// Starts `node`'s slow start: a growing share of new connections over `duration`.
     public func slowStart(_ node: NodeID, over duration: Duration) {
         state.withLockedValue { $0.table.slowStart(node, over: duration) }
+    }
+
+    // MARK: - Served device connections
+
+    /// Device connections each node served through the balancer, for a driven update's canary gate:
+    /// apart from the routing lock, so counting one never waits for a routing decision.
+    private let served = NIOLockedValueBox<[NodeID: Int]>([:])
+    /// Counting is on only while a driven update is under way: otherwise a connection's end costs
+    /// one relaxed load, no lock.
+    private let countingServed = Atomic<Bool>(false)
+
+    /// Turns counting served device connections on (a driven update is under way) or off.
+    public func countServedConnections(_ on: Bool) {
+        countingServed.store(on, ordering: .relaxed)
+    }
+
+    /// A device connection relayed to `node` ended normally after the node had answered.
+    public func deviceConnectionServed(by node: NodeID) {
+        guard countingServed.load(ordering: .relaxed) else { return }
+        served.withLockedValue { $0[node, default: 0] += 1 }
+    }
+
+    /// Device connections each node has served while counting was on.
+    public func servedDeviceConnections() -> [NodeID: Int] {
+        served.withLockedValue { $0 }
     }
 
     /// Connections and connect attempts currently counted against `node`.

@@ -19,7 +19,8 @@ extension Balancer {
         return UpdatePlan(
             nodes: nodes, run: await coordinator.run, consolePolicy: configuration.update.console,
             hasReconnectAction: configuration.reconnect != nil,
-            maxUnavailable: configuration.reconnect?.maxUnavailable ?? 1)
+            maxUnavailable: configuration.reconnect?.maxUnavailable ?? 1,
+            withoutInstall: configuration.nodes.filter { configuration.install(for: $0.id) == nil }.map(\.id))
     }
 
     /// Each node's clock minus the balancer's, when its status is an HTTP URL that answers with a `Date`.

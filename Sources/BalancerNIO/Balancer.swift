@@ -91,7 +91,8 @@ public final class Balancer: Service, Sendable {
     }
 
     /// A balancer for `configuration`; `store` keeps the update run and journal, `initialRun` is the
-    /// run persisted there (load it first, so status shows it before the first probe).
+    /// run persisted there (load it first, so status shows it before the first probe), `initialDrive`
+    /// the driven update persisted there.
     public init(
         configuration: BalancerConfiguration,
         group: any EventLoopGroup,
@@ -99,6 +100,7 @@ public final class Balancer: Service, Sendable {
         accessLogger: Logger? = nil,
         store: StateStore? = nil,
         initialRun: UpdateRun? = nil,
+        initialDrive: UpdateDrive? = nil,
         dataPath: DataPath = .automatic,
         socketActivation: SocketActivation? = nil
     ) {
@@ -119,7 +121,8 @@ public final class Balancer: Service, Sendable {
         self.relaySweepers = RelaySweepers(group: group)
         self.httpClient = Self.makeHTTPClient(group: group)
         self.coordinator = UpdateCoordinator(
-            configuration: configuration, initialRun: initialRun, directory: directory, httpClient: httpClient,
+            configuration: configuration, initialRun: initialRun, initialDrive: initialDrive, directory: directory,
+            httpClient: httpClient,
             store: store, journal: journal, logger: logger
         ) { [connections] node, count in connections.drain(node, atMost: count) }
         configureLimits(configuration)
@@ -200,6 +203,7 @@ public final class Balancer: Service, Sendable {
         await coordinator.resume()
         let opened = AsyncStream<Result<Void, any Error>>.makeStream()
         startMonitor(configuration) {
+            await coordinator.firstProbeRoundDone()
             do {
                 try await self.openListeners(configuration.listeners)
                 self.serving.withLockedValue { $0 = true }

@@ -79,9 +79,12 @@ struct NodeProbe: Sendable {
 }
 
 extension NodeAction {
-    /// Fills `{host}` and `{id}` in; IPv6 hosts get brackets inside URLs.
-    static func substitute(_ template: String, node: NodeConfiguration, forURL: Bool) -> String {
+    /// Fills `{host}` and `{id}` in (and `{version}`, when given); IPv6 hosts get brackets inside URLs.
+    static func substitute(_ template: String, node: NodeConfiguration, forURL: Bool, version: String? = nil) -> String
+    {
         let host = forURL && node.host.contains(":") ? "[\(node.host)]" : node.host
-        return template.replacingOccurrences(of: "{host}", with: host).replacingOccurrences(of: "{id}", with: node.id)
+        let filled = template.replacingOccurrences(of: "{host}", with: host).replacingOccurrences(
+            of: "{id}", with: node.id)
+        return version.map { filled.replacingOccurrences(of: "{version}", with: $0) } ?? filled
     }
 }

@@ -11,9 +11,20 @@ struct ReconnectCaller: Sendable {
     let httpClient: HTTPClient
 
     func call(_ node: NodeConfiguration, timeout callTimeout: Duration) async -> ReconnectAnswer {
+        await NodeActionCall.call(action, node: node, timeout: callTimeout, httpClient: httpClient)
+    }
+}
+
+/// One call of a node action (reconnect, install): a POST to its URL or a run of its command, with
+/// the placeholders filled in; 2xx or exit 0 is `accepted`, anything else `rejected` with why.
+enum NodeActionCall {
+    static func call(
+        _ action: NodeAction, node: NodeConfiguration, version: String? = nil, timeout callTimeout: Duration,
+        httpClient: HTTPClient
+    ) async -> ReconnectAnswer {
         switch action {
         case .url(let template):
-            let url = NodeAction.substitute(template, node: node, forURL: true)
+            let url = NodeAction.substitute(template, node: node, forURL: true, version: version)
             do {
                 var request = HTTPClientRequest(url: url)
                 request.method = .POST
@@ -28,7 +39,7 @@ struct ReconnectCaller: Sendable {
                 return .rejected(NIORelay.describe(error))
             }
         case .command(let words):
-            let filled = words.map { NodeAction.substitute($0, node: node, forURL: false) }
+            let filled = words.map { NodeAction.substitute($0, node: node, forURL: false, version: version) }
             switch await CommandRunner.run(filled, timeout: callTimeout, outputLimit: 16 * 1024) {
             case .success(let output):
                 let text = String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)

@@ -7,22 +7,32 @@ import Logging
 
 /// Runs the update-run state machine against the live cluster: feeds it what the probes see and
 /// the time, carries out its actions (drain, reconnect calls, release with slow start, flags),
-/// persists the run and journals every step.
+/// persists the run and journals every step. It also drives an update when an operator starts one
+/// (`UpdateCoordinator+Drive.swift`): one coordinator, so the drive and the run see the same
+/// observations in the same order.
 actor UpdateCoordinator {
     /// How often time is passed to the machine: drains that finished, due retries, deadlines.
     static let tickInterval: Duration = .milliseconds(250)
 
-    private var machine: UpdateRunMachine
-    private var nodes: [NodeID: NodeConfiguration]
-    private let directory: NodeDirectory
-    private let httpClient: HTTPClient
+    var machine: UpdateRunMachine
+    /// The driven update, if an operator started one (`update start`).
+    var drive: UpdateDriveMachine
+    var nodes: [NodeID: NodeConfiguration]
+    /// Each node's install action (its own or the top-level one).
+    var installs: [NodeID: InstallSettings]
+    let directory: NodeDirectory
+    let httpClient: HTTPClient
     private var caller: ReconnectCaller?
     private var slowStart: Duration
-    private let store: StateStore?
-    private let journal: Journal
-    private let logger: Logger
-    private let clock: any BalancerClock
+    let store: StateStore?
+    let journal: Journal
+    let logger: Logger
+    let clock: any BalancerClock
     private var saved: UpdateRun?
+    /// The drive as last written to the state database.
+    var savedDrive: UpdateDrive?
+    /// Every node has had its first probe since the start (the drive waits for it).
+    var probed = false
     /// Closes at most that many of a node's connections; returns how many it closed.
     private let closeConnections: @Sendable (NodeID, Int) -> Int
     /// Paced drains under way (`update.drain_rate`), by node.
@@ -31,6 +41,7 @@ actor UpdateCoordinator {
     init(
         configuration: BalancerConfiguration,
         initialRun: UpdateRun?,
+        initialDrive: UpdateDrive? = nil,
         directory: NodeDirectory,
         httpClient: HTTPClient,
         store: StateStore?,
@@ -42,7 +53,12 @@ actor UpdateCoordinator {
         self.closeConnections = closeConnections
         machine = UpdateRunMachine(run: initialRun ?? UpdateRun(), settings: Self.settings(configuration))
         saved = initialRun
+        drive = UpdateDriveMachine(drive: initialDrive, settings: Self.driveSettings(configuration))
+        machine.reconnectsHeld = initialDrive?.state == .paused
+        directory.countServedConnections(initialDrive?.state.isActive == true)
+        savedDrive = initialDrive
         nodes = Dictionary(uniqueKeysWithValues: configuration.nodes.map { ($0.id, $0) })
+        installs = Self.installs(configuration)
         self.directory = directory
         self.httpClient = httpClient
         self.caller = Self.caller(configuration, httpClient: httpClient)
@@ -60,7 +76,9 @@ actor UpdateCoordinator {
     /// Takes a reloaded configuration: node list, reconnect action, timings and deadlines. The run carries over.
     func reconfigure(_ configuration: BalancerConfiguration) {
         machine.settings = Self.settings(configuration)
+        drive.settings = Self.driveSettings(configuration)
         nodes = Dictionary(uniqueKeysWithValues: configuration.nodes.map { ($0.id, $0) })
+        installs = Self.installs(configuration)
         caller = Self.caller(configuration, httpClient: httpClient)
         slowStart = configuration.update.slowStart
     }
@@ -82,18 +100,22 @@ actor UpdateCoordinator {
     }
 
     /// Picks a persisted run up again: nodes still on their way back are drained again, and what
-    /// is overdue is derived (and said) again.
+    /// is overdue is derived (and said) again; a driven update goes on (or stays paused).
     func resume() async {
-        guard machine.run.state != .idle else { return }
-        logger.notice("update run resumed from the state database", metadata: ["update": "\(machine.run.summary)"])
-        journal.record(.run, "resumed after a balancer restart: \(machine.run.summary)")
-        await perform(machine.resumed(now: clock.now()))
+        if machine.run.state != .idle {
+            logger.notice(
+                "update run resumed from the state database", metadata: ["update": "\(machine.run.summary)"])
+            journal.record(.run, "resumed after a balancer restart: \(machine.run.summary)")
+            await perform(machine.resumed(now: clock.now()))
+        }
+        await resumeDrive()
     }
 
     /// A node's observed state changed.
     func nodesChanged() async {
         let statuses = directory.snapshot().map(\.status)
         await perform(machine.nodesObserved(statuses, now: clock.now()))
+        await observeDrive()
     }
 
     /// Re-arms a stalled run; false when the run is not stalled.
@@ -116,6 +138,7 @@ actor UpdateCoordinator {
             throw error
         }
         await perform(actions, actor: actor)
+        await abortDriveWithRun(actor: actor)
     }
 
     /// Ticks the machine until cancelled: drains that finished, retries that are due, deadlines
@@ -137,12 +160,13 @@ actor UpdateCoordinator {
                 }
             }
             await perform(machine.tick(now: now))
+            await observeDrive()
         }
     }
 
     // MARK: - Actions
 
-    private func perform(_ actions: [UpdateAction], actor: String = "balancer") async {
+    func perform(_ actions: [UpdateAction], actor: String = "balancer") async {
         for action in actions {
             switch action {
             case .stateChanged(let from, let to, let reason):

@@ -6,6 +6,8 @@ public struct JournalEvent: Sendable, Hashable, Codable {
     /// What kind of thing happened; stable names that scripts filter on.
     public enum Kind: String, Sendable, Hashable, Codable, CaseIterable {
         case run, target, flag, mode, health, admin, refusal, drain, reconnect, release, reload, balancer
+        /// A driven update's steps (`ums-balancer update start`).
+        case drive
     }
 
     public var id: Int64?

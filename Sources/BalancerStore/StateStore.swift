@@ -111,6 +111,14 @@ public final class StateStore: Sendable {
                 table.column("message", .text).notNull()
             }
         }
+        migrator.registerMigration("v2: driven update") { db in
+            try db.create(table: "update_drive") { table in
+                table.primaryKey("id", .integer).check { $0 == 1 }
+                table.column("state", .text).notNull()
+                table.column("document", .text).notNull()
+                table.column("saved_at", .datetime).notNull()
+            }
+        }
         return migrator
     }
 
@@ -137,6 +145,32 @@ public final class StateStore: Sendable {
                     saved_at = excluded.saved_at
                     """,
                 arguments: [run.state.rawValue, document, Date()])
+        }
+    }
+
+    // MARK: - Driven update
+
+    /// The persisted driven update (under way, or the last one), if any was started.
+    public func loadDrive() async throws -> UpdateDrive? {
+        try await queue.read { db in
+            guard let document = try String.fetchOne(db, sql: "SELECT document FROM update_drive WHERE id = 1") else {
+                return nil
+            }
+            return try JSONDecoder.iso8601.decode(UpdateDrive.self, from: Data(document.utf8))
+        }
+    }
+
+    /// Replaces the persisted driven update; returns once it is on disk (an install call waits for it).
+    public func saveDrive(_ drive: UpdateDrive) async throws {
+        let document = String(decoding: try JSONEncoder.iso8601.encode(drive), as: UTF8.self)
+        try await write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO update_drive (id, state, document, saved_at) VALUES (1, ?, ?, ?)
+                    ON CONFLICT(id) DO UPDATE SET state = excluded.state, document = excluded.document,
+                    saved_at = excluded.saved_at
+                    """,
+                arguments: [drive.state.rawValue, document, Date()])
         }
     }
 

@@ -40,6 +40,7 @@ extension SimulatedNode {
             answer.date = Date().addingTimeInterval(configuration.clockOffsetSeconds)
             return answer
         case (.POST, ["control", "install"]):
+            runtime.withLock { $0.installRequests += 1 }
             guard let text = request.query["version"], let target = NodeVersion(text) else {
                 return .error(.badRequest, "install needs ?version= with dot-separated integers, e.g. 12.07.100")
             }
@@ -123,6 +124,7 @@ extension SimulatedNode {
             "id": status.id, "mode": status.mode.rawValue, "version": status.version.text,
             "database": status.database.rawValue, "console_logins_in_update_mode": status.consoleLoginsInUpdateMode,
             "websockets_open": webSocketsOpen,
+            "install_requests": runtime.withLock { $0.installRequests },
         ]
     }
 

@@ -81,6 +81,8 @@ public final class SimulatedNode: Sendable {
         var shownWhileStarting: NodeStatus?
         var started = false
         var stopped = false
+        /// `POST /control/install` requests received, answered or refused (`install_requests`).
+        var installRequests = 0
     }
 
     // Lets the servers reach the node without a reference cycle.
@@ -157,6 +159,8 @@ public final class SimulatedNode: Sendable {
     public var consoleLoginsInUpdateMode: Int { status.consoleLoginsInUpdateMode }
     /// The devices' WebSockets open on the console port (`websockets_open`).
     public var webSocketsOpen: Int { webSockets.open }
+    /// `POST /control/install` requests received (`install_requests` in the status JSON).
+    public var installRequests: Int { runtime.withLock { $0.installRequests } }
 
     /// The ports, as bound once the node has started.
     public var ports: Ports {

@@ -64,6 +64,8 @@ struct DashboardRenderTests {
           console.log(JSON.stringify({
             state: elements["update-state"].textContent, progress: text("progress-text"), summary: text("summary"),
             flags: elements["flags"].children.map((c) => c.textContent).join(" | "), lastRun: text("last-run"),
+            drive: (elements["drive"] ? elements["drive"].children : [])
+              .map((c) => c.textContent || c.children.map((part) => part.textContent).join("")).join(" | "),
             error: text("error") }));
         }));
         """
@@ -90,6 +92,45 @@ struct DashboardRenderTests {
         #expect(shown["state"] == "in-progress")
         #expect(shown["flags"] == "flagged: install-overdue:ums2 | flagged: overdue")
         #expect(shown["lastRun"] == "")
+    }
+
+    @Test func aDrivenUpdateShowsEachStepDoneNowOrNextWithItsTimeAndTheEstimate() async throws {
+        let step = { (node: String, role: String, phase: String, position: String, seconds: String, stalled: String) in
+            """
+            {"node": "\(node)", "role": "\(role)", "phase": "\(phase)", "position": "\(position)", "attempts": 1,
+             "started_at": null, "back_at": null, "finished_at": null, "seconds": \(seconds), "canary_served": 2,
+             "deadline": null, "stalled": \(stalled), "last_answer": null}
+            """
+        }
+        let steps = [
+            step("ums1", "update-mode", "done", "done", "8.25", "null"),
+            step("ums2", "update-mode", "canary", "now", "4", #""served 2 of 20 device connections""#),
+            step("ums3", "last", "pending", "next", "null", "null"),
+        ]
+        let shown = try await render(
+            Self.status(
+                update: """
+                    {"state": "in-progress", "target_version": "12.07.100", "updated": 2, "total": 3,
+                     "summary": "update 12.07.100: 2 of 3 servers updated", "reconnects": {},
+                     "flags": ["drive-stalled:ums2"], "last_run": null,
+                     "drive": {"state": "stalled", "target_version": "12.07.100", "starting_version": "12.06.100",
+                               "summary": "drive 12.07.100: 1 of 3 servers done", "started_at": "2026-11-25T10:00:00Z",
+                               "started_by": "admin-api 127.0.0.1:5000", "forced": false, "finished_at": null,
+                               "reason": "ums2 stuck", "estimated_remaining_seconds": 12.5, "canary_connections": 20,
+                               "steps": [\(steps.joined(separator: ","))],
+                               "reconnect": {"position": "next", "started_at": null, "finished_at": null, "seconds": null}}}
+                    """))
+        #expect(shown["error"] == "")
+        #expect(shown["flags"] == "flagged: drive-stalled:ums2")
+        let lines = try #require(shown["drive"]).components(separatedBy: " | ")
+        #expect(
+            lines == [
+                "driven update stalled to 12.07.100, started by admin-api 127.0.0.1:5000 — about 12.5s left — ums2 stuck",
+                "done ums1: done (8.3s)",
+                "now ums2: canary, 2 of 20 device connections (4.0s so far) — STALLED: served 2 of 20 device connections",
+                "next ums3: last, renews the productive schema",
+                "next reconnect: update-mode servers back to the productive database",
+            ])
     }
 
     @Test func anIdleBalancerShowsHowTheLastRunEndedAndWho() async throws {

@@ -88,7 +88,7 @@ import Testing
             [
                 "b.yaml:1:12: listeners must name at least one listener",
                 "b.yaml:2:8: nodes must name at least one node",
-                "b.yaml:3:1: unknown key 'foo' in the configuration (expected one of: admin, health, limits, listeners, nodes, reconnect, shutdown_grace, state, status, threads, timeouts, update)",
+                "b.yaml:3:1: unknown key 'foo' in the configuration (expected one of: admin, health, install, limits, listeners, nodes, reconnect, shutdown_grace, state, status, threads, timeouts, update)",
             ]
         ),
         (
@@ -193,7 +193,7 @@ import Testing
             [
                 "b.yaml:3:28: install_timeout '30' is not a duration (a number with ms, s, m or h, e.g. 500ms, 2s)",
                 "b.yaml:3:46: max_duration must be at least 1s",
-                "b.yaml:3:53: unknown key 'deadline' in update (expected one of: console, drain_rate, drain_timeout, install_timeout, max_duration, slow_start)",
+                "b.yaml:3:53: unknown key 'deadline' in update (expected one of: canary_connections, canary_timeout, console, drain_rate, drain_timeout, install_timeout, max_duration, slow_start)",
                 "b.yaml:3:79: update drain_rate 0 is out of range 1-1000000",
                 "b.yaml:4:76: reconnect max_unavailable 0 is out of range 1-1000",
             ]

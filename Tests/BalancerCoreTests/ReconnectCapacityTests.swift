@@ -104,6 +104,46 @@ import Testing
         #expect(machine.run.state == .completed && other.run.state == .completed)
     }
 
+    @Test(arguments: [1, 2, 3])
+    func neverMoreThanMaxUnavailableOutAlsoWithTwoMachinesFedTheSameObservations(limit: Int) {
+        var settings = Self.settings
+        settings.maxUnavailable = limit
+        var machines = [UpdateRunMachine(settings: settings), UpdateRunMachine(settings: settings)]
+        var cluster = (1...6).map { NodeStatus(id: "ums\($0)", health: .up, mode: .normal, version: "12.06.100") }
+        let now = RunScenarioDefaults.start
+        func observe() {
+            for index in machines.indices { _ = machines[index].nodesObserved(cluster, now: now) }
+        }
+        func set(_ index: Int, _ mode: NodeMode, _ version: String? = nil) {
+            cluster[index].mode = mode
+            if let version { cluster[index].version = version }
+            observe()
+        }
+        for index in 0..<6 {
+            set(index, .installing)
+            set(index, index == 5 ? .normal : .update, "12.07.100")
+        }
+        var worst: Set<NodeID> = []
+        // Bounded: each round moves one node one step (drained -> reconnecting -> normal).
+        for _ in 0..<40 where machines[0].run.state != .completed {
+            let reconnecting = cluster.filter { $0.mode == .reconnecting }.map(\.id)
+            let out = Set(machines.flatMap(outOfService) + reconnecting)
+            if out.count > worst.count { worst = out }
+            guard let node = out.sorted().first, let index = cluster.firstIndex(where: { $0.id == node }) else { break }
+            if cluster[index].mode == .update {
+                for machine in machines.indices {
+                    _ = machines[machine].drainFinished(node, now: now)
+                    _ = machines[machine].reconnectAnswered(node, .accepted("HTTP 202"), now: now)
+                }
+                set(index, .reconnecting)
+            } else {
+                set(index, .normal)
+            }
+        }
+        #expect(worst.count == limit, "never more than \(limit) out, and the limit is used: \(worst.sorted())")
+        #expect(machines.allSatisfy { $0.run.state == .completed })
+    }
+
     @Test mutating func aPacedDrainClosesWhatIsLeftBeforeTheCall() {
         machine.settings.drainRate = 20
         _ = installFourNodes()

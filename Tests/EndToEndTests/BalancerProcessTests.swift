@@ -44,7 +44,7 @@ struct BalancerProcessTests {
         #expect(
             result.output.split(separator: "\n").map(String.init) == [
                 "\(path):2:22: bind '127.0.0.1:99999': port 99999 is out of range 1-65535",
-                "\(path):4:34: unknown key 'port' in a node (expected one of: host, id, max_connections)",
+                "\(path):4:34: unknown key 'port' in a node (expected one of: host, id, install, max_connections)",
             ])
     }
 

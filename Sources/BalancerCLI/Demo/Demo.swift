@@ -20,6 +20,8 @@ final class Demo: Sendable {
         var consolePolicy: ConsolePolicy
         var fromVersion: String
         var toVersion: String
+        /// The balancer drives the update (`update start`) instead of the scripted admin.
+        var drive = false
 
         /// A duration scaled by the speed factor.
         func scaled(_ seconds: Double) -> Duration {
@@ -77,7 +79,8 @@ final class Demo: Sendable {
         var outcome = "completed"
         do {
             try await Task.sleep(for: settings.scaled(2))
-            for node in cluster.nodes {
+            if settings.drive { try await drive(balancer) }
+            for node in cluster.nodes where !settings.drive {
                 screen.event("admin: running the installer for \(settings.toVersion) on \(node.configuration.id)")
                 try await cluster.install(node, version: settings.toVersion, seconds: 3 / settings.speed)
                 try await cluster.waitUntil(timeout: .seconds(60)) {

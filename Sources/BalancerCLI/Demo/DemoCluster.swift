@@ -72,6 +72,7 @@ struct DemoCluster: Sendable {
         configuration.update.console = settings.consolePolicy
         configuration.update.drainTimeout = settings.scaled(2)
         configuration.update.slowStart = settings.scaled(3)
+        if settings.drive { configureDrive(&configuration, settings) }
         return configuration
     }
 

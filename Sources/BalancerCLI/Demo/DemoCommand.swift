@@ -38,6 +38,9 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "The version installed.")
     var toVersion = "12.07.100"
 
+    @Flag(help: "Let the balancer drive the update (ums-balancer update start) instead of a scripted admin.")
+    var drive = false
+
     func validate() throws {
         guard (2...9).contains(nodes) else { throw ValidationError("--nodes must be between 2 and 9") }
         guard (1...64).contains(devices) else { throw ValidationError("--devices must be between 1 and 64") }
@@ -58,7 +61,7 @@ struct DemoCommand: AsyncParsableCommand {
             settings: Demo.Settings(
                 nodes: nodes, devices: devices, webSocketDevices: webSocketDevices, speed: speed,
                 consolePolicy: ConsolePolicy(rawValue: consolePolicy)!,
-                fromVersion: fromVersion, toVersion: toVersion))
+                fromVersion: fromVersion, toVersion: toVersion, drive: drive))
         let succeeded = try await demo.run()
         if !succeeded { throw ExitCode(1) }
     }

@@ -86,6 +86,7 @@ final class DemoScreen: Sendable {
         case .mode: return "\(node)reports \(event.message)"
         case .health: return "\(node)health \(event.message)"
         case .drain, .reconnect, .release, .admin: return "balancer: \(node)\(event.message)"
+        case .drive: return "drive: \(node)\(event.message)"
         case .refusal, .reload, .balancer: return nil
         }
     }
