@@ -91,8 +91,8 @@ extension Balancer {
             listenerRuntime(listener.name)?.replaceContext(context)
         }
         directory.replaceNodes(
-            applied.nodes, consolePolicy: applied.update.console, reset: Set(diff.changedNodes.map(\.id))
-        ) { Self.initialStatus(of: $0, applied) }
+            applied.nodes, consolePolicy: applied.update.console, readdressed: Set(diff.changedNodes.map(\.id))
+        ) { _ in Self.initialObservation(applied) }
         configureLimits(applied)
         if diff.probingChanged { probes.reconfigure(applied) }
         await coordinator.reconfigure(applied)

@@ -116,7 +116,7 @@ public final class Balancer: Service, Sendable {
         self.state = NIOLockedValueBox(
             RuntimeState(configuration: configuration, lastReload: ReloadReport(ok: true, at: Date(), error: nil)))
         self.directory = NodeDirectory(nodes: configuration.nodes, consolePolicy: configuration.update.console) {
-            Self.initialStatus(of: $0, configuration)
+            _ in Self.initialObservation(configuration)
         }
         self.listeningPromise = group.next().makePromise(of: Void.self)
         self.relaySweepers = RelaySweepers(group: group)
@@ -168,8 +168,8 @@ public final class Balancer: Service, Sendable {
 
     /// A node's state before its first probe. Without a status probe a reachable node is taken to
     /// be a UMS Server in normal mode.
-    static func initialStatus(of id: NodeID, _ configuration: BalancerConfiguration) -> NodeStatus {
-        NodeStatus(id: id, health: .down, mode: configuration.status == nil ? .normal : .unknown)
+    static func initialObservation(_ configuration: BalancerConfiguration) -> NodeObservation {
+        NodeObservation(health: .down, mode: configuration.status == nil ? .normal : .unknown)
     }
 
     /// The configuration in force.

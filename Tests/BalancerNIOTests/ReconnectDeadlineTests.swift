@@ -24,7 +24,7 @@ struct ReconnectDeadlineTests {
         reconnect.timeout = .seconds(20)
         configuration.reconnect = reconnect
         let directory = NodeDirectory(nodes: configuration.nodes, consolePolicy: .normalOnly) {
-            NodeStatus(id: $0, health: .up, mode: .normal, version: "12.06.100")
+            _ in NodeObservation(health: .up, mode: .normal, version: "12.06.100")
         }
         let clock = ManualClock()
         let logs = LogCapture()
@@ -33,7 +33,7 @@ struct ReconnectDeadlineTests {
             configuration: configuration, initialRun: nil, directory: directory, httpClient: httpClient, store: nil,
             journal: Journal(store: nil, logger: logs.logger()), logger: logs.logger(), clock: clock)
         for (node, mode) in [("ums1", NodeMode.update), ("ums2", .normal)] {
-            directory.update(node) {
+            directory.observe(node) {
                 $0.mode = mode
                 $0.version = "12.07.100"
             }
