@@ -102,18 +102,31 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The composition root: the running balancer as one ServiceGroup, for the daemon, the demo and tests.
+        .target(
+            name: "BalancerApp",
+            dependencies: [
+                "BalancerCore", "BalancerConfigFile", "BalancerNIO", "BalancerStore", "BalancerAdmin",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
         .target(
             name: "BalancerCLI",
             dependencies: [
                 "BalancerCore", "BalancerConfigFile", "BalancerNIO", "BalancerStore", "BalancerAdmin", "UMSNodeSimulator",
-                "BalancerDataPath", "BalancerBuildInfo",
+                "BalancerDataPath", "BalancerBuildInfo", "BalancerApp",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
-                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -125,7 +138,7 @@ let package = Package(
         .target(
             name: "BalancerTesting",
             dependencies: [
-                "BalancerCore", "BalancerNIO", "BalancerStore", "UMSNodeSimulator",
+                "BalancerCore", "BalancerNIO", "BalancerStore", "UMSNodeSimulator", "BalancerApp",
                 .product(name: "Subprocess", package: "swift-subprocess"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -180,7 +193,7 @@ let package = Package(
         .testTarget(
             name: "BalancerAdminTests",
             dependencies: [
-                "BalancerAdmin", "BalancerCore", "BalancerNIO", "BalancerStore", "BalancerTesting",
+                "BalancerAdmin", "BalancerCore", "BalancerNIO", "BalancerStore", "BalancerTesting", "BalancerApp",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOCore", package: "swift-nio"),

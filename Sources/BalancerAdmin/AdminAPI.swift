@@ -11,15 +11,16 @@ public struct AdminAPI: Sendable {
     let balancer: Balancer
     let store: StateStore?
     let metrics: PrometheusCollectorRegistry?
-    let reload: @Sendable () async -> Void
+    let reload: @Sendable (_ actor: String) async -> ReloadResult
 
     /// Routes over `balancer`; `store` serves `/events`, `metrics` is the registry swift-metrics
-    /// reports into (nil: only the gauges made from status), `reload` is what SIGHUP runs.
+    /// reports into (nil: only the gauges made from status), `reload` is what SIGHUP runs too,
+    /// with who asked.
     public init(
         balancer: Balancer,
         store: StateStore?,
         metrics: PrometheusCollectorRegistry?,
-        reload: @escaping @Sendable () async -> Void
+        reload: @escaping @Sendable (_ actor: String) async -> ReloadResult
     ) {
         self.balancer = balancer
         self.store = store
@@ -94,13 +95,9 @@ public struct AdminAPI: Sendable {
     // MARK: - Changing
 
     private func reloadConfiguration(actor: String) async throws -> StatusDocument.Config {
-        let before = balancer.reloadStatus.generation
         balancer.journal.record(.reload, actor: actor, "reload requested through the admin API")
-        await reload()
+        if case .rejected(let error) = await reload(actor) { throw AdminError.reloadRejected(error) }
         let after = balancer.reloadStatus
-        guard after.generation > before else {
-            throw AdminError.reloadRejected(after.lastReload.error ?? "see the balancer's log")
-        }
         return StatusDocument.Config(
             generation: after.generation,
             lastReload: .init(ok: after.lastReload.ok, at: after.lastReload.at, error: after.lastReload.error))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BalancerAdmin
+import BalancerApp
 import BalancerConfigFile
 import BalancerCore
 import BalancerDataPath
@@ -10,7 +11,6 @@ import Logging
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
-import UnixSignals
 
 #if canImport(Glibc)
 import Glibc
@@ -44,7 +44,7 @@ struct RunCommand: AsyncParsableCommand {
         let configuration = checked.configuration
         bootstrapLogging(level: logLevel)
         let logger = Logger(label: "ums-balancer")
-        logWarnings(checked.warnings, logger: logger)
+        BalancerApp.log(checked.warnings, logger: logger)
         raiseOpenFileLimit(logger: logger)
         if let pidFile {
             do {
@@ -66,118 +66,24 @@ struct RunCommand: AsyncParsableCommand {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
-/// Runs a balancer until SIGTERM or SIGINT (a second one exits at once); SIGHUP reloads `configPath`.
+/// Runs a balancer until SIGTERM or SIGINT (a second one ends the wait for connections); SIGHUP
+/// and the admin API reload `configPath`.
 func runBalancer(configuration: BalancerConfiguration, configPath: String, logger: Logger) async throws {
-    // Checked first: an admin API on a non-loopback address without a token never starts.
-    let adminToken = try configuration.admin.flatMap { settings throws(AdminSetupError) in
-        try AdminToken.load(for: settings)
-    }
     PrometheusMetrics.bootstrap()
     // The state database is opened before anything listens: a broken one is an error at start.
     let store = try configuration.state.map { try StateStore(path: $0.path) }
-    let initialRun = try await store?.loadRun()
-    let initialDrive = try await store?.loadDrive()
-    let activation = try inheritedSockets(for: configuration)
-    let group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads ?? System.coreCount)
-    let balancer = Balancer(
-        configuration: configuration,
-        group: group,
-        logger: logger,
-        accessLogger: Logger(label: "ums-balancer.access"),
-        store: store,
-        initialRun: initialRun,
-        initialDrive: initialDrive,
-        socketActivation: activation
-    )
-    var members: [any Service] = [balancer]
-    let adminTokens = AdminTokens(adminToken)
-    let systemd = SystemdReporter(notifier: SystemdNotifier(), balancer: balancer, group: group, logger: logger)
-    let reload: @Sendable () async -> Void = {
-        systemd.reloadStarted()
-        await reloadConfiguration(balancer, from: configPath, logger: logger)
-        if let settings = configuration.admin { reloadAdminToken(adminTokens, settings, balancer, logger: logger) }
-        await systemd.reloadFinished()
-    }
-    if let settings = configuration.admin {
-        let api = AdminAPI(balancer: balancer, store: store, metrics: PrometheusMetrics.registry) {
-            logger.notice("admin API: reloading the configuration", metadata: ["path": "\(configPath)"])
-            await reload()
-        }
-        // First in the group, so it stops last: status stays available while connections drain.
-        let admin = AdminService(
-            api: api, settings: settings, tokens: adminTokens, logger: Logger(label: "ums-balancer.admin"))
-        members.insert(admin, at: 0)
-    }
-    let services = ServiceGroup(
-        configuration: .init(services: members, logger: logger)
-    )
-    // Trapped before anything listens: a SIGHUP right after "listening" would otherwise meet the
-    // default action and end the process.
-    let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup)
-    try await withThrowingTaskGroup(of: Void.self) { tasks in
-        tasks.addTask { await systemd.run() }
-        tasks.addTask {
-            var stops = 0
-            for await signal in signals {
-                if signal == .sighup {
-                    logger.notice("SIGHUP: reloading the configuration", metadata: ["path": "\(configPath)"])
-                    await reload()
-                    continue
-                }
-                stops += 1
-                if stops == 1 {
-                    logger.notice("signal received: shutting down gracefully", metadata: ["signal": "\(signal)"])
-                    systemd.stopping()
-                    await services.triggerGracefulShutdown()
-                } else {
-                    logger.warning("second signal: exiting at once", metadata: ["signal": "\(signal)"])
-                    exit(0)
-                }
-            }
-        }
-        try await services.run()
-        tasks.cancelAll()
-    }
-    try await group.shutdownGracefully()
-}
-
-/// Reads, validates and applies `path`; a bad file or a failed bind leaves the running configuration.
-/// Reads the admin token file again (admin settings themselves apply at restart): a rotated
-/// token is in force from now on; an unreadable file keeps the old one.
-func reloadAdminToken(_ tokens: AdminTokens, _ settings: AdminSettings, _ balancer: Balancer, logger: Logger) {
-    do {
-        if try tokens.reload(for: settings) {
-            logger.notice("admin token replaced from its file", metadata: ["path": "\(settings.tokenFile ?? "-")"])
-            balancer.journal.record(.reload, "admin token replaced from \(settings.tokenFile ?? "-")")
-        }
-    } catch {
-        logger.error("admin token file: keeping the token in force", metadata: ["error": "\(error)"])
-    }
-}
-
-func reloadConfiguration(_ balancer: Balancer, from path: String, logger: Logger) async {
-    let configuration: BalancerConfiguration
-    do {
-        let checked = try ConfigFile.check(path: path)
-        logWarnings(checked.warnings, logger: logger)
-        configuration = checked.configuration
-    } catch {
-        balancer.reloadRejected(error.description)
-        return
-    }
-    do {
-        try await balancer.reload(to: configuration)
-    } catch {
-        // reload(to:) has recorded and logged why; nothing changed.
-    }
-}
-
-/// What `check-config` warns about, said in the log when the file is loaded.
-func logWarnings(_ warnings: [ConfigError], logger: Logger) {
-    for warning in warnings {
-        logger.warning(
-            "configuration: \(warning.message)", metadata: ["at": "\(warning.file):\(warning.line):\(warning.column)"])
-    }
+    var options = BalancerApp.Options(logger: logger)
+    options.accessLogger = Logger(label: "ums-balancer.access")
+    options.store = store
+    options.initialRun = try await store?.loadRun()
+    options.initialDrive = try await store?.loadDrive()
+    options.socketActivation = try inheritedSockets(for: configuration)
+    options.metrics = PrometheusMetrics.registry
+    options.reload = ReloadService.fromFile(configPath, logger: logger)
+    options.handlesSignals = true
+    options.notifiesSystemd = true
+    let app = try await BalancerApp.build(configuration: configuration, options: options)
+    try await app.run()
 }
 
 /// One line per event on standard error, metadata as key=value.

@@ -21,8 +21,8 @@ public struct NodeObserver: Sendable, Hashable {
         self.readsMode = readsMode
     }
 
-    /// Applies `outcome` to `status`.
-    public mutating func record(_ outcome: ProbeOutcome, into status: inout NodeStatus) {
+    /// Applies `outcome` to what the probes make of the node.
+    public mutating func record(_ outcome: ProbeOutcome, into status: inout NodeObservation) {
         var failed = false
         switch outcome {
         case .answered(let report):

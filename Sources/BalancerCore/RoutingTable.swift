@@ -49,7 +49,11 @@ public enum RoutingDecision: Sendable, Hashable {
 
 /// Everything routing needs to know, in one value: node states in configuration order and the
 /// active connection count of each. The I/O layer keeps it behind a lock and asks it per connection.
+/// Node state changes only through `apply(_:to:)`, whoever its writer (probes, operator, update run).
 public struct RoutingTable: Sendable {
+    /// Each node's state by source, in configuration order.
+    public private(set) var records: [NodeRecord]
+    /// Each node as routing sees it (`records`' statuses, kept for the per-connection path).
     public private(set) var nodes: [NodeStatus]
     private var activeConnections: [NodeID: Int] = [:]
     private var rotation = 0
@@ -71,14 +75,25 @@ public struct RoutingTable: Sendable {
     /// Passive-health changes routing made (an ejection ended), for the I/O layer to report.
     public private(set) var pendingEvents: [PassiveHealthEvent] = []
 
-    public init(nodes: [NodeStatus], consolePolicy: ConsolePolicy = .normalOnly) {
-        self.nodes = nodes
+    public init(records: [NodeRecord], consolePolicy: ConsolePolicy = .normalOnly) {
+        self.records = records
+        self.nodes = records.map(\.status)
         self.consolePolicy = consolePolicy
+    }
+
+    /// A table of nodes in the given states (none drained or overridden by anyone).
+    public init(nodes: [NodeStatus], consolePolicy: ConsolePolicy = .normalOnly) {
+        self.init(records: nodes.map(NodeRecord.init), consolePolicy: consolePolicy)
     }
 
     /// The state of `id`, if configured.
     public func status(of id: NodeID) -> NodeStatus? {
         nodes.first { $0.id == id }
+    }
+
+    /// `id`'s state by source, if configured.
+    public func record(of id: NodeID) -> NodeRecord? {
+        records.first { $0.id == id }
     }
 
     /// Connections (and connect attempts) currently counted against `id`.
@@ -206,22 +221,24 @@ public struct RoutingTable: Sendable {
         activeConnections[id, default: 0] += 1
     }
 
-    /// Releases what `connectionOpened(to:)` counted.
-    public mutating func connectionClosed(from id: NodeID) {
+    /// Releases what `connectionOpened(to:)` counted; true when that was `id`'s last connection.
+    @discardableResult
+    public mutating func connectionClosed(from id: NodeID) -> Bool {
         let remaining = activeConnections[id, default: 0] - 1
         activeConnections[id] = remaining > 0 ? remaining : nil
+        return remaining <= 0
     }
 
-    /// Applies a change of one node's state; returns the previous state when anything changed.
+    /// Applies `event` to `id`'s state; returns the state before it when the state changed.
     @discardableResult
-    public mutating func update(_ id: NodeID, _ change: (inout NodeStatus) -> Void) -> NodeStatus? {
-        guard let index = nodes.firstIndex(where: { $0.id == id }) else { return nil }
-        let before = nodes[index]
-        change(&nodes[index])
+    public mutating func apply(_ event: NodeEvent, to id: NodeID) -> NodeStatus? {
+        guard let index = records.firstIndex(where: { $0.id == id }) else { return nil }
+        guard let before = records[index].apply(event) else { return nil }
+        nodes[index] = records[index].status
         if before.mode != nodes[index].mode, Self.restarted(from: before.mode, to: nodes[index].mode) {
             forgive(id)
         }
-        return nodes[index] == before ? nil : before
+        return before
     }
 
     /// A node whose report goes from not serving (installing, reconnecting, unknown) to serving
@@ -240,13 +257,17 @@ public struct RoutingTable: Sendable {
     }
 
     /// Replaces the node list after a reload: nodes that stay keep their state, new ones start
-    /// as given, removed ones stop taking connections (their counts drain as connections close).
-    public mutating func replaceNodes(with fresh: [NodeStatus], replacing reset: Set<NodeID> = []) {
-        nodes = fresh.map { candidate in
-            reset.contains(candidate.id) ? candidate : status(of: candidate.id) ?? candidate
+    /// as `fresh` has them, and those in `readdressed` (another address) lose what the probes knew
+    /// of the old one but keep the operator's and the update run's decisions.
+    public mutating func replaceNodes(with fresh: [NodeRecord], readdressed: Set<NodeID> = []) {
+        records = fresh.map { candidate in
+            guard var kept = record(of: candidate.id) else { return candidate }
+            if readdressed.contains(candidate.id) { kept.apply(.readdressed(candidate.observation)) }
+            return kept
         }
-        // A removed or readdressed node's record goes with it.
-        let kept = Set(nodes.map(\.id)).subtracting(reset)
+        nodes = records.map(\.status)
+        // A removed or readdressed node's failure record goes with it.
+        let kept = Set(records.map(\.id)).subtracting(readdressed)
         for id in outliers.keys where !kept.contains(id) {
             if outliers[id]?.ejectedUntil != nil { ejectedNodes -= 1 }
             outliers[id] = nil

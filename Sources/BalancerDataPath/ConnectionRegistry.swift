@@ -3,7 +3,7 @@ import NIOConcurrencyHelpers
 
 /// Every client connection the balancer holds, with its listener, so shutdown (and a reload that
 /// removes a listener) can wait for them and close the rest. One entry per connection, whichever
-/// executor runs it.
+/// executor runs it. A wait for "no connection left" is woken by the close of the last one.
 public final class ConnectionRegistry: Sendable {
     private struct Entry {
         var listener: Int
@@ -13,7 +13,29 @@ public final class ConnectionRegistry: Sendable {
         var close: @Sendable (ConnectionEnd) -> Void
     }
 
-    private let entries = NIOLockedValueBox<[ObjectIdentifier: Entry]>([:])
+    private struct State {
+        var entries: [ObjectIdentifier: Entry] = [:]
+        /// Open connections per listener, kept as they come and go so a close checks waiters in O(1).
+        var perListener: [Int: Int] = [:]
+        /// Waits for a listener's (or, with nil, every) connection to close.
+        var waiters: [Int: (listener: Int?, continuation: CheckedContinuation<Void, Never>)] = [:]
+        var nextWaiter = 0
+
+        func count(of listener: Int?) -> Int {
+            guard let listener else { return entries.count }
+            return perListener[listener] ?? 0
+        }
+
+        /// Removes and returns the waiters whose connections are all closed.
+        mutating func emptied() -> [CheckedContinuation<Void, Never>] {
+            guard !waiters.isEmpty else { return [] }
+            let done = waiters.filter { count(of: $0.value.listener) == 0 }
+            for key in done.keys { waiters[key] = nil }
+            return done.values.map(\.continuation)
+        }
+    }
+
+    private let state = NIOLockedValueBox(State())
     private let lastListenerKey = NIOLockedValueBox(0)
 
     public init() {}
@@ -31,25 +53,28 @@ public final class ConnectionRegistry: Sendable {
     public func register(
         _ id: ObjectIdentifier, listener: Int, close: @escaping @Sendable (ConnectionEnd) -> Void
     ) {
-        entries.withLockedValue { $0[id] = Entry(listener: listener, close: close) }
+        state.withLockedValue { state in
+            state.entries[id] = Entry(listener: listener, close: close)
+            state.perListener[listener, default: 0] += 1
+        }
     }
 
     /// The connection `id` is now relayed to `node` (nil: between nodes).
     public func relayed(_ id: ObjectIdentifier, to node: NodeID?) {
-        entries.withLockedValue { $0[id]?.node = node }
+        state.withLockedValue { $0.entries[id]?.node = node }
     }
 
     /// Connections currently relayed to `node`.
     public func count(relayedTo node: NodeID) -> Int {
-        entries.withLockedValue { $0.values.count { $0.node == node } }
+        state.withLockedValue { $0.entries.values.count { $0.node == node } }
     }
 
     /// Closes at most `limit` of the connections relayed to `node` (the access log says
     /// `drained`); returns how many it closed. A paced drain calls it once per step.
     @discardableResult
     public func drain(_ node: NodeID, atMost limit: Int = .max) -> Int {
-        let members = entries.withLockedValue { entries in
-            entries.values.lazy.filter { $0.node == node }.prefix(limit).map(\.close)
+        let members = state.withLockedValue { state in
+            state.entries.values.lazy.filter { $0.node == node }.prefix(limit).map(\.close)
         }
         for close in members { close(.drained) }
         return members.count
@@ -57,12 +82,18 @@ public final class ConnectionRegistry: Sendable {
 
     /// The connection `id` is closed.
     public func unregister(_ id: ObjectIdentifier) {
-        _ = entries.withLockedValue { $0.removeValue(forKey: id) }
+        let emptied = state.withLockedValue { state -> [CheckedContinuation<Void, Never>] in
+            guard let entry = state.entries.removeValue(forKey: id) else { return [] }
+            state.perListener[entry.listener, default: 1] -= 1
+            if state.perListener[entry.listener] == 0 { state.perListener[entry.listener] = nil }
+            return state.emptied()
+        }
+        for waiter in emptied { waiter.resume() }
     }
 
     /// Connections currently open.
     public var count: Int {
-        entries.withLockedValue { $0.count }
+        state.withLockedValue { $0.entries.count }
     }
 
     /// Waits until no connection is open or `deadline` passes; true when none is left.
@@ -81,21 +112,44 @@ public final class ConnectionRegistry: Sendable {
     }
 
     fileprivate func count(of listener: Int?) -> Int {
-        guard let listener else { return count }
-        return entries.withLockedValue { $0.values.count { $0.listener == listener } }
+        state.withLockedValue { $0.count(of: listener) }
     }
 
+    /// Returns when the last connection (of `listener`, or of all) closes, the deadline passes, or
+    /// the task is cancelled; true when none is left.
     fileprivate func waitUntilEmpty(of listener: Int?, deadline: ContinuousClock.Instant) async -> Bool {
-        while count(of: listener) > 0 {
-            guard ContinuousClock.now < deadline else { return false }
-            try? await Task.sleep(for: .milliseconds(20))
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.emptied(of: listener) }
+            group.addTask { try? await Task.sleep(until: deadline, clock: .continuous) }
+            await group.next()
+            group.cancelAll()
         }
-        return true
+        return count(of: listener) == 0
+    }
+
+    private func emptied(of listener: Int?) async {
+        let key = state.withLockedValue { state in
+            defer { state.nextWaiter += 1 }
+            return state.nextWaiter
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let empty = state.withLockedValue { state in
+                    // Cancelled before it could wait: the handler below found nothing to resume.
+                    guard state.count(of: listener) > 0, !Task.isCancelled else { return true }
+                    state.waiters[key] = (listener, continuation)
+                    return false
+                }
+                if empty { continuation.resume() }
+            }
+        } onCancel: {
+            state.withLockedValue { $0.waiters.removeValue(forKey: key) }?.continuation.resume()
+        }
     }
 
     fileprivate func closeAll(of listener: Int?) {
-        let members = entries.withLockedValue { entries in
-            entries.values.filter { listener == nil || $0.listener == listener }.map(\.close)
+        let members = state.withLockedValue { state in
+            state.entries.values.filter { listener == nil || $0.listener == listener }.map(\.close)
         }
         for close in members { close(.shutdown) }
     }

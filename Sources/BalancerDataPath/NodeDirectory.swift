@@ -71,19 +71,21 @@ public final class NodeDirectory: Sendable {
     private struct State {
         var table: RoutingTable
         var hosts: [NodeID: NodeHost]
-        /// Modes set by an operator; they win over what the probes report until cleared.
-        var overrides: [NodeID: NodeMode] = [:]
-        /// What each node last reported, kept apart so clearing an override restores it.
-        var reported: [NodeID: NodeMode] = [:]
     }
 
     private let state: NIOLockedValueBox<State>
+    private let drainedNodes: AsyncStream<NodeID>.Continuation
+    /// Nodes whose last connection closed while they were drained (by the operator or for their
+    /// reconnect): told when it happens, so nobody polls for it.
+    public let drained: AsyncStream<NodeID>
 
-    /// A directory of `nodes`, all in the state given by `initial`.
-    public init(nodes: [NodeConfiguration], consolePolicy: ConsolePolicy, initial: (NodeID) -> NodeStatus) {
-        let table = RoutingTable(nodes: nodes.map { initial($0.id) }, consolePolicy: consolePolicy)
+    /// A directory of `nodes`, all as the probes would see them in `initial`.
+    public init(nodes: [NodeConfiguration], consolePolicy: ConsolePolicy, initial: (NodeID) -> NodeObservation) {
+        let table = RoutingTable(
+            records: nodes.map { NodeRecord(id: $0.id, observation: initial($0.id)) }, consolePolicy: consolePolicy)
         let hosts = NodeHost.table(nodes)
         state = NIOLockedValueBox(State(table: table, hosts: hosts))
+        (drained, drainedNodes) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(64))
     }
 
     /// The nodes named by host name, with their names: what the resolver looks up.
@@ -187,67 +189,59 @@ public final class NodeDirectory: Sendable {
 
     /// Releases a count taken by `connectionOpened(to:)`.
     public func connectionClosed(from node: NodeID) {
-        state.withLockedValue { $0.table.connectionClosed(from: node) }
-    }
-
-    /// Changes one node's state; returns the state before when anything changed.
-    @discardableResult
-    public func update(_ node: NodeID, _ change: (inout NodeStatus) -> Void) -> NodeStatus? {
-        state.withLockedValue { state in
-            let overridden = state.overrides[node]
-            return state.table.update(node) { status in
-                let before = status.mode
-                change(&status)
-                if let overridden {
-                    // A probe that reports anything else is remembered for when the override is cleared
-                    // (and the next probe answer corrects it in any case).
-                    if status.mode != before { state.reported[node] = status.mode }
-                    status.mode = overridden
-                }
-            }
+        let drainedNow = state.withLockedValue { state in
+            state.table.connectionClosed(from: node) && state.table.status(of: node).map(Self.isDrained) == true
         }
+        if drainedNow { drainedNodes.yield(node) }
     }
 
-    /// Pins `node`'s mode to `mode`, or with nil returns it to what the node last reported.
-    public func setModeOverride(_ mode: NodeMode?, for node: NodeID) {
+    private static func isDrained(_ status: NodeStatus) -> Bool {
+        status.reconnectDrain || status.admin != .active
+    }
+
+    /// Applies one change to `node`'s state (probes, operator and update run alike); returns the
+    /// state before it when the state changed.
+    @discardableResult
+    public func apply(_ event: NodeEvent, to node: NodeID) -> NodeStatus? {
+        let (before, drainedNow) = state.withLockedValue { state -> (NodeStatus?, Bool) in
+            let before = state.table.apply(event, to: node)
+            // Drained with nothing open: said at once, not at the next close that never comes.
+            let drainedNow =
+                before.map { !Self.isDrained($0) } == true && state.table.status(of: node).map(Self.isDrained) == true
+                && state.table.connections(to: node) == 0
+            return (before, drainedNow)
+        }
+        if drainedNow { drainedNodes.yield(node) }
+        return before
+    }
+
+    /// Folds what a probe found into `node`'s observation; returns the state before when it changed.
+    @discardableResult
+    public func observe(_ node: NodeID, _ change: (inout NodeObservation) -> Void) -> NodeStatus? {
         state.withLockedValue { state in
-            if let mode {
-                if state.overrides[node] == nil, let current = state.table.status(of: node)?.mode {
-                    state.reported[node] = current
-                }
-                state.overrides[node] = mode
-                state.table.update(node) { $0.mode = mode }
-            } else if state.overrides.removeValue(forKey: node) != nil {
-                let reported = state.reported.removeValue(forKey: node) ?? .unknown
-                state.table.update(node) { $0.mode = reported }
-            }
+            guard var observation = state.table.record(of: node)?.observation else { return nil }
+            change(&observation)
+            return state.table.apply(.observed(observation), to: node)
         }
     }
 
     /// The operator's mode override of `node`, if any.
     public func modeOverride(of node: NodeID) -> NodeMode? {
-        state.withLockedValue { $0.overrides[node] }
+        state.withLockedValue { $0.table.record(of: node)?.modeOverride }
     }
 
-    /// Takes a reloaded node list: nodes that stay keep their state (unless listed in `reset`, for a
-    /// changed address), new ones start from `initial`, removed ones take no new connections.
+    /// Takes a reloaded node list: nodes that stay keep their state (those in `readdressed`, with a
+    /// changed address, only what the operator and the update run decided), new ones start from
+    /// `initial`, removed ones take no new connections.
     public func replaceNodes(
         _ nodes: [NodeConfiguration],
         consolePolicy: ConsolePolicy,
-        reset: Set<NodeID>,
-        initial: (NodeID) -> NodeStatus
+        readdressed: Set<NodeID>,
+        initial: (NodeID) -> NodeObservation
     ) {
         state.withLockedValue { state in
             state.table.replaceNodes(
-                with: nodes.map { node in
-                    guard reset.contains(node.id), let kept = state.table.status(of: node.id) else {
-                        return initial(node.id)
-                    }
-                    var fresh = initial(node.id)
-                    fresh.admin = kept.admin
-                    return fresh
-                },
-                replacing: reset)
+                with: nodes.map { NodeRecord(id: $0.id, observation: initial($0.id)) }, readdressed: readdressed)
             state.table.consolePolicy = consolePolicy
             state.hosts = NodeHost.table(nodes, keeping: state.hosts)
         }

@@ -8,7 +8,7 @@ extension Balancer {
     @discardableResult
     public func setAdminState(_ admin: AdminState, of node: NodeID, actor: String) async -> Bool {
         guard let before = directory.status(of: node) else { return false }
-        directory.update(node) { $0.admin = admin }
+        directory.apply(.adminStateSet(admin), to: node)
         if before.admin != admin {
             logger.notice(
                 "admin state changed",
@@ -24,7 +24,7 @@ extension Balancer {
     @discardableResult
     public func overrideMode(_ mode: NodeMode?, of node: NodeID, actor: String) async -> Bool {
         guard directory.status(of: node) != nil else { return false }
-        directory.setModeOverride(mode, for: node)
+        directory.apply(.modeOverridden(mode), to: node)
         let text = mode.map { "mode overridden to \($0)" } ?? "mode override cleared"
         logger.notice("\(text)", metadata: ["node": "\(node)", "by": "\(actor)"])
         journal.record(.mode, node: node, actor: actor, text)

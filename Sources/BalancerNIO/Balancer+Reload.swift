@@ -17,6 +17,14 @@ public struct ReloadReport: Sendable, Hashable {
     }
 }
 
+/// How one reload ended.
+public enum ReloadResult: Sendable, Hashable {
+    /// The new configuration is in force, as generation `generation`.
+    case applied(generation: Int)
+    /// Nothing changed: the new file is invalid (`FILE:LINE:COL: ...` lines) or could not be applied.
+    case rejected(String)
+}
+
 extension Balancer {
     /// The configuration generation (1 at start, +1 per accepted reload) and the last reload's result.
     public var reloadStatus: (generation: Int, lastReload: ReloadReport) {
@@ -83,16 +91,19 @@ extension Balancer {
             listenerRuntime(listener.name)?.replaceContext(context)
         }
         directory.replaceNodes(
-            applied.nodes, consolePolicy: applied.update.console, reset: Set(diff.changedNodes.map(\.id))
-        ) { Self.initialStatus(of: $0, applied) }
+            applied.nodes, consolePolicy: applied.update.console, readdressed: Set(diff.changedNodes.map(\.id))
+        ) { _ in Self.initialObservation(applied) }
         configureLimits(applied)
-        if diff.probingChanged { startMonitor(applied) }
+        if diff.probingChanged { probes.reconfigure(applied) }
         await coordinator.reconfigure(applied)
         await coordinator.nodesChanged()
 
         for listener in opening { logListening(listener) }
         for runtime in retiring.rebound { await runtime.socket.close() }
-        for runtime in retiring.removed { await retire(runtime, drainTimeout: applied.update.drainTimeout) }
+        for runtime in retiring.removed {
+            await runtime.socket.close()
+            retirements.continuation.yield(runtime)
+        }
 
         let generation = reloadStatus.generation
         logger.notice(
@@ -107,28 +118,28 @@ extension Balancer {
         return diff
     }
 
-    /// Stops a removed listener accepting (before the reload returns); its connections get
-    /// `drainTimeout` to finish.
-    private func retire(_ runtime: ListenerRuntime, drainTimeout: Duration) async {
-        await runtime.socket.close()
-        let logger = self.logger
-        Task {
-            if await !runtime.connections.waitUntilEmpty(deadline: .now + drainTimeout) {
-                logger.notice(
-                    "removed listener: closing connections still open at the drain timeout",
-                    metadata: ["connections": "\(runtime.connections.count)"])
-                runtime.connections.closeAll()
-            }
+    /// Lets the connections of a removed listener (no longer accepting) finish within the drain
+    /// timeout, then closes the rest. Graceful shutdown cancels the wait: shutdown drains every connection.
+    func retire(_ runtime: ListenerRuntime) async {
+        let drainTimeout = configuration.update.drainTimeout
+        if await !runtime.connections.waitUntilEmpty(deadline: .now + drainTimeout), !Task.isCancelled {
+            logger.notice(
+                "removed listener: closing connections still open at the drain timeout",
+                metadata: ["connections": "\(runtime.connections.count)"])
+            runtime.connections.closeAll()
         }
     }
 }
 
 /// Lets one task at a time through, in the order they arrived.
-actor SerialGate {
+public actor SerialGate {
     private var busy = false
     private var waiting: [CheckedContinuation<Void, Never>] = []
 
-    func enter() async {
+    public init() {}
+
+    /// Returns when the task may go through; `leave()` lets the next one in.
+    public func enter() async {
         guard busy else {
             busy = true
             return
@@ -136,7 +147,8 @@ actor SerialGate {
         await withCheckedContinuation { waiting.append($0) }
     }
 
-    func leave() {
+    /// The task that entered is done.
+    public func leave() {
         if waiting.isEmpty {
             busy = false
         } else {

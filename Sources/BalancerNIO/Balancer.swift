@@ -69,6 +69,10 @@ public final class Balancer: Service, Sendable {
     /// How the state database is doing; nil when none is configured.
     public var stateCondition: StoreCondition? { store?.condition }
     let coordinator: UpdateCoordinator
+    /// Probes the nodes; the listeners open after its first round.
+    let probes: ProbeService
+    /// Listeners a reload removed, handed to `run()` to drain.
+    let retirements = AsyncStream<ListenerRuntime>.makeStream()
     #if os(Linux)
     /// The relay's threads, started with the first relayed listener.
     let relay = NIOLockedValueBox(RelayState.idle)
@@ -87,7 +91,6 @@ public final class Balancer: Service, Sendable {
         var listeners: [String: ListenerRuntime] = [:]
         var generation = 1
         var lastReload: ReloadReport
-        var monitor: Task<Void, any Error>?
     }
 
     /// A balancer for `configuration`; `store` keeps the update run and journal, `initialRun` is the
@@ -115,7 +118,7 @@ public final class Balancer: Service, Sendable {
         self.state = NIOLockedValueBox(
             RuntimeState(configuration: configuration, lastReload: ReloadReport(ok: true, at: Date(), error: nil)))
         self.directory = NodeDirectory(nodes: configuration.nodes, consolePolicy: configuration.update.console) {
-            Self.initialStatus(of: $0, configuration)
+            _ in Self.initialObservation(configuration)
         }
         self.listeningPromise = group.next().makePromise(of: Void.self)
         self.relaySweepers = RelaySweepers(group: group)
@@ -125,6 +128,13 @@ public final class Balancer: Service, Sendable {
             httpClient: httpClient,
             store: store, journal: journal, logger: logger
         ) { [connections] node, count in connections.drain(node, atMost: count) }
+        self.probes = ProbeService(
+            configuration: configuration,
+            // A persisted run is picked up again before the first probe result reaches it.
+            prepare: { [coordinator] in await coordinator.resume() },
+            makeMonitor: Self.monitors(
+                coordinator: coordinator, directory: directory, journal: journal, group: group,
+                httpClient: httpClient, logger: logger))
         configureLimits(configuration)
         directory.onPassiveHealth { [journal, logger] event in
             Self.report(event, journal: journal, logger: logger)
@@ -161,8 +171,8 @@ public final class Balancer: Service, Sendable {
 
     /// A node's state before its first probe. Without a status probe a reachable node is taken to
     /// be a UMS Server in normal mode.
-    static func initialStatus(of id: NodeID, _ configuration: BalancerConfiguration) -> NodeStatus {
-        NodeStatus(id: id, health: .down, mode: configuration.status == nil ? .normal : .unknown)
+    static func initialObservation(_ configuration: BalancerConfiguration) -> NodeObservation {
+        NodeObservation(health: .down, mode: configuration.status == nil ? .normal : .unknown)
     }
 
     /// The configuration in force.
@@ -193,55 +203,47 @@ public final class Balancer: Service, Sendable {
 
     // MARK: - Running
 
+    /// The long-running parts of the balancer, as `Service`s in the order a `ServiceGroup` wants
+    /// them: each is shut down after the ones behind it. The listeners (this object) go first,
+    /// draining their connections; the coordinator and the probes then stop, the relay's threads
+    /// after the connections they carried, and the journal last, so that every event is written.
+    public var services: [any Service] {
+        [JournalWriter(journal: journal), RelayService(balancer: self), probes, CoordinatorService(coordinator), self]
+    }
+
+    /// The listeners: they open once every node has had its first probe, serve until graceful
+    /// shutdown, then stop accepting and let connections finish up to `shutdown_grace` (cancelled:
+    /// at once). Listeners a reload removed drain in here too.
     public func run() async throws {
-        let coordinator = self.coordinator
-        let journal = self.journal
         let configuration = self.configuration
         journal.record(
             .balancer, "started with \(configuration.nodes.count) nodes and \(configuration.listeners.count) listeners")
-        let journalWriter = Task { await journal.run() }
-        await coordinator.resume()
-        let opened = AsyncStream<Result<Void, any Error>>.makeStream()
-        startMonitor(configuration) {
-            await coordinator.firstProbeRoundDone()
-            do {
-                try await self.openListeners(configuration.listeners)
-                self.serving.withLockedValue { $0 = true }
-                self.listeningPromise.succeed()
-                opened.continuation.yield(.success(()))
-            } catch {
-                opened.continuation.yield(.failure(error))
-                throw error
-            }
-        }
         do {
-            try await cancelWhenGracefulShutdown {
-                try await withThrowingTaskGroup(of: Void.self) { tasks in
-                    tasks.addTask { try await coordinator.run() }
-                    for await result in opened.stream {
-                        try result.get()
-                        break
-                    }
-                    try await tasks.next()
-                }
-            }
+            try await cancelWhenGracefulShutdown { try await self.probes.firstRoundDone() }
+            await coordinator.firstProbeRoundDone()
+            try await openListeners(configuration.listeners)
         } catch is CancellationError {
-            // Graceful shutdown: fall through to draining.
-        } catch {
-            serving.withLockedValue { $0 = false }
-            listeningPromise.fail(error)
-            stopMonitor()
+            listeningPromise.fail(CancellationError())
             await closeListeners()
-            await stopRelayLoops()
-            await stopBackground(journalWriter)
+            journal.record(.balancer, "stopped before the listeners opened")
+            return
+        } catch {
+            listeningPromise.fail(error)
+            await closeListeners()
             throw error
         }
+        serving.withLockedValue { $0 = true }
+        listeningPromise.succeed()
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                for await runtime in self.retirements.stream {
+                    group.addTask { await self.retire(runtime) }
+                }
+            }
+        }
         serving.withLockedValue { $0 = false }
-        listeningPromise.fail(CancellationError())
-        stopMonitor()
-        await drain()
-        await stopRelayLoops()
-        await stopBackground(journalWriter)
+        await drain(grace: Task.isCancelled ? .zero : self.configuration.shutdownGrace)
+        journal.record(.balancer, "stopped")
     }
 
     /// The relay's threads are running (some listener is relayed).
@@ -253,7 +255,8 @@ public final class Balancer: Service, Sendable {
         #endif
     }
 
-    private func stopRelayLoops() async {
+    /// Stops the relay's threads; a reload racing it gets none.
+    func stopRelayLoops() async {
         #if os(Linux)
         let running = relay.withLockedValue { state -> RelayLoops? in
             defer { state = .stopped }
@@ -264,42 +267,30 @@ public final class Balancer: Service, Sendable {
         #endif
     }
 
-    /// (Re)starts probing with `configuration`'s nodes and probe; `firstRoundDone` runs once after
-    /// the first probe of every node.
-    func startMonitor(
-        _ configuration: BalancerConfiguration,
-        firstRoundDone: @escaping @Sendable () async throws -> Void = {}
-    ) {
-        let coordinator = self.coordinator
-        let monitor = NodeMonitor(
-            nodes: configuration.nodes,
-            health: configuration.health,
-            probe: NodeProbe(
-                kind: Self.probeKind(configuration),
-                timeout: configuration.status?.timeout ?? configuration.health.timeout,
-                group: group, httpClient: httpClient),
-            directory: directory,
-            journal: journal,
-            logger: logger,
-            onChange: { await coordinator.nodesChanged() }
-        )
-        let task = Task { try await monitor.run(firstRoundDone: firstRoundDone) }
-        let previous = state.withLockedValue { state in
-            defer { state.monitor = task }
-            return state.monitor
-        }
-        previous?.cancel()
-    }
-
-    private func stopMonitor() {
-        state.withLockedValue { $0.monitor }?.cancel()
-    }
-
-    private func stopBackground(_ journalWriter: Task<Void, Never>) async {
-        journal.record(.balancer, "stopped")
-        journal.finish()
-        await journalWriter.value
+    /// Stops the HTTP client of the probes and reconnect calls; once, after the services stopped.
+    public func shutDownClients() async {
         try? await httpClient.shutdown()
+    }
+
+    /// Makes the probe monitor for a configuration's nodes and probe.
+    private static func monitors(
+        coordinator: UpdateCoordinator, directory: NodeDirectory, journal: Journal, group: any EventLoopGroup,
+        httpClient: HTTPClient, logger: Logger
+    ) -> @Sendable (BalancerConfiguration) -> NodeMonitor {
+        { configuration in
+            NodeMonitor(
+                nodes: configuration.nodes,
+                health: configuration.health,
+                probe: NodeProbe(
+                    kind: Self.probeKind(configuration),
+                    timeout: configuration.status?.timeout ?? configuration.health.timeout,
+                    group: group, httpClient: httpClient),
+                directory: directory,
+                journal: journal,
+                logger: logger,
+                onChange: { await coordinator.nodesChanged() }
+            )
+        }
     }
 
     private static func probeKind(_ configuration: BalancerConfiguration) -> NodeProbe.Kind {
@@ -330,13 +321,14 @@ public final class Balancer: Service, Sendable {
         }
     }
 
-    private func drain() async {
+    private func drain(grace: Duration) async {
         await closeListeners()
-        let grace = configuration.shutdownGrace
         logger.notice(
             "shutting down: stopped accepting",
             metadata: ["open_connections": "\(connections.count)", "grace": "\(DurationText.format(grace))"])
-        if await !connections.waitUntilEmpty(deadline: ContinuousClock.now + grace) {
+        let drained =
+            grace == .zero ? connections.count == 0 : await connections.waitUntilEmpty(deadline: .now + grace)
+        if !drained {
             logger.warning(
                 "shutdown grace over: closing remaining connections",
                 metadata: ["open_connections": "\(connections.count)"])

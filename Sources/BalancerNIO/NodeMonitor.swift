@@ -92,7 +92,7 @@ final class NodeMonitor: Sendable {
     @discardableResult
     private func record(_ outcome: ProbeOutcome, for id: NodeID, observer: inout NodeObserver) -> Bool {
         var observed = observer
-        guard let before = directory.update(id, { status in observed.record(outcome, into: &status) }) else {
+        guard let before = directory.observe(id, { observed.record(outcome, into: &$0) }) else {
             observer = observed
             return false
         }

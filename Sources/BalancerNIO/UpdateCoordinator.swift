@@ -184,7 +184,7 @@ actor UpdateCoordinator {
                 logger.notice("update target version", metadata: ["version": "\(version)"])
                 journal.record(.target, "target version \(version)")
             case .drain(let node):
-                directory.update(node) { $0.reconnectDrain = true }
+                directory.apply(.reconnectDrainSet(true), to: node)
                 logger.notice("draining for reconnect", metadata: ["node": "\(node)"])
                 journal.record(.drain, node: node, "drained for reconnect: no new connections")
             case .closeConnections(let node, let perSecond):
@@ -198,7 +198,7 @@ actor UpdateCoordinator {
             case .callReconnect(let node, let attempt, let timeout):
                 call(node, attempt: attempt, timeout: timeout)
             case .release(let node):
-                directory.update(node) { $0.reconnectDrain = false }
+                directory.apply(.reconnectDrainSet(false), to: node)
                 directory.slowStart(node, over: slowStart)
                 logger.notice("reconnect drain released: slow start", metadata: ["node": "\(node)"])
                 journal.record(

@@ -1,3 +1,4 @@
+import BalancerApp
 import BalancerCore
 import BalancerNIO
 import BalancerStore
@@ -43,12 +44,12 @@ public struct BackendCluster {
     }
 }
 
-/// A balancer running in-process on loopback, with its log captured.
+/// A balancer running in-process on loopback, composed as `ums-balancer run` composes it, with
+/// its log captured.
 public final class RunningBalancer: Sendable {
-    public let balancer: Balancer
+    public let app: BalancerApp
+    public var balancer: Balancer { app.balancer }
     public let logs = LogCapture()
-    private let group: MultiThreadedEventLoopGroup
-    private let services: ServiceGroup
     private let task: Task<Void, any Error>
 
     /// Starts a balancer for `configuration` and waits until its listeners are open.
@@ -56,14 +57,20 @@ public final class RunningBalancer: Sendable {
         configuration: BalancerConfiguration, store: StateStore? = nil, initialRun: UpdateRun? = nil,
         dataPath: DataPath = .automatic
     ) async throws {
-        group = MultiThreadedEventLoopGroup(numberOfThreads: configuration.threads ?? 2)
-        balancer = Balancer(
-            configuration: configuration, group: group, logger: logs.logger(label: "balancer"), store: store,
-            initialRun: initialRun, dataPath: dataPath)
-        services = ServiceGroup(
-            services: [balancer], logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
-        task = Task { [services] in try await services.run() }
-        try await balancer.listening.get()
+        var configuration = configuration
+        configuration.threads = configuration.threads ?? 2
+        var options = BalancerApp.Options(logger: logs.logger(label: "balancer"))
+        options.store = store
+        options.initialRun = initialRun
+        options.dataPath = dataPath
+        app = try await BalancerApp.build(configuration: configuration, options: options)
+        task = Task { [app] in try await app.run() }
+        do {
+            try await app.balancer.listening.get()
+        } catch {
+            _ = await task.result
+            throw error
+        }
     }
 
     /// Starts a balancer with one listener per entry, all on free 127.0.0.1 ports.
@@ -106,9 +113,8 @@ public final class RunningBalancer: Sendable {
 
     /// Graceful shutdown, then the event loops stop.
     public func stop() async throws {
-        await services.triggerGracefulShutdown()
+        await app.shutDown()
         try await task.value
-        try await group.shutdownGracefully()
     }
 }
 

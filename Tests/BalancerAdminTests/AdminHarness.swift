@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import BalancerAdmin
+import BalancerApp
 import BalancerCore
 import BalancerNIO
 import BalancerStore
@@ -11,8 +12,8 @@ import NIOPosix
 import Prometheus
 import ServiceLifecycle
 
-/// A simulated three-node cluster, a balancer in front of it and its admin API, in one
-/// `ServiceGroup` as `runBalancer` composes them, with a state database in a temporary folder.
+/// A simulated three-node cluster, a balancer in front of it and its admin API, composed by
+/// `BalancerApp` as `ums-balancer run` composes them, with a state database in a temporary folder.
 final class AdminHarness: Sendable {
     static let token = "test-token-0123456789"
 
@@ -21,8 +22,7 @@ final class AdminHarness: Sendable {
     let baseURL: String
     let folder: TemporaryDirectory
     let metrics = PrometheusCollectorRegistry()
-    private let group: MultiThreadedEventLoopGroup
-    private let services: ServiceGroup
+    private let app: BalancerApp
     private let task: Task<Void, any Error>
 
     /// An answer: status, content type and body.
@@ -84,21 +84,26 @@ final class AdminHarness: Sendable {
         configuration.admin = settings
         configure(&configuration)
 
-        let logger = Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })
-        group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
-        let balancer = Balancer(
-            configuration: configuration, group: group, logger: logger, store: store, initialRun: initialRun)
-        self.balancer = balancer
-        let api = AdminAPI(balancer: balancer, store: store, metrics: metrics) { await reload(balancer) }
         let listening = AsyncStream.makeStream(of: SocketAddress.self)
-        let admin = AdminService(
-            api: api, settings: settings, token: try AdminToken.load(for: settings),
-            logger: logger, onListening: { listening.continuation.yield($0) })
-        services = ServiceGroup(services: [admin, balancer], logger: logger)
-        task = Task { [services] in
+        var options = BalancerApp.Options(logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        options.store = store
+        options.initialRun = initialRun
+        options.metrics = metrics
+        options.reload = { balancer in
+            // The test's reload, told apart by whether it made a new generation.
+            let before = balancer.reloadStatus.generation
+            await reload(balancer)
+            let after = balancer.reloadStatus
+            return after.generation > before
+                ? .applied(generation: after.generation) : .rejected(after.lastReload.error ?? "rejected")
+        }
+        options.adminListening = { listening.continuation.yield($0) }
+        app = try await BalancerApp.build(configuration: configuration, options: options)
+        balancer = app.balancer
+        task = Task { [app] in
             // A service that fails to start ends the stream, so the wait below cannot hang.
             defer { listening.continuation.finish() }
-            try await services.run()
+            try await app.run()
         }
         var iterator = listening.stream.makeAsyncIterator()
         guard let address = await iterator.next() else {
@@ -160,9 +165,8 @@ final class AdminHarness: Sendable {
     }
 
     func stop() async throws {
-        await services.triggerGracefulShutdown()
+        await app.shutDown()
         try await task.value
-        try await group.shutdownGracefully()
         await cluster.stop()
         folder.remove()
     }

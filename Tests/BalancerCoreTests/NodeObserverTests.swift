@@ -33,9 +33,9 @@ import Testing
 }
 
 @Suite struct NodeObserverTests {
-    func observe(_ outcomes: [ProbeOutcome], readsMode: Bool = true, rise: Int = 2, fall: Int = 3) -> NodeStatus {
+    func observe(_ outcomes: [ProbeOutcome], readsMode: Bool = true, rise: Int = 2, fall: Int = 3) -> NodeObservation {
         var observer = NodeObserver(rise: rise, fall: fall, readsMode: readsMode)
-        var status = NodeStatus(id: "ums1")
+        var status = NodeObservation()
         for outcome in outcomes { observer.record(outcome, into: &status) }
         return status
     }
@@ -67,7 +67,7 @@ import Testing
 
     @Test func plainTCPProbesLeaveTheModeAlone() {
         var observer = NodeObserver(rise: 1, fall: 1, readsMode: false)
-        var status = NodeStatus(id: "ums1", mode: .normal)
+        var status = NodeObservation(mode: .normal)
         observer.record(.answered(nil), into: &status)
         observer.record(.failed("refused"), into: &status)
         #expect(status.health == .down && status.mode == .normal)

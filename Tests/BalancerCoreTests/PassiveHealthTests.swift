@@ -51,9 +51,9 @@ import Testing
         var routing = table(["ums1", "ums2"])
         // The service port refused while the node was installing, before its probe said so.
         for _ in 0..<3 { _ = routing.nodeFailed("ums1", reason: "connection refused", now: start) }
-        routing.update("ums1") { $0.mode = .installing }
+        routing.apply(.observed(NodeObservation(health: .up, mode: .installing)), to: "ums1")
         #expect(routing.isEjected("ums1", now: start + .seconds(1)), "still installing: still out")
-        routing.update("ums1") { $0.mode = .update }
+        routing.apply(.observed(NodeObservation(health: .up, mode: .update)), to: "ums1")
         #expect(!routing.isEjected("ums1", now: start + .seconds(1)))
         #expect(routing.takePendingEvents() == [.returned("ums1")])
         #expect(!routing.hasFailureRecord("ums1"))
@@ -62,7 +62,7 @@ import Testing
     @Test func aModeChangeBetweenServingModesForgivesNothing() {
         var routing = table(["ums1", "ums2"])
         for _ in 0..<3 { _ = routing.nodeFailed("ums1", reason: "refused", now: start) }
-        routing.update("ums1") { $0.mode = .update }
+        routing.apply(.observed(NodeObservation(health: .up, mode: .update)), to: "ums1")
         #expect(routing.isEjected("ums1", now: start + .seconds(1)))
     }
 
@@ -147,7 +147,9 @@ import Testing
     @Test func aReaddressedNodeLosesItsRecord() {
         var routing = table()
         for _ in 0..<3 { _ = routing.nodeFailed("ums1", reason: "refused", now: start) }
-        routing.replaceNodes(with: [NodeStatus(id: "ums1", health: .up, mode: .normal)], replacing: ["ums1"])
+        routing.replaceNodes(
+            with: [NodeRecord(id: "ums1", observation: NodeObservation(health: .up, mode: .normal))],
+            readdressed: ["ums1"])
         #expect(!routing.isEjected("ums1", now: start))
         #expect(order(&routing) == ["ums1"])
     }

@@ -71,16 +71,42 @@ import Testing
 
     @Test func replacingNodesKeepsTheStateOfNodesThatStay() {
         var routing = table([("ums1", .up, .update), ("ums2", .down, .normal)])
-        routing.update("ums1") { $0.admin = .draining }
-        routing.replaceNodes(with: [NodeStatus(id: "ums1"), NodeStatus(id: "ums3", health: .up, mode: .normal)])
+        routing.apply(.adminStateSet(.draining), to: "ums1")
+        routing.replaceNodes(with: [
+            NodeRecord(id: "ums1"), NodeRecord(id: "ums3", observation: NodeObservation(health: .up, mode: .normal)),
+        ])
         #expect(routing.nodes.map(\.id) == ["ums1", "ums3"])
         #expect(routing.status(of: "ums1") == NodeStatus(id: "ums1", health: .up, mode: .update, admin: .draining))
     }
 
-    @Test func updateReportsThePreviousStateOnlyOnChange() {
+    @Test func aReaddressedNodeForgetsWhatWasProbedButKeepsItsDrainsAndOverride() {
+        var routing = table([("ums1", .up, .update), ("ums2", .up, .normal)])
+        routing.apply(.reconnectDrainSet(true), to: "ums1")
+        routing.apply(.adminStateSet(.draining), to: "ums2")
+        routing.apply(.modeOverridden(.normal), to: "ums2")
+        routing.replaceNodes(
+            with: [NodeRecord(id: "ums1"), NodeRecord(id: "ums2")], readdressed: ["ums1", "ums2"])
+        let ums1 = routing.status(of: "ums1")
+        #expect(ums1?.health == .down && ums1?.mode == .unknown)
+        #expect(ums1?.reconnectDrain == true, "the run's drain must not be lifted by an address change")
+        #expect(routing.status(of: "ums2")?.admin == .draining)
+        #expect(routing.status(of: "ums2")?.mode == .normal)
+    }
+
+    @Test func anEventReportsThePreviousStateOnlyOnChange() {
         var routing = table([("ums1", .up, .normal)])
-        #expect(routing.update("ums1") { $0.health = .up } == nil)
-        #expect(routing.update("ums1") { $0.health = .down }?.health == .up)
-        #expect(routing.update("nope") { $0.health = .down } == nil)
+        #expect(routing.apply(.observed(NodeObservation(health: .up, mode: .normal)), to: "ums1") == nil)
+        #expect(routing.apply(.observed(NodeObservation(health: .down, mode: .normal)), to: "ums1")?.health == .up)
+        #expect(routing.apply(.adminStateSet(.draining), to: "nope") == nil)
+    }
+
+    @Test func anOverrideWinsUntilReleasedWhichBringsTheLastReportBack() {
+        var routing = table([("ums1", .up, .normal)])
+        routing.apply(.modeOverridden(.update), to: "ums1")
+        routing.apply(.observed(NodeObservation(health: .up, mode: .installing, version: "12.07.100")), to: "ums1")
+        #expect(routing.status(of: "ums1")?.mode == .update)
+        #expect(routing.status(of: "ums1")?.version == "12.07.100")
+        routing.apply(.modeOverridden(nil), to: "ums1")
+        #expect(routing.status(of: "ums1")?.mode == .installing)
     }
 }

@@ -52,7 +52,7 @@ final class EmbeddedRelay {
         let directory = NodeDirectory(
             nodes: ids.map { NodeConfiguration(id: $0, host: "127.0.0.\(10 + Int($0.dropFirst(3))!)") },
             consolePolicy: .normalOnly
-        ) { NodeStatus(id: $0, health: .up, mode: .normal) }
+        ) { _ in NodeObservation(health: .up, mode: .normal) }
         var shared = ListenerContext(
             configuration: configuration, directory: directory, timeouts: TimeoutSettings(),
             accessLogger: logs.logger(label: "access"), journal: Journal(store: nil, logger: logs.logger()),

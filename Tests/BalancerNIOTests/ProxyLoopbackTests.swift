@@ -232,6 +232,8 @@ struct ProxyLoopbackTests {
         let connection = try await TestClient.connect(to: try balancer.address())
         // More than the socket buffers on the way hold: the balancer is left with bytes for the node.
         let payload = TestBackend.payload(size: 16 * 1024 * 1024)
+        // A first chunk surely on its way before the rest, however late the writer task runs.
+        try await connection.outbound.write(TestBackend.payload(size: 64 * 1024))
         let writer = Task { try await connection.outbound.write(payload) }
         try await Task.sleep(for: .milliseconds(500))
         writer.cancel()

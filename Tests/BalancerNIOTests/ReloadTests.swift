@@ -154,8 +154,8 @@ struct ReloadTests {
     {
         let cluster = try await BackendCluster.start([.greetThenEcho, .greetThenEcho, .greetThenEcho])
         let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster)
-        balancer.balancer.directory.update("ums1") { $0.admin = .draining }
-        balancer.balancer.directory.update("ums2") { $0.admin = .maintenance }
+        balancer.balancer.directory.apply(.adminStateSet(.draining), to: "ums1")
+        balancer.balancer.directory.apply(.adminStateSet(.maintenance), to: "ums2")
         var next = balancer.balancer.configuration
         next.timeouts.idle = .seconds(600)
         try await balancer.balancer.reload(to: next)

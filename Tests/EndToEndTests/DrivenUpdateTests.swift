@@ -84,11 +84,18 @@ struct DrivenUpdateTests {
         try await second.waitForOutput("listener=devices")
         #expect(second.output.contains("driven update resumed from the state database"), "\(second.output)")
         let afterRestart = DeviceLoad.start(address: devices, devices: 3)
-        try await waitUntil("the driven update completed", timeout: .seconds(120)) {
-            let status = try? await TestHTTP.request(
-                "GET", "/status", to: SocketAddress(ipAddress: "127.0.0.1", port: adminPort))
-            let drive = (status?.json?["update"] as? [String: Any])?["drive"] as? [String: Any]
-            return drive?["state"] as? String == "completed"
+        do {
+            try await waitUntil("the driven update completed", timeout: .seconds(120)) {
+                let status = try? await TestHTTP.request(
+                    "GET", "/status", to: SocketAddress(ipAddress: "127.0.0.1", port: adminPort))
+                let drive = (status?.json?["update"] as? [String: Any])?["drive"] as? [String: Any]
+                return drive?["state"] as? String == "completed"
+            }
+        } catch {
+            // Where it stood, so a failure says why.
+            let status = try? await ProcessHarness.run("ums-balancer", ["status", "--admin", admin])
+            Issue.record("\(error)\n\(status?.output ?? "no status")\n\(second.output.suffix(4000))")
+            throw error
         }
         let status = try await ProcessHarness.run("ums-balancer", ["status", "--admin", admin])
         #expect(status.output.contains("last drive: completed to 12.07.100"), "\(status.output)")

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import BalancerApp
 import BalancerCore
 import BalancerNIO
 import BalancerStore
@@ -6,7 +7,6 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
-import ServiceLifecycle
 import UMSNodeSimulator
 
 /// The demo's script: a simulated cluster, the balancer, devices and consoles, and the admin
@@ -51,9 +51,12 @@ final class Demo: Sendable {
             reconnectSeconds: 1 / settings.speed, group: group, logger: quiet)
         let store = try StateStore(path: dataDirectory.appendingPathComponent("balancer.sqlite").path)
         let configuration = try await cluster.balancerConfiguration(settings)
-        let balancer = Balancer(configuration: configuration, group: group, logger: quiet, store: store)
-        let services = ServiceGroup(services: [balancer], logger: quiet)
-        let serviceTask = Task { try await services.run() }
+        var options = BalancerApp.Options(logger: quiet)
+        options.store = store
+        options.eventLoopGroup = group
+        let app = try await BalancerApp.build(configuration: configuration, options: options)
+        let balancer = app.balancer
+        let serviceTask = Task { try await app.run() }
         try await balancer.listening.get()
         let devicesAddress = try SocketAddress(ipAddress: "127.0.0.1", port: configuration.listeners[0].bind.port)
         let consoleAddress = try SocketAddress(ipAddress: "127.0.0.1", port: configuration.listeners[1].bind.port)
@@ -105,7 +108,7 @@ final class Demo: Sendable {
         let events = (try? await store.events(limit: 500)) ?? []
         let finalNodes = balancer.directory.snapshot().map(\.status)
         let loginsInUpdateMode = cluster.nodes.map(\.consoleLoginsInUpdateMode).reduce(0, +)
-        await services.triggerGracefulShutdown()
+        await app.shutDown()
         _ = try? await serviceTask.value
         await cluster.stop()
         try? await group.shutdownGracefully()

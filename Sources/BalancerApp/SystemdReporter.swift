@@ -3,19 +3,24 @@ import BalancerNIO
 import Foundation
 import Logging
 import NIOCore
+import ServiceLifecycle
 
 /// What the running balancer tells systemd: `READY=1` once the listeners are open, a `STATUS=`
 /// line with the update's progress whenever it changes, `WATCHDOG=1` while the event loops answer,
 /// `RELOADING=1` / `READY=1` around a reload and `STOPPING=1` at shutdown.
-struct SystemdReporter: Sendable {
+struct SystemdReporter: Service {
     let notifier: SystemdNotifier
     let balancer: Balancer
     let group: any EventLoopGroup
     let logger: Logger
 
-    /// Until cancelled: waits for the listeners, says READY, then keeps STATUS and the watchdog fed.
+    /// Until graceful shutdown: waits for the listeners, says READY, then keeps STATUS and the
+    /// watchdog fed (it stops late: systemd keeps hearing from a balancer that is draining).
     func run() async {
-        guard notifier.socketPath != nil else { return }
+        await cancelWhenGracefulShutdown { await report() }
+    }
+
+    private func report() async {
         notifier.notify(["STATUS=starting: probing the nodes before the listeners open"])
         do {
             try await balancer.listening.get()
