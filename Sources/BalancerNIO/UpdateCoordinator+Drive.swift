@@ -191,7 +191,7 @@ extension UpdateCoordinator {
 
     private func callInstall(_ node: NodeID, version: String, attempt: Int, timeout: Duration) {
         guard let configuration = nodes[node], let install = installs[node] else {
-            Task { await self.installAnswered(node, .rejected("\(node) has no install action in the configuration")) }
+            start { await self.installAnswered(node, .rejected("\(node) has no install action in the configuration")) }
             return
         }
         let callTimeout = min(timeout, install.timeout)
@@ -201,7 +201,7 @@ extension UpdateCoordinator {
                 "node": "\(node)", "version": "\(version)", "attempt": "\(attempt)",
                 "timeout": "\(DurationText.format(callTimeout))",
             ])
-        Task { [httpClient] in
+        start { [httpClient] in
             let answer = await NodeActionCall.call(
                 install.action, node: configuration, version: version, timeout: callTimeout, httpClient: httpClient)
             await self.installAnswered(node, answer)

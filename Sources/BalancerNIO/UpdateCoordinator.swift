@@ -35,6 +35,9 @@ actor UpdateCoordinator {
     var probed = false
     /// Closes at most that many of a node's connections; returns how many it closed.
     private let closeConnections: @Sendable (NodeID, Int) -> Int
+    /// Calls to nodes (reconnect, install), run by `run()` in tasks of their own, so a call in
+    /// flight never holds up a tick or a deadline.
+    private let calls = AsyncStream<@Sendable () async -> Void>.makeStream()
     /// Paced drains under way (`update.drain_rate`), by node.
     private var pacers: [NodeID: DrainPacer] = [:]
 
@@ -144,24 +147,43 @@ actor UpdateCoordinator {
     /// Ticks the machine until cancelled: drains that finished, retries that are due, deadlines
     /// (also while reconnect calls are in flight: calls run in tasks of their own).
     func run() async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await self.tick() }
+            group.addTask {
+                for await node in self.directory.drained { await self.drained(node) }
+            }
+            for await call in calls.stream { group.addTask { await call() } }
+        }
+    }
+
+    private func tick() async throws {
         while true {
             try await clock.sleep(for: Self.tickInterval)
             let now = clock.now()
-            for (node, reconnect) in machine.run.reconnects where [.draining, .closing].contains(reconnect.phase) {
-                if reconnect.phase == .closing, var pacer = pacers[node] {
-                    let allowed = pacer.allowance(at: now)
-                    pacers[node] = pacer
-                    if allowed > 0 { _ = closeConnections(node, allowed) }
-                }
-                if directory.connections(to: node) == 0 {
-                    pacers[node] = nil
-                    journal.record(.drain, node: node, "connections drained; reconnect can be called")
-                    await perform(machine.drainFinished(node, now: now))
-                }
+            for (node, reconnect) in machine.run.reconnects where reconnect.phase == .closing {
+                guard var pacer = pacers[node] else { continue }
+                let allowed = pacer.allowance(at: now)
+                pacers[node] = pacer
+                if allowed > 0 { _ = closeConnections(node, allowed) }
             }
             await perform(machine.tick(now: now))
             await observeDrive()
         }
+    }
+
+    /// `node`'s last connection closed while it was drained: told by the directory when it happens.
+    private func drained(_ node: NodeID) async {
+        guard let reconnect = machine.run.reconnects[node], [.draining, .closing].contains(reconnect.phase),
+            directory.connections(to: node) == 0
+        else { return }
+        pacers[node] = nil
+        journal.record(.drain, node: node, "connections drained; reconnect can be called")
+        await perform(machine.drainFinished(node, now: clock.now()))
+    }
+
+    /// Runs `call` in a task of its own, under `run()`.
+    func start(_ call: @escaping @Sendable () async -> Void) {
+        calls.continuation.yield(call)
     }
 
     // MARK: - Actions
@@ -184,7 +206,11 @@ actor UpdateCoordinator {
                 logger.notice("update target version", metadata: ["version": "\(version)"])
                 journal.record(.target, "target version \(version)")
             case .drain(let node):
-                directory.apply(.reconnectDrainSet(true), to: node)
+                // The directory tells when the last connection closes; a node already drained (a
+                // retried reconnect) with nothing open is told here, once these actions are done.
+                if directory.apply(.reconnectDrainSet(true), to: node) == nil, directory.connections(to: node) == 0 {
+                    start { await self.drained(node) }
+                }
                 logger.notice("draining for reconnect", metadata: ["node": "\(node)"])
                 journal.record(.drain, node: node, "drained for reconnect: no new connections")
             case .closeConnections(let node, let perSecond):
@@ -227,7 +253,7 @@ actor UpdateCoordinator {
             "calling reconnect",
             metadata: ["node": "\(node)", "attempt": "\(attempt)", "timeout": "\(DurationText.format(timeout))"])
         journal.record(.reconnect, node: node, "reconnect call, attempt \(attempt)")
-        Task {
+        start {
             let answer = await caller.call(configuration, timeout: timeout)
             await self.answered(node, answer)
         }
