@@ -35,6 +35,13 @@ public final class DeviceLoad: Sendable {
         maximumRequests: Int = 50_000
     ) -> DeviceLoad {
         let load = DeviceLoad()
+        let begun = ContinuousClock.now
+        // Each failure says when it happened (since the load started) and on which device.
+        func failed(_ device: Int, _ what: String) {
+            let at = (ContinuousClock.now - begun).formatted(
+                .units(allowed: [.seconds], fractionalPart: .show(length: 2)))
+            load.state.withLockedValue { $0.failures.append("device \(device) at \(at): \(what)") }
+        }
         let started = (0..<devices).map { device in
             Task {
                 var count = 0
@@ -49,12 +56,10 @@ public final class DeviceLoad: Sendable {
                                 database: json["database"] as? String ?? "?")
                             load.state.withLockedValue { $0.answers.append(answer) }
                         } else {
-                            load.state.withLockedValue {
-                                $0.failures.append("HTTP \(response.status): \(response.body.prefix(100))")
-                            }
+                            failed(device, "HTTP \(response.status): \(response.body.prefix(100))")
                         }
                     } catch {
-                        load.state.withLockedValue { $0.failures.append("\(error)") }
+                        failed(device, "\(error)")
                     }
                     try? await Task.sleep(for: pause)
                 }

@@ -32,6 +32,8 @@ public struct NodeStateMachine: Sendable, Hashable {
     public private(set) var installingVersion: NodeVersion?
     /// Console logins accepted in update mode.
     public private(set) var consoleLoginsInUpdateMode = 0
+    /// A reconnect was accepted and the node is still serving in update mode, about to go down.
+    public private(set) var reconnectPending = false
     // Where an install started from, so a failed install can go back.
     private var beforeInstall: Origin?
 
@@ -98,10 +100,15 @@ public struct NodeStateMachine: Sendable, Hashable {
         beforeInstall = nil
     }
 
-    /// Asks to reconnect to the productive database, whose schema is `productiveSchema`.
-    public mutating func requestReconnect(productiveSchema: NodeVersion) throws(Refusal) -> ReconnectDecision {
+    /// Asks to reconnect to the productive database, whose schema is `productiveSchema`. With
+    /// `pending`, the node accepts but keeps serving in update mode until `beginPendingReconnect()`.
+    public mutating func requestReconnect(
+        productiveSchema: NodeVersion, pending: Bool = false
+    ) throws(Refusal) -> ReconnectDecision {
         switch mode {
         case .reconnecting, .normal:
+            return .alreadyDone
+        case .update where reconnectPending:
             return .alreadyDone
         case .installing:
             throw Refusal(reason: "the node is installing; reconnect once it is in update mode")
@@ -111,9 +118,20 @@ public struct NodeStateMachine: Sendable, Hashable {
                     reason: "the productive schema is on \(productiveSchema.text), not on the node's version "
                         + "\(version.text): update the remaining nodes first")
             }
-            mode = .reconnecting
+            if pending {
+                reconnectPending = true
+            } else {
+                mode = .reconnecting
+            }
             return .started
         }
+    }
+
+    /// The accepted reconnect begins: the node goes down to reconnect.
+    public mutating func beginPendingReconnect() {
+        guard reconnectPending, mode == .update else { return }
+        reconnectPending = false
+        mode = .reconnecting
     }
 
     /// Finishes reconnecting: the node serves normally on the productive database.

@@ -29,15 +29,29 @@ extension SimulatedNode {
         } catch {
             return .failure(.init(reason: "the productive schema version cannot be read: \(error)"))
         }
+        let delay = configuration.reconnectDelaySeconds
         let decision = runtime.withLock { runtime in
             Result { () throws(NodeStateMachine.Refusal) in
-                try runtime.machine.requestReconnect(productiveSchema: schema)
+                try runtime.machine.requestReconnect(productiveSchema: schema, pending: delay > 0)
             }
         }
         guard case .success(.started) = decision else { return decision }
-        logger.info("reconnect started")
-        await closeServicePortsAfterPreviousTransition()
-        let task = Task { await self.runReconnect() }
+        guard delay > 0 else {
+            logger.info("reconnect started")
+            await closeServicePortsAfterPreviousTransition()
+            let task = Task { await self.runReconnect() }
+            runtime.withLock { $0.transition = task }
+            return decision
+        }
+        logger.info("reconnect accepted: going down", metadata: ["in": "\(delay)s"])
+        let task = Task {
+            do { try await Task.sleep(for: .milliseconds(Int(delay * 1000))) } catch { return }
+            self.runtime.withLock { $0.machine.beginPendingReconnect() }
+            self.logger.info("reconnect started")
+            // (This task is the transition: it waits for no other.)
+            await self.closeServicePorts()
+            await self.runReconnect()
+        }
         runtime.withLock { $0.transition = task }
         return decision
     }

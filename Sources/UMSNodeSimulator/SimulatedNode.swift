@@ -24,6 +24,9 @@ public final class SimulatedNode: Sendable {
         public var version: NodeVersion
         /// How long the node stays `reconnecting`.
         public var reconnectSeconds: Double
+        /// How long the node keeps serving in update mode after accepting a reconnect, as a server
+        /// shutting down does (0: it goes down at once). A second request meanwhile answers 200.
+        public var reconnectDelaySeconds: Double = 0
         /// How long an install takes when the request names no `seconds`.
         public var defaultInstallSeconds: Double
         /// How long going down waits for requests in flight before closing their connections.

@@ -35,6 +35,9 @@ struct NodeSimMain: AsyncParsableCommand {
     @Option(help: "How long the node stays reconnecting, in seconds.")
     var reconnectSeconds = 1.0
 
+    @Option(help: "How long the node keeps serving in update mode after accepting a reconnect, in seconds.")
+    var reconnectDelay = 0.0
+
     @Option(help: "How long an install takes when the request names no seconds.")
     var installSeconds = 3.0
 
@@ -61,7 +64,9 @@ struct NodeSimMain: AsyncParsableCommand {
         guard (tlsCert == nil) == (tlsKey == nil) else {
             throw ValidationError("--tls-cert and --tls-key go together")
         }
-        guard reconnectSeconds >= 0, installSeconds >= 0 else { throw ValidationError("seconds must not be negative") }
+        guard reconnectSeconds >= 0, installSeconds >= 0, reconnectDelay >= 0 else {
+            throw ValidationError("seconds must not be negative")
+        }
     }
 
     func run() async throws {
@@ -75,6 +80,7 @@ struct NodeSimMain: AsyncParsableCommand {
             id: id, host: host, devicePort: devicePort, consolePort: consolePort, controlPort: controlPort,
             dataDirectory: URL(fileURLWithPath: dataDir), version: NodeVersion(version)!,
             reconnectSeconds: reconnectSeconds, defaultInstallSeconds: installSeconds)
+        configuration.reconnectDelaySeconds = reconnectDelay
         configuration.tlsCertificate = tlsCert
         configuration.tlsKey = tlsKey
         configuration.clockOffsetSeconds = clockOffset

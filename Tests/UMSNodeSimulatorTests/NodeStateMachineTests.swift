@@ -24,6 +24,20 @@ struct NodeStateMachineTests {
         #expect(try machine.requestReconnect(productiveSchema: new) == .alreadyDone)
     }
 
+    @Test func aPendingReconnectKeepsServingInUpdateModeAndAnswersASecondCallerAlreadyDone() throws {
+        var machine = NodeStateMachine(version: old)
+        try machine.beginInstall(new)
+        machine.finishInstall(.useLocalCopy)
+        #expect(try machine.requestReconnect(productiveSchema: new, pending: true) == .started)
+        #expect(machine.mode == .update && machine.reconnectPending)
+        // A second balancer asking meanwhile: the reconnect is already under way.
+        #expect(try machine.requestReconnect(productiveSchema: new, pending: true) == .alreadyDone)
+        machine.beginPendingReconnect()
+        #expect(machine.mode == .reconnecting && !machine.reconnectPending)
+        machine.finishReconnect()
+        #expect(machine.mode == .normal && machine.database == .productive)
+    }
+
     @Test func lastNodeRenewsTheSchema() throws {
         var machine = NodeStateMachine(version: old)
         try machine.beginInstall(new)
