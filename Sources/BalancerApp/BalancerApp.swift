@@ -40,6 +40,8 @@ public struct BalancerApp: Sendable {
         public var notifiesSystemd = false
         /// The event loops to run on; nil: the app makes `threads` of them and stops them after.
         public var eventLoopGroup: (any EventLoopGroup)?
+        /// The control plane's time (probe intervals, update-run deadlines); tests pass a manual one.
+        public var clock: any BalancerClock = SystemClock()
         /// Told the admin API's address once it listens.
         public var adminListening: @Sendable (SocketAddress) async -> Void = { _ in }
 
@@ -71,7 +73,7 @@ public struct BalancerApp: Sendable {
             configuration: configuration, group: group, logger: logger, accessLogger: options.accessLogger,
             store: options.store, initialRun: options.initialRun, initialDrive: options.initialDrive,
             dataPath: options.dataPath,
-            socketActivation: options.socketActivation)
+            socketActivation: options.socketActivation, clock: options.clock)
 
         // Trapped before anything listens: a SIGHUP right after "listening" would otherwise meet the
         // default action and end the process.

@@ -33,7 +33,7 @@ extension Balancer {
 
     /// Records a configuration that failed validation; the running one stays untouched.
     public func reloadRejected(_ error: String) {
-        state.withLockedValue { $0.lastReload = ReloadReport(ok: false, at: Date(), error: error) }
+        state.withLockedValue { $0.lastReload = ReloadReport(ok: false, at: clock.now(), error: error) }
         Counter(label: "ums_balancer_reloads_total", dimensions: [("result", "rejected")]).increment()
         // One log line per event: the problems are joined; the admin API keeps one per line.
         let oneLine = error.split(separator: "\n").joined(separator: "; ")
@@ -83,7 +83,7 @@ extension Balancer {
             state.listeners.merge(bound) { $1 }
             state.configuration = applied
             state.generation += 1
-            state.lastReload = ReloadReport(ok: true, at: Date(), error: nil)
+            state.lastReload = ReloadReport(ok: true, at: clock.now(), error: nil)
             return (removed, rebound)
         }
         for listener in applied.listeners where bound[listener.name] == nil {

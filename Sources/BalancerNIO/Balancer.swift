@@ -69,6 +69,8 @@ public final class Balancer: Service, Sendable {
     /// How the state database is doing; nil when none is configured.
     public var stateCondition: StoreCondition? { store?.condition }
     let coordinator: UpdateCoordinator
+    /// The control plane's time: probe intervals, update-run deadlines, reload times.
+    let clock: any BalancerClock
     /// Probes the nodes; the listeners open after its first round.
     let probes: ProbeService
     /// Listeners a reload removed, handed to `run()` to drain.
@@ -105,8 +107,10 @@ public final class Balancer: Service, Sendable {
         initialRun: UpdateRun? = nil,
         initialDrive: UpdateDrive? = nil,
         dataPath: DataPath = .automatic,
-        socketActivation: SocketActivation? = nil
+        socketActivation: SocketActivation? = nil,
+        clock: any BalancerClock = SystemClock()
     ) {
+        self.clock = clock
         self.dataPath = dataPath
         self.socketActivation = socketActivation
         self.descriptors = DescriptorBudget.fromOpenFileLimit(logger: logger)
@@ -116,7 +120,7 @@ public final class Balancer: Service, Sendable {
         self.store = store
         self.journal = Journal(store: store, logger: logger)
         self.state = NIOLockedValueBox(
-            RuntimeState(configuration: configuration, lastReload: ReloadReport(ok: true, at: Date(), error: nil)))
+            RuntimeState(configuration: configuration, lastReload: ReloadReport(ok: true, at: clock.now(), error: nil)))
         self.directory = NodeDirectory(nodes: configuration.nodes, consolePolicy: configuration.update.console) {
             _ in Self.initialObservation(configuration)
         }
@@ -126,7 +130,7 @@ public final class Balancer: Service, Sendable {
         self.coordinator = UpdateCoordinator(
             configuration: configuration, initialRun: initialRun, initialDrive: initialDrive, directory: directory,
             httpClient: httpClient,
-            store: store, journal: journal, logger: logger
+            store: store, journal: journal, logger: logger, clock: clock
         ) { [connections] node, count in connections.drain(node, atMost: count) }
         self.probes = ProbeService(
             configuration: configuration,
@@ -134,7 +138,7 @@ public final class Balancer: Service, Sendable {
             prepare: { [coordinator] in await coordinator.resume() },
             makeMonitor: Self.monitors(
                 coordinator: coordinator, directory: directory, journal: journal, group: group,
-                httpClient: httpClient, logger: logger))
+                httpClient: httpClient, clock: clock, logger: logger))
         configureLimits(configuration)
         directory.onPassiveHealth { [journal, logger] event in
             Self.report(event, journal: journal, logger: logger)
@@ -275,7 +279,7 @@ public final class Balancer: Service, Sendable {
     /// Makes the probe monitor for a configuration's nodes and probe.
     private static func monitors(
         coordinator: UpdateCoordinator, directory: NodeDirectory, journal: Journal, group: any EventLoopGroup,
-        httpClient: HTTPClient, logger: Logger
+        httpClient: HTTPClient, clock: any BalancerClock, logger: Logger
     ) -> @Sendable (BalancerConfiguration) -> NodeMonitor {
         { configuration in
             NodeMonitor(
@@ -287,6 +291,7 @@ public final class Balancer: Service, Sendable {
                     group: group, httpClient: httpClient),
                 directory: directory,
                 journal: journal,
+                clock: clock,
                 logger: logger,
                 onChange: { await coordinator.nodesChanged() }
             )

@@ -17,6 +17,7 @@ final class NodeMonitor: Sendable {
     private let logger: Logger
     private let onChange: @Sendable () async -> Void
     private let resolver: NodeNameResolver
+    private let clock: any BalancerClock
 
     init(
         nodes: [NodeConfiguration],
@@ -24,9 +25,11 @@ final class NodeMonitor: Sendable {
         probe: NodeProbe,
         directory: NodeDirectory,
         journal: Journal,
+        clock: any BalancerClock,
         logger: Logger,
         onChange: @escaping @Sendable () async -> Void
     ) {
+        self.clock = clock
         self.journal = journal
         self.onChange = onChange
         self.nodes = nodes
@@ -72,16 +75,16 @@ final class NodeMonitor: Sendable {
 
     private func probeForever(_ node: NodeConfiguration, observer: NodeObserver) async throws {
         var observer = observer
-        let clock = ContinuousClock()
-        var next = clock.now + interval
+        var next = clock.now().addingTimeInterval(interval.seconds)
         let latency = Metrics.Timer(label: "ums_balancer_probe_duration_seconds", dimensions: [("node", node.id)])
         while true {
-            try await Task.sleep(until: next, clock: clock)
-            next = max(next + interval, clock.now)
+            try await clock.sleep(until: next)
+            next = max(next.addingTimeInterval(interval.seconds), clock.now())
             if NodeHost.isName(node.host) { await resolver.resolve(node.id, name: node.host) }
-            let started = clock.now
+            // How long the probe took is measured, not scheduled: the monotonic clock.
+            let started = ContinuousClock.now
             let outcome = await probe.probe(node)
-            latency.recordNanoseconds(Int64((clock.now - started) / .nanoseconds(1)))
+            latency.recordNanoseconds(Int64((ContinuousClock.now - started) / .nanoseconds(1)))
             if record(outcome, for: node.id, observer: &observer) {
                 await onChange()
             }

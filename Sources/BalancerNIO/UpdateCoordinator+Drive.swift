@@ -42,7 +42,7 @@ extension UpdateCoordinator {
             version: version, plan: plan, observation: driveObservation(), withoutInstall: withoutInstall,
             force: force, by: actor, now: clock.now())
         await performDrive(actions, actor: actor)
-        return drive.drive ?? UpdateDrive(targetVersion: version, order: [], startedAt: Date(), startedBy: actor)
+        return drive.drive ?? UpdateDrive(targetVersion: version, order: [], startedAt: clock.now(), startedBy: actor)
     }
 
     /// `update pause`.

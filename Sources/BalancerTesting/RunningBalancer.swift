@@ -55,7 +55,7 @@ public final class RunningBalancer: Sendable {
     /// Starts a balancer for `configuration` and waits until its listeners are open.
     public init(
         configuration: BalancerConfiguration, store: StateStore? = nil, initialRun: UpdateRun? = nil,
-        dataPath: DataPath = .automatic
+        dataPath: DataPath = .automatic, clock: any BalancerClock = SystemClock()
     ) async throws {
         var configuration = configuration
         configuration.threads = configuration.threads ?? 2
@@ -63,6 +63,7 @@ public final class RunningBalancer: Sendable {
         options.store = store
         options.initialRun = initialRun
         options.dataPath = dataPath
+        options.clock = clock
         app = try await BalancerApp.build(configuration: configuration, options: options)
         task = Task { [app] in try await app.run() }
         do {

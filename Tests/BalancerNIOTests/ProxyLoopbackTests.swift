@@ -273,6 +273,11 @@ struct ProxyLoopbackTests {
         }
         #expect(perNode.keys.sorted() == ["ums1", "ums2", "ums3"])
         #expect(perNode.values.allSatisfy { (33...34).contains($0) }, "\(perNode)")
+        // The nodes also count the health probes' connections until they see them close.
+        let settled = ContinuousClock.now + .seconds(5)
+        while cluster.backends.map(\.active).reduce(0, +) != 100 && ContinuousClock.now < settled {
+            try await Task.sleep(for: .milliseconds(20))
+        }
         #expect(cluster.backends.map(\.active).reduce(0, +) == 100)
         #expect(balancer.balancer.directory.snapshot().map(\.connections).reduce(0, +) == 100)
         for connection in connections { await TestClient.close(connection) }
