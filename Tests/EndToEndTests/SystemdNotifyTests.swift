@@ -82,4 +82,49 @@ struct SystemdNotifyTests {
         #expect(try await process.waitForExit(timeout: .seconds(15)) == 0)
         await backend.stop()
     }
+
+    @Test func statusShowsTheUpdatesProgressAsTheNodesReportIt() async throws {
+        let backend = try await TestBackend.start(name: "ums1", behavior: .echo)
+        let folder = try TemporaryDirectory()
+        let notify = try NotifySocket(in: folder)
+        for node in ["ums1", "ums2"] {
+            _ = try folder.write("\(node).json", #"{"mode":"normal","version":"12.06.100"}"#)
+        }
+        let listenPort = try FreePort.pick()
+        // Each node's status is what its file says: the test plays the nodes' update.
+        let path = try folder.write(
+            "b.yaml",
+            """
+            listeners:
+              - { name: devices, bind: 127.0.0.1:\(listenPort), backend_port: \(backend.port), class: device }
+            nodes:
+              - { id: ums1, host: 127.0.0.1 }
+              - { id: ums2, host: 127.0.0.2 }
+            health: { interval: 100ms, timeout: 5s, rise: 1 }
+            status: { command: [/bin/cat, "\(folder.url.path)/{id}.json"] }
+            shutdown_grace: 1s
+            threads: 1
+            """)
+        let process = try await ProcessHarness(
+            "ums-balancer", ["run", "--config", path], environment: ["NOTIFY_SOCKET": notify.path])
+        defer {
+            process.kill()
+            folder.remove()
+        }
+        let ready = try await notify.waitFor("READY=1") { $0.split(separator: "\n").contains("READY=1") }
+        #expect(notify.messages[ready].contains("STATUS=no update recorded"), "\(notify.messages[ready])")
+
+        // ums1 installs the new version and comes up in update mode: systemctl status says so.
+        _ = try folder.write("ums1.json", #"{"mode":"installing","version":"12.06.100"}"#)
+        try await notify.waitFor(after: ready, "STATUS= of a run under way") {
+            $0.contains("STATUS=update (version not yet known): 0 of 2 servers updated")
+        }
+        _ = try folder.write("ums1.json", #"{"mode":"update","version":"12.07.100"}"#)
+        try await notify.waitFor(after: ready, "STATUS= with the count") {
+            $0.contains("STATUS=update 12.07.100: 1 of 2 servers updated")
+        }
+        process.send(SIGTERM)
+        #expect(try await process.waitForExit(timeout: .seconds(15)) == 0)
+        await backend.stop()
+    }
 }
