@@ -171,8 +171,9 @@ let package = Package(
         .testTarget(
             name: "BalancerNIOTests",
             dependencies: [
-                "BalancerNIO", "BalancerCore", "BalancerTesting", "BalancerDataPath", "BalancerRelay",
+                "BalancerNIO", "BalancerCore", "BalancerTesting", "BalancerDataPath", "BalancerRelay", "BalancerAdmin",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         .testTarget(
