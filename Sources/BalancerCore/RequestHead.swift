@@ -150,10 +150,13 @@ public struct RequestHead: Sendable, Hashable {
 }
 
 extension StringProtocol {
+    /// Without leading and trailing spaces and tabs (HTTP's optional whitespace), taken scalar by
+    /// scalar as every HTTP parser does: as Characters, a space before a combining mark would be
+    /// part of the mark's grapheme and stay in the value (found by fuzzing).
     var trimmingSpaces: String {
-        var slice = Substring(self)
-        while let first = slice.first, first == " " || first == "\t" { slice.removeFirst() }
-        while let last = slice.last, last == " " || last == "\t" { slice.removeLast() }
-        return String(slice)
+        var scalars = Substring(self).unicodeScalars
+        while let first = scalars.first, first == " " || first == "\t" { scalars = scalars.dropFirst() }
+        while let last = scalars.last, last == " " || last == "\t" { scalars = scalars.dropLast() }
+        return String(scalars)
     }
 }
