@@ -94,6 +94,9 @@ public struct RequestHead: Sendable, Hashable {
             if length > limit { return .invalid(.oversized(limit: limit)) }
             if byte == 0x0A {
                 if line.last == 0x0D { line.removeLast() }
+                // A CR that ends no line is a line break to some parsers and none to others: a
+                // head that two servers read differently is how requests get smuggled (RFC 9112 2.2).
+                if line.contains(0x0D) { return .invalid(.malformed("bare CR in the request head")) }
                 if line.isEmpty {
                     if lines.isEmpty { return .invalid(.malformed("empty request line")) }
                     return head(lines).map { .complete($0, length: length) }

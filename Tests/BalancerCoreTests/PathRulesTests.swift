@@ -66,6 +66,10 @@ import Testing
         "GET / HTTP/1.1\r\n folded\r\n\r\n",
         "GET / HTTP/1.1\r\nBad Name: x\r\n\r\n",
         "GET / HTTP/1.1\r\n: x\r\n\r\n",
+        // Found by fuzzing: a bare CR was kept inside a value and forwarded to the node.
+        "GET / HTTP/1.1\r\nHost: x\rX-Other: y\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\r\n\r\n",
+        "GET /\r HTTP/1.1\r\n\r\n",
         "\r\n\r\n",
     ])
     func rejectsWhatIsNotAnHTTP1Head(_ text: String) {

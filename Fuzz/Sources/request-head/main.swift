@@ -12,6 +12,11 @@ func fuzzRequestHead(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
             "complete head of \(length) bytes from \(bytes.count) given")
         invariant(
             RequestHead.parse(bytes.prefix(length)) == result, "the head's own \(length) bytes parse differently")
+        // What a node behind the proxy could read as a line break or an end of string is refused.
+        let texts = [head.method, head.target, head.version] + head.fields.flatMap { [$0.name, $0.value] }
+        invariant(
+            !texts.contains { $0.utf8.contains { $0 == 0x0D || $0 == 0x0A || $0 == 0x00 } },
+            "a CR, LF or NUL inside the head's fields: \(head)")
         let forwarded = head.bytes
         let reparsed = RequestHead.parse(forwarded, limit: Int.max)
         invariant(
