@@ -103,7 +103,7 @@ for target in "${targets[@]}"; do
     fi
     printf '%-14s %12s %10s  %s\n' "$target" "${executions:-?}" "${rate:-?}" "$result"
     if [ $status -ne 0 ]; then
-        grep -E "invariant broken|Fatal error|ERROR: (libFuzzer|AddressSanitizer)|SUMMARY" "$log" | head -n 5 | sed 's/^/    /'
+        grep -E "invariant broken|Fatal error|ERROR: (libFuzzer|AddressSanitizer)|SUMMARY" "$log" | head -n 5 | cut -c1-400 | sed 's/^/    /'
         for artifact in $(sed -n "s/.*Test unit written to //p" "$log"); do
             echo "    input: $artifact (reproduce: SWIFT_BACKTRACE=enable=no $binary $artifact)"
         done
