@@ -13,7 +13,10 @@ let package = Package(
     name: "ums-balancer",
     platforms: [.macOS(.v15)],
     products: [
-        .executable(name: "ums-balancer", targets: ["ums-balancer"])
+        .executable(name: "ums-balancer", targets: ["ums-balancer"]),
+        // The parsers, for the fuzz targets in Fuzz/ (a package of its own, so CI's build stays light).
+        .library(name: "BalancerCore", targets: ["BalancerCore"]),
+        .library(name: "BalancerConfigFile", targets: ["BalancerConfigFile"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -186,8 +189,9 @@ let package = Package(
         .testTarget(
             name: "BalancerNIOTests",
             dependencies: [
-                "BalancerNIO", "BalancerCore", "BalancerTesting", "BalancerDataPath", "BalancerRelay",
+                "BalancerNIO", "BalancerCore", "BalancerTesting", "BalancerDataPath", "BalancerRelay", "BalancerAdmin",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
         .testTarget(

@@ -19,6 +19,8 @@ public enum PrometheusMetrics {
     /// The `# HELP` line of every metric the data path reports through swift-metrics; one the
     /// table misses gets a generic line rather than none (`promtool check metrics` wants HELP).
     static let help: [String: String] = [
+        "ums_balancer_accept_paused_total":
+            "Times a listener stopped accepting at the open-file limit (clients wait in the listen backlog); not a node failure.",
         "ums_balancer_bytes_total": "Bytes proxied, by listener and direction (in: from clients, out: to clients).",
         "ums_balancer_connections_active": "Client connections open now, by listener.",
         "ums_balancer_connections_total": "Client connections finished, by listener, class, node and outcome.",

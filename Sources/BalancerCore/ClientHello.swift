@@ -115,7 +115,12 @@ public enum ClientHello {
         guard allowed else { return nil }
         var name = String(decoding: bytes, as: UTF8.self).lowercased()
         if name.hasSuffix(".") { name.removeLast() }
-        return name.isEmpty ? nil : name
+        // An empty label ("a..b", ".a", "a..") names no host; once trimmed, a name must not end
+        // in a dot either, or it would miss the SNI rule written for the same host (found by fuzzing).
+        guard !name.isEmpty, !name.split(separator: ".", omittingEmptySubsequences: false).contains("") else {
+            return nil
+        }
+        return name
     }
 }
 

@@ -94,6 +94,9 @@ public struct RequestHead: Sendable, Hashable {
             if length > limit { return .invalid(.oversized(limit: limit)) }
             if byte == 0x0A {
                 if line.last == 0x0D { line.removeLast() }
+                // A CR that ends no line is a line break to some parsers and none to others: a
+                // head that two servers read differently is how requests get smuggled (RFC 9112 2.2).
+                if line.contains(0x0D) { return .invalid(.malformed("bare CR in the request head")) }
                 if line.isEmpty {
                     if lines.isEmpty { return .invalid(.malformed("empty request line")) }
                     return head(lines).map { .complete($0, length: length) }
@@ -150,10 +153,13 @@ public struct RequestHead: Sendable, Hashable {
 }
 
 extension StringProtocol {
+    /// Without leading and trailing spaces and tabs (HTTP's optional whitespace), taken scalar by
+    /// scalar as every HTTP parser does: as Characters, a space before a combining mark would be
+    /// part of the mark's grapheme and stay in the value (found by fuzzing).
     var trimmingSpaces: String {
-        var slice = Substring(self)
-        while let first = slice.first, first == " " || first == "\t" { slice.removeFirst() }
-        while let last = slice.last, last == " " || last == "\t" { slice.removeLast() }
-        return String(slice)
+        var scalars = Substring(self).unicodeScalars
+        while let first = scalars.first, first == " " || first == "\t" { scalars = scalars.dropFirst() }
+        while let last = scalars.last, last == " " || last == "\t" { scalars = scalars.dropLast() }
+        return String(scalars)
     }
 }

@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import Synchronization
 
@@ -96,6 +97,13 @@ public final class DescriptorBudget: Sendable {
     /// A listener stopped accepting until `give` (call `stoppedWaiting` once it resumed).
     public func startedWaiting() {
         waiting.add(1, ordering: .relaxed)
+    }
+
+    /// Counts a listener that stopped accepting for want of descriptors (the budget, or the
+    /// process's limit when accept itself failed): `ums_balancer_accept_paused_total{listener}`.
+    /// The balancer's own limit, so no node and no connection is blamed for it.
+    public static func acceptPaused(listener: String) {
+        Counter(label: "ums_balancer_accept_paused_total", dimensions: [("listener", listener)]).increment()
     }
 
     /// A listener that waited accepts again.

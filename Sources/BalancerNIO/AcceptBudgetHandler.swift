@@ -1,6 +1,12 @@
 import BalancerDataPath
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Sits on a NIO listener's server channel: accepts only while the descriptor budget has room for
 /// a connection's two sockets, so at the open-file limit new clients wait in the kernel's listen
 /// backlog instead of being accepted and reset. Each accepted channel gives its descriptors back
@@ -45,6 +51,7 @@ final class AcceptBudgetHandler: ChannelDuplexHandler {
         } else if !waiting {
             waiting = true
             budget.startedWaiting()
+            DescriptorBudget.acceptPaused(listener: listener)
         }
     }
 
@@ -67,6 +74,14 @@ final class AcceptBudgetHandler: ChannelDuplexHandler {
         for _ in 0..<taken { budget.give() }
         taken = 0
         context.fireChannelReadComplete()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // NIO backs off by itself when accept fails for want of descriptors; count the pause.
+        if let error = error as? IOError, [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(error.errnoCode) {
+            DescriptorBudget.acceptPaused(listener: listener)
+        }
+        context.fireErrorCaught(error)
     }
 
     private func resume() {

@@ -200,6 +200,7 @@ final class RelayLoop: @unchecked Sendable {
         forget(listener.fd)
         waitingForDescriptors.append(listener)
         budget.startedWaiting()
+        DescriptorBudget.acceptPaused(listener: listener.name)
     }
 
     /// Descriptors were given back: accept again (an epoll set reports a backlog at once).
@@ -222,6 +223,7 @@ final class RelayLoop: @unchecked Sendable {
         logger.error(
             "cannot accept: out of file descriptors; pausing the listener for 100 ms",
             metadata: ["listener": "\(listener.name)", "error": "\(String(cString: strerror(errno)))"])
+        DescriptorBudget.acceptPaused(listener: listener.name)
     }
 
     // MARK: - The loop

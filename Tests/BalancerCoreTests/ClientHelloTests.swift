@@ -80,6 +80,20 @@ enum ClientHelloBuilder {
                 == .invalid(.malformed("server name is not a host name")))
     }
 
+    @Test func oneTrailingDotIsDropped() {
+        #expect(
+            ClientHello.parse(ClientHelloBuilder.hello(serverName: "igel-devices.example.com."))
+                == .complete(serverName: "igel-devices.example.com"))
+    }
+
+    /// Found by fuzzing: "c555..." came out as "c555.." (one dot trimmed), a name no SNI rule matches.
+    @Test(arguments: ["c555...", "ums.example.com..", ".ums.example.com", "ums..example.com", "."])
+    func aServerNameWithAnEmptyLabelIsRejected(name: String) {
+        #expect(
+            ClientHello.parse(ClientHelloBuilder.hello(serverName: name))
+                == .invalid(.malformed("server name is not a host name")))
+    }
+
     @Test func truncatedInnerLengthsAreMalformedNotCrashes() {
         var hello = ClientHelloBuilder.hello(serverName: "ums.example.com")
         hello[5 + 4 + 34] = 0xff  // session id length beyond the message

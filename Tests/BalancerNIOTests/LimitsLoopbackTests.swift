@@ -19,8 +19,10 @@ struct LimitsLoopbackTests {
     }
 
     /// The first line a node greets with, on a connection left open.
-    func greeted(_ balancer: RunningBalancer) async throws -> (TestClient.Connection, String?) {
-        let connection = try await TestClient.connect(to: try balancer.address())
+    func greeted(
+        _ balancer: RunningBalancer, on listener: String = "devices"
+    ) async throws -> (TestClient.Connection, String?) {
+        let connection = try await TestClient.connect(to: try balancer.address(listener))
         var iterator = connection.inbound.makeAsyncIterator()
         return (connection, try await TestClient.readLine(&iterator))
     }
@@ -77,6 +79,47 @@ struct LimitsLoopbackTests {
         #expect(again.1 == "ums1", "room again once connections closed")
         await TestClient.close(again.0)
         try await balancer.stop()
+        await cluster.stop()
+    }
+
+    @Test(arguments: DataPath.allCases)
+    func theBalancerAtItsMaxConnectionsRefusesOnEveryListenerSaysWhyAndCountsIt(_ dataPath: DataPath) async throws {
+        _ = counted("ums_balancer_refusals_total", [:])  // swift-metrics reports to the registry from here on
+        // Listener names of this run only: the registry is the process's, shared by parallel tests.
+        let (devices, console) = ("devices-\(dataPath)", "console-\(dataPath)")
+        let cluster = try await BackendCluster.start([.greetThenEcho])
+        let balancer = try await RunningBalancer.start(
+            dataPath: dataPath, listeners: [(devices, .device), (console, .console)], cluster: cluster
+        ) {
+            $0.limits.maxConnections = 2
+        }
+        // Below the limit both are served, one per listener (neither has a limit of its own).
+        let first = try await greeted(balancer, on: devices)
+        let second = try await greeted(balancer, on: console)
+        #expect(first.1 == "ums1" && second.1 == "ums1")
+        // At the balancer's limit the next is closed at once on either listener.
+        let third = try await greeted(balancer, on: devices)
+        let fourth = try await greeted(balancer, on: console)
+        #expect(third.1 == nil && fourth.1 == nil, "closed without a byte")
+        try await waitForLog(balancer, 2)
+        let refusals = balancer.accessLog.filter { $0.metadata["outcome"] == "refused" }
+        #expect(Set(refusals.compactMap { $0.metadata["listener"] }) == [devices, console], "\(balancer.accessLog)")
+        #expect(
+            refusals.allSatisfy { $0.metadata["reason"]?.contains("limits.max_connections") == true },
+            "\(refusals)")
+        for listener in [devices, console] {
+            #expect(
+                counted("ums_balancer_refusals_total", ["listener": listener, "reason": "max-connections"]) == 1,
+                "\(listener)")
+        }
+        // Room again once one closes.
+        await TestClient.close(first.0)
+        try await waitForLog(balancer, 3)
+        let again = try await greeted(balancer, on: devices)
+        #expect(again.1 == "ums1")
+        for connection in [second.0, third.0, fourth.0, again.0] { await TestClient.close(connection) }
+        try await balancer.stop()
+        #expect(counted("ums_balancer_refusals_total", ["listener": devices]) == 1, "only the one over the limit")
         await cluster.stop()
     }
 

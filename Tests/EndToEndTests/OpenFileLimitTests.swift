@@ -6,7 +6,8 @@ import NIOCore
 import Testing
 
 /// The balancer at its open-file limit: clients beyond it wait in the listen backlog and are
-/// served once connections close; none is accepted and reset, and no node is blamed.
+/// served once connections close; none is accepted and reset, the pause is counted as the
+/// balancer's own, and no node is blamed.
 @Suite(.timeLimit(.minutes(2)))
 struct OpenFileLimitTests {
     /// Which of the connections got their echo so far.
@@ -35,6 +36,7 @@ struct OpenFileLimitTests {
         let directory = try TemporaryDirectory()
         defer { directory.remove() }
         let port = try FreePort.pick()
+        let adminPort = try FreePort.pick()
         let path = try directory.write(
             "b.yaml",
             """
@@ -43,6 +45,7 @@ struct OpenFileLimitTests {
             nodes:
               - { id: ums1, host: 127.0.0.1 }
             health: { interval: 1h }
+            admin: { bind: 127.0.0.1:\(adminPort) }
             threads: 1
             """)
         let binary = ProcessHarness.productsDirectory.appendingPathComponent("ums-balancer").path
@@ -51,7 +54,7 @@ struct OpenFileLimitTests {
             path: URL(fileURLWithPath: "/bin/sh"),
             ["-c", #"ulimit -n "$2" && exec "$0" run --config "$1""#, binary, path, "\(openFiles)"])
         defer { balancer.kill() }
-        try await balancer.waitForOutput("listening")
+        try await balancer.waitForOutput("listener=devices")
         #expect(balancer.output.contains("limit=\(openFiles) max_connections=\(capacity)"))
 
         let address = try SocketAddress(ipAddress: "127.0.0.1", port: port)
@@ -83,6 +86,18 @@ struct OpenFileLimitTests {
         #expect(answers.count == capacity, "served beyond the budget: \(answers.count) of \(clients)")
         #expect(answers.failures.isEmpty, "\(answers.failures)")
         #expect(balancer.output.contains("open-file limit reached"))
+        // Counted as the listener's pause, and as nothing a node did.
+        let metrics = try await TestHTTP.request(
+            "GET", "/metrics", to: try SocketAddress(ipAddress: "127.0.0.1", port: adminPort)
+        ).body
+        #expect(sample(metrics, #"ums_balancer_accept_paused_total{listener="devices"}"#) ?? 0 >= 1, "\(metrics)")
+        #expect(metrics.contains("# HELP ums_balancer_accept_paused_total "))
+        #expect(!metrics.contains("ums_balancer_refusals_total{"), "\(metrics)")
+        #expect(!metrics.contains("ums_balancer_node_ejections_total{"), "\(metrics)")
+        #expect(sample(metrics, #"ums_balancer_node_health{node="ums1",health="up"}"#) == 1, "\(metrics)")
+        let file = try directory.write("metrics.txt", metrics)
+        let check = try await ProcessHarness.runProgram(at: "/bin/sh", ["-c", "promtool check metrics < \"$0\"", file])
+        #expect(check.status == 0 && check.output.isEmpty, "promtool (Debian prometheus): \(check.output)")
 
         // Closing served connections frees descriptors: the waiting clients are served, in turn.
         for index in answers.set.sorted() { await TestClient.close(connections[index]) }
@@ -98,6 +113,15 @@ struct OpenFileLimitTests {
         #expect(!log.contains("every node failed"), "a healthy node was blamed for the balancer's own limit")
         #expect(!log.contains("outcome=error"), "\(log)")
         #expect(!log.contains("outcome=unavailable"))
+        #expect(!log.contains("passive health"), "the node was taken out of rotation for the balancer's limit")
         await backend.stop()
+    }
+
+    /// The value of the sample `series` (name and labels as written) in Prometheus text, if present.
+    func sample(_ metrics: String, _ series: String) -> Double? {
+        metrics.split(separator: "\n").lazy
+            .filter { $0.hasPrefix(series + " ") }
+            .compactMap { Double($0.dropFirst(series.count + 1).split(separator: " ")[0]) }
+            .first
     }
 }

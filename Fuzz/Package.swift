@@ -1,0 +1,32 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// libFuzzer targets for the balancer's parsers: a package of its own, built only by
+/// `scripts/fuzz.sh` with `-sanitize=fuzzer,address`, so the main build and CI's tests stay light.
+/// Each executable's main hands its test function to libFuzzer's driver (see CLibFuzzer).
+let parsers: [(name: String, modules: [String])] = [
+    ("client-hello", ["BalancerCore"]),
+    ("request-head", ["BalancerCore"]),
+    ("proxy-header", ["BalancerCore"]),
+    ("node-report", ["BalancerCore"]),
+    ("duration-text", ["BalancerCore"]),
+    ("config-file", ["BalancerCore", "BalancerConfigFile"]),
+]
+
+let package = Package(
+    name: "ums-balancer-fuzz",
+    platforms: [.macOS(.v15)],
+    dependencies: [.package(name: "ums-balancer", path: "../")],
+    targets: [
+        .target(name: "CLibFuzzer"),
+        .target(name: "FuzzSupport", dependencies: ["CLibFuzzer"]),
+    ]
+        + parsers.map { parser in
+            .executableTarget(
+                name: parser.name,
+                dependencies: ["FuzzSupport"]
+                    + parser.modules.map { .product(name: $0, package: "ums-balancer") }
+            )
+        },
+    swiftLanguageModes: [.v6]
+)
