@@ -10,10 +10,9 @@ extension ConfigFile {
     public static func loadAdmin(path: String) throws(ConfigErrors) -> AdminSettings? {
         let text: String
         do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
+            text = String(decoding: try SmallFile.read(path), as: UTF8.self)
         } catch {
-            let reason = FileManager.default.fileExists(atPath: path) ? "cannot read file" : "no such file"
-            throw ConfigErrors([ConfigError(file: path, line: 1, column: 1, message: reason)])
+            throw ConfigErrors([ConfigError(file: path, line: 1, column: 1, message: error.description)])
         }
         let directory = (path as NSString).deletingLastPathComponent
         return try parseAdmin(text, file: path, baseDirectory: directory.isEmpty ? "." : directory)

@@ -19,10 +19,9 @@ public enum ConfigFile {
     public static func check(path: String) throws(ConfigErrors) -> Checked {
         let text: String
         do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
+            text = String(decoding: try SmallFile.read(path), as: UTF8.self)
         } catch {
-            let reason = FileManager.default.fileExists(atPath: path) ? "cannot read file" : "no such file"
-            throw ConfigErrors([ConfigError(file: path, line: 1, column: 1, message: reason)])
+            throw ConfigErrors([ConfigError(file: path, line: 1, column: 1, message: error.description)])
         }
         let directory = (path as NSString).deletingLastPathComponent
         return try check(text, file: path, baseDirectory: directory.isEmpty ? "." : directory)

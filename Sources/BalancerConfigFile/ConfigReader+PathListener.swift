@@ -130,12 +130,11 @@ extension ConfigReader {
     /// A path to a readable PEM file.
     private mutating func pemFile(_ node: Node, _ what: String) -> String? {
         guard let path = path(node, what) else { return nil }
-        guard FileManager.default.fileExists(atPath: path) else {
-            fail(node, "\(what) '\(path)': no such file")
-            return nil
-        }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            fail(node, "\(what) '\(path)': cannot read the file")
+        let data: Data
+        do {
+            data = try SmallFile.read(path)
+        } catch {
+            fail(node, "\(what) '\(path)': \(error)")
             return nil
         }
         guard String(decoding: data, as: UTF8.self).contains("-----BEGIN ") else {

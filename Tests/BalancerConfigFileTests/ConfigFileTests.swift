@@ -310,6 +310,16 @@ import Testing
             #expect(error.description == "/nonexistent/ums.yaml:1:1: no such file")
         }
     }
+
+    @Test(arguments: ["/dev/zero", "/dev/null", "/tmp"])
+    func aDeviceOrADirectoryNamedAsTheFileIsRefusedNotReadForever(path: String) {
+        #expect(throws: ConfigErrors.self) { try ConfigFile.check(path: path) }
+        do {
+            _ = try ConfigFile.check(path: path)
+        } catch {
+            #expect(error.description == "\(path):1:1: not a regular file")
+        }
+    }
 }
 
 @Suite struct NodeLimitConfigTests {

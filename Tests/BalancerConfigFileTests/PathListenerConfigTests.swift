@@ -180,6 +180,16 @@ struct PathListenerConfigTests {
             ])
     }
 
+    @Test func aCertificateThatIsADeviceIsRefusedNotReadForever() throws {
+        let certificates = try Certificates()
+        let text = config(
+            """
+                tls: { certificate: /dev/zero, private_key: balancer.key }
+                backend_tls: { verify: none }
+            """)
+        #expect(errors(text, in: certificates) == ["b.yaml:6:25: tls certificate '/dev/zero': not a regular file"])
+    }
+
     @Test func namesAKeyThatIsNotTheCertificates() throws {
         let certificates = try Certificates()
         let text = config(
