@@ -43,7 +43,7 @@ final class RelayConnection {
         self.client = RelaySide(fd: client, connected: true)
         self.listener = listener
         self.listenerKey = listenerKey
-        self.log = ConnectionLog(client: peer, listener: listener)
+        self.log = ConnectionLog(client: peer, listener: listener, started: loop.now)
         self.registry = registry
         self.loop = loop
         self.machine = ConnectionMachine(
@@ -385,13 +385,9 @@ final class RelayConnection {
 
     /// Tells the machine about failed sockets and queues that emptied; true when it did.
     private func report(_ node: RelaySide) -> Bool {
-        for (side, socket, other) in [(ConnectionSide.client, client, node), (.node, node, client)]
-        where socket.failure != nil && !socket.failureReported {
-            socket.failureReported = true
-            perform(
-                machine.failed(
-                    side, SocketFailure(code: socket.failure!), queuedForFailed: socket.hasPending,
-                    queuedForSurvivor: other.failure == nil && other.hasPending, now: now))
+        // Two plain calls, not a loop over an array of the pair: that array was allocated on
+        // every round of every pump.
+        if reportFailure(of: client, .client, other: node) || reportFailure(of: node, .node, other: client) {
             return true
         }
         switch machine.phase {
@@ -406,6 +402,17 @@ final class RelayConnection {
             return false
         }
         perform(machine.pendingWritten(now: now))
+        return true
+    }
+
+    /// Tells the machine that `socket` failed, once; true when it did.
+    private func reportFailure(of socket: RelaySide, _ side: ConnectionSide, other: RelaySide) -> Bool {
+        guard let failure = socket.failure, !socket.failureReported else { return false }
+        socket.failureReported = true
+        perform(
+            machine.failed(
+                side, SocketFailure(code: failure), queuedForFailed: socket.hasPending,
+                queuedForSurvivor: other.failure == nil && other.hasPending, now: now))
         return true
     }
 
