@@ -100,8 +100,12 @@ final class RelayConnection {
             }
             perform(listener.route(&machine, trafficClass, clientAddress: { log.clientIP }, now: now))
         case .dial(let target):
-            log.dialling(after: machine, listener: listener)
-            verdicts.report(machine, to: listener)
+            // Only after a failure is there anything to say: passing the machine copies it
+            // (a retain of every reference in it), on every connection otherwise.
+            if !machine.failures.isEmpty {
+                log.dialling(after: machine, listener: listener)
+                verdicts.report(machine, to: listener)
+            }
             dial(target)
         case .startRelay(let withReplay, let halfCloseNode):
             guard let node else { return }
@@ -477,7 +481,7 @@ final class RelayConnection {
         replay = []
         loop.release(self)
         registry.unregister(ObjectIdentifier(self))
-        verdicts.report(machine, to: listener)
+        if !machine.failures.isEmpty { verdicts.report(machine, to: listener) }
         if admitted { listener.admission.release() }
         log.ended(machine, listener: listener)
         loop.budget.give()
