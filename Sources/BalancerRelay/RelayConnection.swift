@@ -373,8 +373,7 @@ final class RelayConnection {
         }
         if !destination.hasPending { releasePipe(of: destination) }
         if source.inputClosed, !source.eofReported {
-            source.eofReported = true
-            perform(machine.inputEnded(side, now: now))
+            reportEndOfInput(source, side)
             moved = true
         }
         return moved
