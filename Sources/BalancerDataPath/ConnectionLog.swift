@@ -13,9 +13,10 @@ public struct ConnectionLog {
     /// Extra fields for the line (a by-path listener's `client_cert`, say).
     public var metadata: Logger.Metadata = [:]
 
-    /// Starts the record of a connection just accepted from `client` (counted as active).
-    public init(client: SocketAddress?, listener: ListenerContext) {
-        self.started = .now()
+    /// Starts the record of a connection just accepted from `client` (counted as active);
+    /// `started`: when, if the caller has read the clock already (the relay, once per poll).
+    public init(client: SocketAddress?, listener: ListenerContext, started: NIODeadline = .now()) {
+        self.started = started
         self.client = client
         listener.metrics.active.increment()
     }

@@ -129,7 +129,7 @@ public final class RelayListener: Sendable {
             }
             let listener = context.withLockedValue { $0 }
             RelayConnection.start(
-                client: client, peer: Self.socketAddress(peer), listener: listener, listenerKey: key,
+                client: client, peer: Self.socketAddress(peer, described: false), listener: listener, listenerKey: key,
                 registry: registry, loop: loop)
         }
     }
@@ -162,15 +162,21 @@ public final class RelayListener: Sendable {
         return got == 0 ? socketAddress(address) : nil
     }
 
-    static func socketAddress(_ storage: sockaddr_storage) -> SocketAddress? {
+    /// `described: false` leaves the text form out until a log line asks for it (`ipAddress`):
+    /// formatting it costs a printf per accepted connection.
+    static func socketAddress(_ storage: sockaddr_storage, described: Bool = true) -> SocketAddress? {
         var storage = storage
         let family = CInt(storage.ss_family)
         return withUnsafePointer(to: &storage) { pointer in
             switch family {
             case AF_INET:
-                pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { SocketAddress($0.pointee) }
+                pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) {
+                    described ? SocketAddress($0.pointee) : SocketAddress($0.pointee, host: "")
+                }
             case AF_INET6:
-                pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { SocketAddress($0.pointee) }
+                pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) {
+                    described ? SocketAddress($0.pointee) : SocketAddress($0.pointee, host: "")
+                }
             default:
                 nil
             }

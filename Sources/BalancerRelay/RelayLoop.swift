@@ -39,11 +39,18 @@ final class RelayLoop: @unchecked Sendable {
 
     private var slots: [Slot] = []
     private var connections: [ObjectIdentifier: RelayConnection] = [:]
+    /// Connections whose half-close is due: carried out after the next poll, unless the
+    /// connection closes for good in it (its peer's EOF usually arrives there: then closing the
+    /// socket sends the FIN, and the `shutdown` call is saved). Two lists, swapped each round.
+    private var halfClosesDue: [RelayConnection] = []
+    private var halfClosesAfterPoll: [RelayConnection] = []
     private var pausedListeners: [(listener: RelayListener, until: NIODeadline)] = []
     /// Listeners this loop stopped accepting on until the descriptor budget has room again.
     private var waitingForDescriptors: [RelayListener] = []
     /// The descriptors this loop's connections may hold, shared by every loop.
     let budget: DescriptorBudget
+    /// The splice(2) path's pipes, when splicing is on.
+    let splice: SplicePool?
     private var running = true
     private var sweepEvery = TimeAmount.seconds(1)
     private var nextSweep = NIODeadline.now()
@@ -72,10 +79,11 @@ final class RelayLoop: @unchecked Sendable {
         case node(RelayConnection)
     }
 
-    init(name: String, logger: Logger, budget: DescriptorBudget) throws {
+    init(name: String, logger: Logger, budget: DescriptorBudget, splice: SpliceSettings? = nil) throws {
         self.logger = logger
         self.budget = budget
         self.name = name
+        self.splice = splice.map { SplicePool(settings: $0, budget: budget) }
         epoll = epoll_create1(CInt(EPOLL_CLOEXEC))
         guard epoll >= 0 else { throw IOError(errnoCode: errno, reason: "epoll_create1") }
         wakeup = eventfd(0, CInt(EFD_NONBLOCK | EFD_CLOEXEC))
@@ -181,6 +189,11 @@ final class RelayLoop: @unchecked Sendable {
         }
     }
 
+    /// Half-closes `connection`'s sockets that are due after the next poll.
+    func halfCloseAfterPoll(_ connection: RelayConnection) {
+        halfClosesDue.append(connection)
+    }
+
     func release(_ connection: RelayConnection) {
         connections.removeValue(forKey: ObjectIdentifier(connection))
     }
@@ -231,10 +244,20 @@ final class RelayLoop: @unchecked Sendable {
     private func run() {
         // The name `top -H` and perf show (Linux allows 15 characters).
         _ = cbl_name_this_thread(String(name.prefix(15)))
+        if splice != nil {
+            // splice(2) into a socket whose peer is gone raises SIGPIPE (it takes no MSG_NOSIGNAL):
+            // blocked on this thread, it stays pending here instead of ending the process.
+            var pipeSignal = sigset_t()
+            sigemptyset(&pipeSignal)
+            sigaddset(&pipeSignal, SIGPIPE)
+            pthread_sigmask(SIG_BLOCK, &pipeSignal, nil)
+        }
         let events = UnsafeMutableBufferPointer<epoll_event>.allocate(capacity: Int(Self.maxEvents))
         defer { events.deallocate() }
         while running {
-            let wait = max(0, (nextSweep - now).nanoseconds / 1_000_000 + 1)
+            swap(&halfClosesDue, &halfClosesAfterPoll)
+            // Half-closes wait for this poll only: it must not block.
+            let wait = halfClosesAfterPoll.isEmpty ? max(0, (nextSweep - now).nanoseconds / 1_000_000 + 1) : 0
             let count = epoll_wait(epoll, events.baseAddress, Self.maxEvents, CInt(min(wait, 1000)))
             now = .now()
             if count < 0 {
@@ -245,8 +268,12 @@ final class RelayLoop: @unchecked Sendable {
             for index in 0..<Int(count) {
                 dispatch(events[index].events, tag: events[index].data.u64)
             }
+            for connection in halfClosesAfterPoll { connection.halfCloseDueOutputs() }
+            halfClosesAfterPoll.removeAll(keepingCapacity: true)
             if now >= nextSweep { sweep() }
         }
+        halfClosesDue = []
+        halfClosesAfterPoll = []
         closeAll(listener: nil)
         let (late, waiting) = control.withLockedValue {
             control -> ([@Sendable () -> Void], CheckedContinuation<Void, Never>?) in
@@ -259,6 +286,7 @@ final class RelayLoop: @unchecked Sendable {
         }
         // Tasks that came in while the loop wound down still run (a listener closing, say).
         for task in late { task() }
+        splice?.closeIdle()
         Glibc.close(wakeup)
         Glibc.close(epoll)
         epoll = -1
@@ -319,11 +347,30 @@ final class RelayLoop: @unchecked Sendable {
 public final class RelayLoops: Sendable {
     let loops: [RelayLoop]
 
-    /// Starts `count` loops (at least one), each on a thread of its own, sharing `budget`.
-    public init(count: Int, logger: Logger, budget: DescriptorBudget) throws {
+    /// Starts `count` loops (at least one), each on a thread of its own, sharing `budget`;
+    /// `splice` turns the splice(2) path on (by default as `UMS_BALANCER_SPLICE` says).
+    public init(
+        count: Int, logger: Logger, budget: DescriptorBudget,
+        splice: SpliceSettings.Choice = SpliceSettings.choice(
+            ProcessInfo.processInfo.environment[SpliceSettings.environmentKey])
+    ) throws {
+        var settings: SpliceSettings?
+        switch splice {
+        case .off:
+            break
+        case .on(let chosen):
+            settings = chosen
+            logger.notice(
+                "relay: splicing connections after \(chosen.threshold) bytes in one direction",
+                metadata: ["variable": "\(SpliceSettings.environmentKey)"])
+        case .notUnderstood(let value):
+            logger.warning(
+                "\(SpliceSettings.environmentKey)=\(value) is not understood (auto, off or a number of bytes): splicing stays off"
+            )
+        }
         var loops: [RelayLoop] = []
         for index in 0..<max(1, count) {
-            let loop = try RelayLoop(name: "ums-relay-\(index)", logger: logger, budget: budget)
+            let loop = try RelayLoop(name: "ums-relay-\(index)", logger: logger, budget: budget, splice: settings)
             // A strong reference: a weak one gives the loop a side table, and every retain and
             // release of it then takes the slow path. The loops live as long as the budget does.
             budget.onFreed { loop.execute { loop.resumeWaitingListeners() } }

@@ -527,6 +527,38 @@ private let behaviours: [Behaviour] = [
         #expect(machine.failures == [NodeFailure(node: "ums1", kind: .refused)])
     }
 
+    @Test func bytesMayPassUnseenOnlyOnceNoReplayIsKeptAndNothingIsScreened() {
+        let now = MonotonicInstant(nanoseconds: 0)
+        var machine = ConnectionMachine<TestTarget>(settings: device, now: now)
+        _ = machine.start(now: now)
+        _ = machine.routed([ums1, ums2], now: now)
+        #expect(!machine.forwardsOnly, "not relaying yet")
+        _ = machine.connected(now: now)
+        _ = machine.read(from: .client, count: 100, now: now)
+        #expect(!machine.forwardsOnly, "the request is kept: a silent node is still replaced")
+        _ = machine.read(from: .node, count: 10, now: now)
+        #expect(machine.forwardsOnly)
+        _ = machine.inputEnded(.client, now: now)
+        _ = machine.inputEnded(.node, now: now)
+        #expect(!machine.forwardsOnly, "finishing")
+
+        var small = device
+        small.replayLimit = 50
+        var overflowing = ConnectionMachine<TestTarget>(settings: small, now: now)
+        _ = overflowing.start(now: now)
+        _ = overflowing.routed([ums1, ums2], now: now)
+        _ = overflowing.connected(now: now)
+        #expect(overflowing.read(from: .client, count: 60, now: now) == .dropReplay)
+        #expect(overflowing.forwardsOnly, "past the replay limit nothing is kept")
+
+        var screened = ConnectionMachine<TestTarget>(settings: behindProxy, now: now, peer: someoneElse)
+        _ = screened.start(now: now)
+        _ = screened.routed([ums1], now: now)
+        _ = screened.connected(now: now)
+        _ = screened.read(from: .node, count: 10, now: now)
+        #expect(!screened.forwardsOnly, "the client's first bytes are still to be screened")
+    }
+
     @Test func theProxiedClientIsKnownAndTheHeaderIsNotTheNodes() {
         let now = MonotonicInstant(nanoseconds: 0)
         var machine = ConnectionMachine<TestTarget>(settings: behindProxy, now: now, peer: frontBalancer)

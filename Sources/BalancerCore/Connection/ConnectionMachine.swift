@@ -175,6 +175,10 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
 
     /// The target being dialled or relayed to.
     public var currentTarget: Target? { current }
+    /// Relaying, and every byte read from now on is only forwarded: no replay is kept (the node
+    /// answered, or the client sent more than the limit) and nothing is screened. An executor may
+    /// then move the bytes without looking at them (the relay's splice path).
+    public var forwardsOnly: Bool { phase == .relaying && replayed == nil && !screensForProxyHeader }
     private var bytesFromCurrentNode = 0
     /// Bytes the current node was sent (the replay included), and when it was connected: a node
     /// that closes without a byte after a request, or at once, let the connection down.

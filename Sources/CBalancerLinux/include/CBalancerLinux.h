@@ -22,5 +22,25 @@ static inline int cbl_name_this_thread(const char *name) {
 static inline int cbl_accept4(int fd, struct sockaddr *address, socklen_t *length, int flags) {
     return accept4(fd, address, length, flags);
 }
+
+// splice(2), pipe2(2) and F_SETPIPE_SZ are GNU extensions too (the relay's splice path).
+#include <fcntl.h>
+#include <unistd.h>
+extern ssize_t splice(int in, loff_t *in_offset, int out, loff_t *out_offset, size_t length, unsigned int flags);
+extern int pipe2(int fds[2], int flags);
+
+/// Moves up to `length` bytes from `in` to `out` (one of them a pipe) inside the kernel.
+static inline ssize_t cbl_splice(int in, int out, size_t length) {
+    return splice(in, 0, out, 0, length, 1 /* SPLICE_F_MOVE */ | 2 /* SPLICE_F_NONBLOCK */);
+}
+
+static inline int cbl_pipe2(int fds[2], int flags) {
+    return pipe2(fds, flags);
+}
+
+/// Sets a pipe's capacity (F_SETPIPE_SZ); the size granted, or -1.
+static inline int cbl_set_pipe_size(int fd, int size) {
+    return fcntl(fd, 1031 /* F_SETPIPE_SZ */, size);
+}
 #endif
 #endif
