@@ -136,8 +136,8 @@ struct SplicingRelay {
         let configuration = ListenerConfiguration(
             name: "devices", bind: Endpoint(host: "127.0.0.1", port: 0), backendPort: cluster.port,
             classification: .fixed(.device))
-        let directory = NodeDirectory(nodes: cluster.nodes, consolePolicy: .normalOnly) {
-            NodeStatus(id: $0, health: .up, mode: .normal)
+        let directory = NodeDirectory(nodes: cluster.nodes, consolePolicy: .normalOnly) { _ in
+            NodeObservation(health: .up, mode: .normal)
         }
         let context = ListenerContext(
             configuration: configuration, directory: directory, timeouts: TimeoutSettings(),
