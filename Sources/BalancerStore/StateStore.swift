@@ -122,55 +122,50 @@ public final class StateStore: Sendable {
         return migrator
     }
 
-    // MARK: - Update run
+    // MARK: - Update run and driven update
 
     /// The persisted update run, if any was recorded.
     public func loadRun() async throws -> UpdateRun? {
-        try await queue.read { db in
-            guard let document = try String.fetchOne(db, sql: "SELECT document FROM update_run WHERE id = 1") else {
-                return nil
-            }
-            return try JSONDecoder.iso8601.decode(UpdateRun.self, from: Data(document.utf8))
-        }
+        try await loadDocument(UpdateRun.self, from: "update_run")
     }
 
     /// Replaces the persisted update run.
     public func saveRun(_ run: UpdateRun) async throws {
-        let document = String(decoding: try JSONEncoder.iso8601.encode(run), as: UTF8.self)
-        try await write { db in
-            try db.execute(
-                sql: """
-                    INSERT INTO update_run (id, state, document, saved_at) VALUES (1, ?, ?, ?)
-                    ON CONFLICT(id) DO UPDATE SET state = excluded.state, document = excluded.document,
-                    saved_at = excluded.saved_at
-                    """,
-                arguments: [run.state.rawValue, document, Date()])
-        }
+        try await saveDocument(run, state: run.state.rawValue, in: "update_run")
     }
-
-    // MARK: - Driven update
 
     /// The persisted driven update (under way, or the last one), if any was started.
     public func loadDrive() async throws -> UpdateDrive? {
-        try await queue.read { db in
-            guard let document = try String.fetchOne(db, sql: "SELECT document FROM update_drive WHERE id = 1") else {
-                return nil
-            }
-            return try JSONDecoder.iso8601.decode(UpdateDrive.self, from: Data(document.utf8))
-        }
+        try await loadDocument(UpdateDrive.self, from: "update_drive")
     }
 
     /// Replaces the persisted driven update; returns once it is on disk (an install call waits for it).
     public func saveDrive(_ drive: UpdateDrive) async throws {
-        let document = String(decoding: try JSONEncoder.iso8601.encode(drive), as: UTF8.self)
+        try await saveDocument(drive, state: drive.state.rawValue, in: "update_drive")
+    }
+
+    /// The one row (id 1) of a table that holds a single JSON document.
+    private func loadDocument<Document: Decodable & Sendable>(_ type: Document.Type, from table: String) async throws
+        -> Document?
+    {
+        try await queue.read { db in
+            guard let document = try String.fetchOne(db, sql: "SELECT document FROM \(table) WHERE id = 1") else {
+                return nil
+            }
+            return try JSONDecoder.iso8601.decode(Document.self, from: Data(document.utf8))
+        }
+    }
+
+    private func saveDocument(_ value: some Encodable, state: String, in table: String) async throws {
+        let document = String(decoding: try JSONEncoder.iso8601.encode(value), as: UTF8.self)
         try await write { db in
             try db.execute(
                 sql: """
-                    INSERT INTO update_drive (id, state, document, saved_at) VALUES (1, ?, ?, ?)
+                    INSERT INTO \(table) (id, state, document, saved_at) VALUES (1, ?, ?, ?)
                     ON CONFLICT(id) DO UPDATE SET state = excluded.state, document = excluded.document,
                     saved_at = excluded.saved_at
                     """,
-                arguments: [drive.state.rawValue, document, Date()])
+                arguments: [state, document, Date()])
         }
     }
 
