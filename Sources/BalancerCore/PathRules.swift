@@ -104,6 +104,8 @@ public struct PathListenerSettings: Sendable, Hashable {
     public var rules: PathRules
     public var tls: ListenerTLS
     public var backendTLS: BackendTLS
+    /// Request limits and keep-alive on both sides (`http`).
+    public var http = HTTPSettings()
 
     public init(rules: PathRules = .standard, tls: ListenerTLS, backendTLS: BackendTLS) {
         self.rules = rules

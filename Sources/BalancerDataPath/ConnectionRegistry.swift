@@ -4,6 +4,11 @@ import NIOConcurrencyHelpers
 /// Every client connection the balancer holds, with its listener, so shutdown (and a reload that
 /// removes a listener) can wait for them and close the rest. One entry per connection, whichever
 /// executor runs it.
+///
+/// A `by-path` client connection is tied to no node: each of its requests goes where routing
+/// sends it. What a drain of a node must close there are the node exchanges (a request in flight,
+/// an upgraded connection), kept apart from the client connections: they are not counted as
+/// connections of their own.
 public final class ConnectionRegistry: Sendable {
     private struct Entry {
         var listener: Int
@@ -11,9 +16,17 @@ public final class ConnectionRegistry: Sendable {
         var node: NodeID?
         /// Closes the connection for good with the given end (`shutdown`, `drained`); safe from any thread.
         var close: @Sendable (ConnectionEnd) -> Void
+        /// Asks a keep-alive connection to close once its request in flight is answered; safe from any thread.
+        var quiesce: (@Sendable () -> Void)?
+    }
+
+    private struct Exchange {
+        var node: NodeID
+        var close: @Sendable (ConnectionEnd) -> Void
     }
 
     private let entries = NIOLockedValueBox<[ObjectIdentifier: Entry]>([:])
+    private let exchanges = NIOLockedValueBox<[ObjectIdentifier: Exchange]>([:])
     private let lastListenerKey = NIOLockedValueBox(0)
 
     public init() {}
@@ -29,9 +42,23 @@ public final class ConnectionRegistry: Sendable {
     /// Tracks the connection `id` of the listener `listener` (a `newListenerKey()`) until
     /// `unregister(_:)`; `close` closes it for good with the end it is given, from any thread.
     public func register(
-        _ id: ObjectIdentifier, listener: Int, close: @escaping @Sendable (ConnectionEnd) -> Void
+        _ id: ObjectIdentifier, listener: Int, close: @escaping @Sendable (ConnectionEnd) -> Void,
+        quiesce: (@Sendable () -> Void)? = nil
     ) {
-        entries.withLockedValue { $0[id] = Entry(listener: listener, close: close) }
+        entries.withLockedValue { $0[id] = Entry(listener: listener, close: close, quiesce: quiesce) }
+    }
+
+    /// Tracks a node exchange of a `by-path` connection (a request in flight to `node`, an
+    /// upgraded connection) until `unregisterExchange(_:)`, so a drain of `node` reaches it.
+    public func registerExchange(
+        _ id: ObjectIdentifier, node: NodeID, close: @escaping @Sendable (ConnectionEnd) -> Void
+    ) {
+        exchanges.withLockedValue { $0[id] = Exchange(node: node, close: close) }
+    }
+
+    /// The node exchange `id` is over.
+    public func unregisterExchange(_ id: ObjectIdentifier) {
+        _ = exchanges.withLockedValue { $0.removeValue(forKey: id) }
     }
 
     /// The connection `id` is now relayed to `node` (nil: between nodes).
@@ -39,17 +66,24 @@ public final class ConnectionRegistry: Sendable {
         entries.withLockedValue { $0[id]?.node = node }
     }
 
-    /// Connections currently relayed to `node`.
+    /// Connections (and node exchanges) currently relayed to `node`.
     public func count(relayedTo node: NodeID) -> Int {
         entries.withLockedValue { $0.values.count { $0.node == node } }
+            + exchanges.withLockedValue { $0.values.count { $0.node == node } }
     }
 
-    /// Closes at most `limit` of the connections relayed to `node` (the access log says
-    /// `drained`); returns how many it closed. A paced drain calls it once per step.
+    /// Closes at most `limit` of the connections and node exchanges relayed to `node` (the
+    /// access log says `drained`); returns how many it closed. A paced drain calls it once per step.
     @discardableResult
     public func drain(_ node: NodeID, atMost limit: Int = .max) -> Int {
-        let members = entries.withLockedValue { entries in
-            entries.values.lazy.filter { $0.node == node }.prefix(limit).map(\.close)
+        var members = entries.withLockedValue { entries in
+            Array(entries.values.lazy.filter { $0.node == node }.prefix(limit).map(\.close))
+        }
+        if members.count < limit {
+            let more = limit - members.count
+            members += exchanges.withLockedValue { exchanges in
+                exchanges.values.lazy.filter { $0.node == node }.prefix(more).map(\.close)
+            }
         }
         for close in members { close(.drained) }
         return members.count
@@ -75,6 +109,12 @@ public final class ConnectionRegistry: Sendable {
         closeAll(of: nil)
     }
 
+    /// Asks every keep-alive connection to close once its request in flight is answered (an
+    /// idle one closes at once): the start of a graceful shutdown.
+    public func quiesceAll() {
+        quiesceAll(of: nil)
+    }
+
     /// The connections of one listener.
     public func of(_ listener: Int) -> ListenerConnections {
         ListenerConnections(registry: self, listener: listener)
@@ -91,6 +131,13 @@ public final class ConnectionRegistry: Sendable {
             try? await Task.sleep(for: .milliseconds(20))
         }
         return true
+    }
+
+    fileprivate func quiesceAll(of listener: Int?) {
+        let members = entries.withLockedValue { entries in
+            entries.values.compactMap { listener == nil || $0.listener == listener ? $0.quiesce : nil }
+        }
+        for quiesce in members { quiesce() }
     }
 
     fileprivate func closeAll(of listener: Int?) {
@@ -114,5 +161,10 @@ public struct ListenerConnections: Sendable {
 
     public func closeAll() {
         registry.closeAll(of: listener)
+    }
+
+    /// Asks its keep-alive connections to close after their request in flight.
+    public func quiesceAll() {
+        registry.quiesceAll(of: listener)
     }
 }

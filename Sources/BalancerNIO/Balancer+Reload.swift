@@ -111,6 +111,7 @@ extension Balancer {
     /// `drainTimeout` to finish.
     private func retire(_ runtime: ListenerRuntime, drainTimeout: Duration) async {
         await runtime.socket.close()
+        runtime.connections.quiesceAll()
         let logger = self.logger
         Task {
             if await !runtime.connections.waitUntilEmpty(deadline: .now + drainTimeout) {

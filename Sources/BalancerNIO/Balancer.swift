@@ -328,6 +328,8 @@ public final class Balancer: Service, Sendable {
 
     private func drain() async {
         await closeListeners()
+        // Keep-alive connections take no new request: idle ones close now, busy ones after their answer.
+        connections.quiesceAll()
         let grace = configuration.shutdownGrace
         logger.notice(
             "shutting down: stopped accepting",

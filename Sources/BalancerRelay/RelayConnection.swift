@@ -114,7 +114,7 @@ final class RelayConnection {
             pumpSoon()
         case .finishWhenFlushed, .linger:
             pumpSoon()
-        case .close, .answerAndClose:
+        case .close:
             finish()
         }
     }

@@ -1,0 +1,77 @@
+import BalancerCore
+import NIOCore
+import NIOSSL
+import NIOTLS
+
+/// Sits right after TLS on a `by-path` client connection: counts the bytes each way for the
+/// access log, tells the connection when a request head begins and when one grows past its
+/// limit before the HTTP decoder finishes it, reports the handshake, failures and the close,
+/// and closes once everything written is out. It makes no decision of its own.
+final class ClientWire: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = IOData
+    typealias OutboundOut = IOData
+
+    private let connection: PathConnection
+    private var context: ChannelHandlerContext?
+
+    init(connection: PathConnection) {
+        self.connection = connection
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    /// Closes the connection once every byte written so far has left.
+    func closeWhenFlushed() {
+        guard let context, context.channel.isActive else {
+            self.context?.close(promise: nil)
+            return
+        }
+        // Writes complete in order: an empty write's promise fires once everything before it is out.
+        let promise = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(NIOAny(IOData.byteBuffer(ByteBuffer())), promise: promise)
+        promise.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        connection.start()
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        connection.bytesRead(unwrapInboundIn(data).readableBytes)
+        context.fireChannelRead(data)
+        connection.readDecoded()
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        connection.bytesWritten(unwrapOutboundIn(data).readableBytes)
+        context.write(data, promise: promise)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .handshakeCompleted = event as? TLSUserEvent {
+            connection.handshakeCompleted(certificate: try? context.pipeline.syncOperations.nioSSL_peerCertificate())
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        connection.failed(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connection.closed()
+        context.fireChannelInactive()
+    }
+}
+
+@available(*, unavailable)
+extension ClientWire: Sendable {}
