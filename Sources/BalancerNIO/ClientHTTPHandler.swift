@@ -85,6 +85,11 @@ final class ClientHTTPHandler {
     /// The request in flight is over; `keepAlive`: the client may send another on this connection.
     func exchangeFinished(keepAlive: Bool) {
         exchange = nil
+        // An HTTP/2 stream ends with its answer; the connection goes on.
+        guard stream == nil else {
+            connection.streamFinished()
+            return
+        }
         switch connection.requestFinished(keepAlive: keepAlive) {
         case .readNext:
             while !queued.isEmpty, exchange?.takesClientParts ?? true, !closing {
@@ -165,7 +170,12 @@ final class ClientHTTPHandler {
             closing = true
             connection.requestRefused(method: head.method.rawValue, target: head.uri, answer: answer, stream: stream)
             writeAnswer(answer, keepAlive: false)
-            closeAfterFlush()
+            if stream == nil {
+                closeAfterFlush()
+            } else {
+                // The stream ends with the answer; the connection closes gracefully after its other streams.
+                connection.goAway()
+            }
         }
     }
 }

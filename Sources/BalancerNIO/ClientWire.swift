@@ -59,6 +59,11 @@ final class ClientWire: ChannelDuplexHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case .handshakeCompleted = event as? TLSUserEvent {
             connection.handshakeCompleted(certificate: try? context.pipeline.syncOperations.nioSSL_peerCertificate())
+        } else if let event = event as? ChannelEvent, event == .inputClosed {
+            // The client sent its EOF (or TLS close_notify): the decoders and a tunnel hear it too.
+            context.fireUserInboundEventTriggered(event)
+            connection.inputClosed()
+            return
         }
         context.fireUserInboundEventTriggered(event)
     }

@@ -200,10 +200,9 @@ final class NodeExchange {
         case .end(let trailers):
             guard let response else { return }
             client.write(.end(trailers))
-            // The exchange lets go of the client now: the read-complete that would flush comes too late.
-            client.flush()
             // The decoders stop after a 101's end: what follows on either side is the new protocol.
             if response.tunnel {
+                client.flush()
                 startTunnel()
                 return
             }
@@ -218,6 +217,10 @@ final class NodeExchange {
                 keepAliveAfterDiscard = response.clientKeepAlive
                 client.resumeReading()
             }
+            // Flushed last: the exchange is done with both connections first (an HTTP/2 stream
+            // closes as its end goes out), and the read-complete that would flush comes after
+            // the exchange let go of the client.
+            client.flush()
         }
     }
 

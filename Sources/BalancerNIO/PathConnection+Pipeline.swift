@@ -1,6 +1,7 @@
 import BalancerCore
 import BalancerDataPath
 import NIOCore
+import NIOHTTP2
 import NIOSSL
 import NIOTLS
 
@@ -39,7 +40,41 @@ extension PathConnection {
 
     /// Adds the handlers of the protocol the client and the balancer agreed on.
     func speak(_ result: ALPNResult, on pipeline: ChannelPipeline.SynchronousOperations) throws {
+        if case .negotiated("h2") = result {
+            try speakHTTP2(on: pipeline)
+            return
+        }
         try HTTPHandlers.addServerCodec(to: pipeline, settings: settings.http)
         try pipeline.addHandler(ClientHTTPHandler(connection: self))
+    }
+
+    /// HTTP/2: each stream gets NIOHTTP2's HTTP/1 codec and a handler of its own, so a stream is
+    /// a request like any other. The connection-management handler sends the GOAWAYs of a
+    /// graceful close (shutdown, `max_requests`) and closes once the last stream is done.
+    private func speakHTTP2(on pipeline: ChannelPipeline.SynchronousOperations) throws {
+        isHTTP2 = true
+        let management = NIOHTTP2ServerConnectionManagementHandler(
+            eventLoop: pipeline.eventLoop,
+            configuration: .init(
+                maxIdleTime: nil, maxAge: nil, maxGraceTime: TimeAmount(settings.http.keepAliveTimeout), keepalive: nil
+            ))
+        var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        connection.initialSettings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: 100),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: settings.http.maxHeaderSize),
+        ]
+        let handle = PathConnectionHandle(connection: self)
+        _ = try pipeline.configureHTTP2Pipeline(
+            mode: .server, connectionConfiguration: connection, streamConfiguration: .init(),
+            streamDelegate: management.http2StreamDelegate
+        ) { stream in
+            stream.eventLoop.makeCompletedFuture {
+                let id = try stream.syncOptions?.getOption(HTTP2StreamChannelOptions.streamID)
+                let sync = stream.pipeline.syncOperations
+                try sync.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                try sync.addHandler(ClientHTTPHandler(connection: handle.connection, stream: id.map { Int($0) } ?? 0))
+            }
+        }
+        try pipeline.addHandler(management)
     }
 }

@@ -44,6 +44,8 @@ final class PathConnection {
     private var started = false
     /// The listener's certificates could not be loaded: its connections are closed.
     var certificatesMissing = false
+    /// The client sent its EOF.
+    private var clientInputClosed = false
     private var finished = false
     private var clientCertificate: Bool?
     private var clientText: String?
@@ -79,7 +81,8 @@ final class PathConnection {
     var rules: PathRules { settings.rules }
     /// The connection takes no request after the one in flight.
     var quiescing: Bool { machine.quiescing }
-    var isHTTP1: Bool { true }
+    /// The client speaks HTTP/2: its requests are streams.
+    var isHTTP2 = false
 
     func attach(wire: ClientWire) {
         self.wire = wire
@@ -144,6 +147,11 @@ final class PathConnection {
 
     func bytesRead(_ count: Int) {
         bytesIn += count
+        // HTTP/2 frames arrive whole and come between requests too (PING, SETTINGS): no head to time.
+        if isHTTP2 {
+            machine.activity(now: NIODeadline.now().monotonic)
+            return
+        }
         switch machine.phase {
         case .awaitingRequest:
             machine.bytesArrived(now: NIODeadline.now().monotonic)
@@ -185,15 +193,44 @@ final class PathConnection {
         finish()
     }
 
+    /// The client sent its EOF (a TCP half-close, or TLS close_notify): it sends no more requests.
+    /// An idle connection closes now, a busy one once its answer is out; a tunnel closes itself.
+    func inputClosed() {
+        clientInputClosed = true
+        switch machine.phase {
+        case .serving, .tunnel, .closed:
+            break
+        case .handshaking, .awaitingRequest, .readingHead:
+            machine.ended(
+                machine.phase == .awaitingRequest ? .closed : ConnectionEnd(.clientAborted, .clientClosedBeforeNode))
+            closeWhenFlushed()
+        }
+    }
+
     // MARK: - Requests
 
     func requestStarted(headerCount: Int) -> RequestAdmission {
         headBytes = 0
-        return machine.requestStarted(headerCount: headerCount, now: NIODeadline.now().monotonic)
+        let admission = machine.requestStarted(headerCount: headerCount, now: NIODeadline.now().monotonic)
+        // HTTP/2: the last request's stream is served while a GOAWAY tells the client to go elsewhere.
+        if isHTTP2, case .serve(last: true) = admission { goAway() }
+        return admission
+    }
+
+    /// An HTTP/2 stream's request is done (or was answered by the balancer).
+    func streamFinished() {
+        guard machine.phase == .serving else { return }
+        // The connection closes through the GOAWAY of a graceful close, once the last stream is done.
+        _ = machine.requestFinished(keepAlive: true, now: NIODeadline.now().monotonic)
+    }
+
+    /// HTTP/2: no more streams on this connection; it closes once the open ones are done.
+    func goAway() {
+        channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
     }
 
     func requestFinished(keepAlive: Bool) -> HTTPConnectionAction {
-        machine.requestFinished(keepAlive: keepAlive, now: NIODeadline.now().monotonic)
+        machine.requestFinished(keepAlive: keepAlive && !clientInputClosed, now: NIODeadline.now().monotonic)
     }
 
     func classified(_ forwarding: RequestForwarding, method: String) {
@@ -326,7 +363,12 @@ final class PathConnection {
     /// The balancer is stopping: no request after the ones in flight.
     func quiesce() {
         guard !finished else { return }
-        perform(machine.quiesce())
+        let action = machine.quiesce()
+        if isHTTP2, case .none = action {
+            goAway()
+            return
+        }
+        perform(action)
     }
 
     private func perform(_ action: HTTPConnectionAction) {
@@ -398,8 +440,9 @@ final class PathConnection {
 @available(*, unavailable)
 extension PathConnection: Sendable {}
 
-/// A connection as the registry holds it: only ever touched on its channel's event loop.
-private struct PathConnectionHandle: @unchecked Sendable {
+/// A connection as the registry and the HTTP/2 stream initializer hold it: only ever touched on
+/// its channel's event loop.
+struct PathConnectionHandle: @unchecked Sendable {
     let connection: PathConnection
 }
 

@@ -146,6 +146,18 @@ import Testing
                 == .refuse(BalancerAnswer(status: 503, text: "full", retryAfter: 30), end))
     }
 
+    @Test func aStreamOpenedWhileTheConnectionClosesIsNotServed() {
+        var machine = machine()
+        machine.handshakeCompleted(now: start)
+        _ = machine.requestStarted(headerCount: 11, now: start)
+        guard case .reject(let answer, _) = machine.requestStarted(headerCount: 1, now: start) else {
+            Issue.record("served after the connection closed")
+            return
+        }
+        #expect(answer.status == 503)
+        #expect(machine.requests == 0)
+    }
+
     @Test func http2StreamsOverlapAndTheConnectionIdlesWhenTheLastEnds() {
         var machine = machine()
         machine.handshakeCompleted(now: start)

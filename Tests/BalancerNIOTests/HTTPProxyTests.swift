@@ -67,11 +67,14 @@ struct HTTPProxyTests {
         }
         let paths = [Self.device, Self.console, Self.device, Self.console, Self.device, Self.device, Self.console]
         let transfers = try await Curl.run(
-            setup.tls + ["-H", "X-SSL-CERT: forged", "-H", "X-Forwarded-For: 6.6.6.6", "-H", "X-Forwarded-Proto: http"]
-                + paths.map(setup.url))
+            setup.tls + [
+                "--http1.1", "-H", "X-SSL-CERT: forged", "-H", "X-Forwarded-For: 6.6.6.6", "-H",
+                "X-Forwarded-Proto: http",
+            ] + paths.map(setup.url))
         try await setup.stop()
 
         #expect(transfers.map(\.status) == Array(repeating: 200, count: paths.count))
+        #expect(transfers.map(\.httpVersion) == Array(repeating: "1.1", count: paths.count))
         #expect(transfers.map(\.connects) == [1] + Array(repeating: 0, count: paths.count - 1), "one client connection")
         var deviceNodes: Set<String> = []
         for (path, transfer) in zip(paths, transfers) {
@@ -100,8 +103,10 @@ struct HTTPProxyTests {
 
     @Test func nodeConnectionsAreReusedAcrossRequestsAndClients() async throws {
         let setup = try await Self.start(nodes: 1, threads: 1)
-        for _ in 0..<3 {
-            let transfers = try await Curl.run(setup.tls + Array(repeating: setup.url(Self.device), count: 4))
+        // HTTP/1.1 and HTTP/2 clients alike.
+        for version in ["--http1.1", "--http2", "--http1.1"] {
+            let transfers = try await Curl.run(
+                setup.tls + [version] + Array(repeating: setup.url(Self.device), count: 4))
             #expect(transfers.allSatisfy { $0.status == 200 })
         }
         let node = setup.nodes.node("ums1")
@@ -115,7 +120,7 @@ struct HTTPProxyTests {
         for node in ["ums1", "ums2", "ums3"] {
             #expect(await setup.balancer.balancer.overrideMode(.update, of: node, actor: "test"))
         }
-        let transfers = try await Curl.run(setup.tls + [setup.url(Self.console), setup.url(Self.device)])
+        let transfers = try await Curl.run(setup.tls + ["--http1.1", setup.url(Self.console), setup.url(Self.device)])
         try await setup.stop()
         #expect(transfers.map(\.status) == [503, 200])
         #expect(transfers.map(\.connects) == [1, 0])
@@ -123,6 +128,31 @@ struct HTTPProxyTests {
         let refused = setup.balancer.requestLog.first { $0.metadata["outcome"] == "refused" }
         #expect(refused?.metadata["status"] == "503")
         #expect(refused?.metadata["class"] == "console")
+    }
+
+    @Test func http2StreamsAreRoutedEachByItsPath() async throws {
+        let setup = try await Self.start()
+        for node in ["ums1", "ums2"] {
+            #expect(await setup.balancer.balancer.overrideMode(.update, of: node, actor: "test"))
+        }
+        let paths = [Self.device, Self.console, Self.device, Self.console, Self.device, Self.device]
+        let transfers = try await Curl.run(
+            setup.tls + ["--http2", "-H", "X-SSL-CERT: forged"] + paths.map(setup.url) + ["--next"] + setup.tls
+                + ["--http2", "-d", "{\"user\":\"admin\"}", setup.url("/upload")])
+        try await setup.stop()
+        #expect(transfers.map(\.httpVersion) == Array(repeating: "2", count: paths.count + 1))
+        #expect(transfers.map(\.status) == Array(repeating: 200, count: paths.count + 1))
+        #expect(transfers.map(\.connects) == [1] + Array(repeating: 0, count: paths.count), "one client connection")
+        var deviceNodes: Set<String> = []
+        for (path, transfer) in zip(paths, transfers) {
+            let node = transfer.json?["node"] as? String ?? "?"
+            if path == Self.console { #expect(node == "ums3") } else { deviceNodes.insert(node) }
+            #expect((transfer.json?["x_ssl_cert"] as? String)?.hasPrefix("-----BEGIN%20CERTIFICATE") == true)
+        }
+        #expect(!deviceNodes.isDisjoint(with: ["ums1", "ums2"]), "\(deviceNodes)")
+        #expect(transfers.last?.json?["received"] as? Int == 16, "a body over HTTP/2 reaches the node whole")
+        let streams = setup.balancer.requestLog.compactMap { $0.metadata["stream"] }
+        #expect(streams.count == paths.count + 1)
     }
 
     @Test func aDrainedNodeLosesItsIdleConnectionsAndNewRequests() async throws {

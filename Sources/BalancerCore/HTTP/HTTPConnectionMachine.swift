@@ -116,6 +116,11 @@ public struct HTTPConnectionMachine: Sendable {
             _ = close(refusal.end)
             return .refuse(refusal.answer, refusal.end)
         }
+        // An HTTP/2 stream opened while the connection closes (after a GOAWAY): not served.
+        guard phase != .closed else {
+            return .reject(
+                BalancerAnswer(status: 503, text: "the connection is closing", retryAfter: 0), end ?? .closed)
+        }
         guard headerCount <= settings.maxHeaders else { return reject(.headerCount(settings.maxHeaders)) }
         guard requests < settings.maxRequests else {
             // Only HTTP/2 gets here (HTTP/1 closed after the last): a stream opened before our GOAWAY arrived.
