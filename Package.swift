@@ -82,7 +82,9 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Subprocess", package: "swift-subprocess"),
-            ]
+            ],
+            // The by-path HTTP proxy's handlers are the data path too.
+            swiftSettings: hotPath
         ),
         .target(
             name: "BalancerStore",

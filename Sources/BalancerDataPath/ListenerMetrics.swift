@@ -15,11 +15,20 @@ public final class ListenerMetrics: Sendable {
     private let requests = NIOLockedValueBox<[RequestKey: Counter]>([:])
     private let httpLimits = NIOLockedValueBox<[String: Counter]>([:])
 
-    private struct RequestKey: Hashable {
+    struct RequestKey: Hashable {
         var trafficClass: TrafficClass
         var node: NodeID?
         var status: Int
         var outcome: RequestOutcome
+    }
+
+    /// The counter a connection's last request went to: its next one usually goes to the same
+    /// (same class, node, status and outcome), found without the lock and the table.
+    public struct RequestCounterCache {
+        var key: RequestKey?
+        var counter: Counter?
+
+        public init() {}
     }
 
     private struct ConnectionKey: Hashable {
@@ -77,8 +86,15 @@ public final class ListenerMetrics: Sendable {
     }
 
     /// Counts a finished request of a `by-path` listener by class, node, status and outcome.
-    func requestEnded(trafficClass: TrafficClass, node: NodeID?, status: Int, outcome: RequestOutcome) {
+    func requestEnded(
+        trafficClass: TrafficClass, node: NodeID?, status: Int, outcome: RequestOutcome,
+        cache: inout RequestCounterCache
+    ) {
         let key = RequestKey(trafficClass: trafficClass, node: node, status: status, outcome: outcome)
+        if key == cache.key, let counter = cache.counter {
+            counter.increment()
+            return
+        }
         let counter = requests.withLockedValue { counters in
             if let counter = counters[key] { return counter }
             let counter = Counter(
@@ -90,6 +106,8 @@ public final class ListenerMetrics: Sendable {
             counters[key] = counter
             return counter
         }
+        cache.key = key
+        cache.counter = counter
         counter.increment()
     }
 

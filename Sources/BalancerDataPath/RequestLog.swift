@@ -27,12 +27,13 @@ public struct RequestLog {
 
     /// Writes the line and counts the request; `client` as the connection's line names it.
     public func ended(
-        _ exchange: HTTPExchangeMachine<NodeTarget>, client: String, clientCertificate: Bool?,
-        listener: ListenerContext
+        _ exchange: HTTPExchangeMachine<NodeTarget>, client: @autoclosure () -> String, clientCertificate: Bool?,
+        listener: ListenerContext, counter: inout ListenerMetrics.RequestCounterCache
     ) {
         let outcome = exchange.outcome ?? .clientAborted
         let node = exchange.node
-        listener.metrics.requestEnded(trafficClass: trafficClass, node: node, status: status, outcome: outcome)
+        listener.metrics.requestEnded(
+            trafficClass: trafficClass, node: node, status: status, outcome: outcome, cache: &counter)
         switch exchange.reason {
         case .noEligibleNode(let refusal)?:
             listener.journal.record(.refusal, "\(listener.configuration.name): \(refusal)")
@@ -51,7 +52,7 @@ public struct RequestLog {
         let logger = listener.accessLogger
         guard logger.logLevel <= level else { return }
         var line: Logger.Metadata = [
-            "client": "\(client)",
+            "client": "\(client())",
             "class": "\(trafficClass)",
             "node": "\(node ?? "-")",
             "method": "\(method)",

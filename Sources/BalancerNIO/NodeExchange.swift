@@ -57,7 +57,8 @@ final class NodeExchange {
         self.log = RequestLog(
             method: head.method.rawValue, path: forwarding.path, trafficClass: forwarding.trafficClass)
         var head = head
-        for name in forwarding.removing { head.headers.remove(name: name) }
+        // Removing copies the fields (they are shared with the decoder's part): only when one is there.
+        for name in forwarding.removing where head.headers.contains(name: name) { head.headers.remove(name: name) }
         for field in forwarding.adding { head.headers.add(name: field.name, value: field.value) }
         // The balancer speaks HTTP/1.1 to the nodes, whatever the client speaks, so node connections stay open.
         head.version = .http1_1
@@ -189,7 +190,7 @@ final class NodeExchange {
                 connection.nodeAnswered(machine.currentTarget)
             }
             guard !plan.drop else { return }
-            for name in plan.removing { head.headers.remove(name: name) }
+            for name in plan.removing where head.headers.contains(name: name) { head.headers.remove(name: name) }
             for field in plan.adding { head.headers.add(name: field.name, value: field.value) }
             if let clientVersion { head.version = HTTPVersion(major: clientVersion.major, minor: clientVersion.minor) }
             client.write(.head(head))
@@ -335,7 +336,10 @@ final class NodeExchange {
         for part in waiting { node.write(part) }
         // A retry on a fresh connection sends the same head again: keep the parts (the end) it needs.
         if !forwarding.retryable { waiting = [] }
-        node.flush()
+        // Sent while the client's bytes are being read (a pooled connection was at hand), the
+        // head waits for the rest of the read (the end, a body) and the read's completion flushes
+        // them together; sent later (a new connection came up), it goes now.
+        if !(client?.isReading ?? false) { node.flush() }
         client?.resumeReading()
     }
 
@@ -346,7 +350,7 @@ final class NodeExchange {
             return
         }
         node.write(part)
-        if case .end = part { node.flush() }
+        if case .end = part, !(client?.isReading ?? false) { node.flush() }
     }
 
     /// Lets the current node connection go: back to the pool, or closed.

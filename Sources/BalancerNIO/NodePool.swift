@@ -9,6 +9,13 @@ struct NodePoolKey: Hashable, Sendable {
     var address: SocketAddress
     /// The listener context's backend TLS context: after a reload, new requests use new connections.
     var tls: ObjectIdentifier
+
+    // Looked up per request: the node and the TLS context tell keys apart but for a node whose
+    // address changed, so hashing the address too buys nothing.
+    func hash(into hasher: inout Hasher) {
+        hasher.combine(node)
+        hasher.combine(tls)
+    }
 }
 
 /// One event loop's idle keep-alive connections to the nodes of one `by-path` listener context:

@@ -27,11 +27,11 @@ final class PathConnection {
     private var gate: ProxyProtocolGate?
     /// The idle node connections of this loop (nil: every request gets its own node connection).
     let pool: NodePool?
-    /// Requests in flight, by identity: one on HTTP/1.1, one per stream on HTTP/2.
-    private var exchanges: [ObjectIdentifier: NodeExchange] = [:]
-    /// The wire handler after TLS: counts bytes, closes once flushed. The pipeline owns it (and
-    /// it this connection), so the reference back is weak.
-    private weak var wire: ClientWire?
+    /// Requests in flight: one on HTTP/1.1, one per stream on HTTP/2.
+    private var exchanges: [NodeExchange] = []
+    /// The wire handler after TLS: counts bytes, closes once flushed. It holds this connection
+    /// too: `finish()` lets go of it.
+    private var wire: ClientWire?
     private var bytesIn = 0
     private var bytesOut = 0
     /// Bytes of the request head being read, while one is.
@@ -49,6 +49,7 @@ final class PathConnection {
     private var finished = false
     private var clientCertificate: Bool?
     private var clientText: String?
+    private var requestCounter = ListenerMetrics.RequestCounterCache()
 
     private let listenerKey: Int
 
@@ -240,7 +241,7 @@ final class PathConnection {
     }
 
     func exchangeStarted(_ exchange: NodeExchange) {
-        exchanges[ObjectIdentifier(exchange)] = exchange
+        exchanges.append(exchange)
     }
 
     func route(_ trafficClass: TrafficClass) -> Route {
@@ -302,9 +303,10 @@ final class PathConnection {
 
     /// The access-log line of a request that ended.
     func requestLogged(_ request: RequestLog, _ exchange: HTTPExchangeMachine<NodeTarget>, of owner: NodeExchange) {
-        exchanges.removeValue(forKey: ObjectIdentifier(owner))
+        if let index = exchanges.firstIndex(where: { $0 === owner }) { exchanges.remove(at: index) }
         request.ended(
-            exchange, client: clientDescription, clientCertificate: clientCertificate, listener: listener.shared)
+            exchange, client: clientDescription, clientCertificate: clientCertificate, listener: listener.shared,
+            counter: &requestCounter)
     }
 
     /// A request answered by the balancer before any exchange began (a refusal, a limit).
@@ -319,7 +321,8 @@ final class PathConnection {
         let end = machine.end
         exchange.ended(end?.outcome == .refused ? .refused : .rejected, end?.reason)
         request.ended(
-            exchange, client: clientDescription, clientCertificate: clientCertificate, listener: listener.shared)
+            exchange, client: clientDescription, clientCertificate: clientCertificate, listener: listener.shared,
+            counter: &requestCounter)
     }
 
     func headTooLarge() -> HTTPConnectionAction {
@@ -348,7 +351,7 @@ final class PathConnection {
     func tick(_ deadline: NIODeadline) {
         guard !finished else { return }
         let now = deadline.monotonic
-        for exchange in Array(exchanges.values) { exchange.tick(now) }
+        for exchange in exchanges { exchange.tick(now) }
         perform(machine.tick(now: now))
     }
 
@@ -356,7 +359,7 @@ final class PathConnection {
     func shutDown(_ end: ConnectionEnd) {
         guard !finished else { return }
         machine.ended(end)
-        for exchange in Array(exchanges.values) { exchange.end(end) }
+        for exchange in exchanges { exchange.end(end) }
         closeWhenFlushed()
     }
 
@@ -416,8 +419,10 @@ final class PathConnection {
     private func finish() {
         guard !finished else { return }
         finished = true
-        for exchange in Array(exchanges.values) { exchange.clientClosed() }
-        exchanges = [:]
+        wire = nil
+        let open = exchanges
+        exchanges = []
+        for exchange in open { exchange.clientClosed() }
         registry.unregister(ObjectIdentifier(self))
         sweeper?.remove(self)
         if admitted { listener.shared.admission.release() }

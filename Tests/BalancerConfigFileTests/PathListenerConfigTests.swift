@@ -255,7 +255,7 @@ struct PathListenerConfigTests {
         #expect(defaults.keepAliveTimeout == .seconds(60))
         #expect(defaults.maxRequests == 1000)
         #expect(defaults.nodeIdleTimeout == .seconds(15))
-        #expect(defaults.nodeIdleConnections == 16)
+        #expect(defaults.nodeIdleConnections == 64)
     }
 
     @Test func namesEveryBadHTTPSettingAtItsPlace() throws {

@@ -27,6 +27,29 @@ import Testing
         #expect(rules.classify(target: "/other") == .console)
     }
 
+    @Test func theAmbiguityCheckAgreesWithTheObviousOneOnRandomPaths() {
+        // The obvious reading (copies the path twice), against which the one-pass scan is checked.
+        func obvious(_ path: String) -> Bool {
+            let lowered = path.lowercased()
+            if lowered.contains("%2e") || lowered.contains("%2f") || lowered.contains("%5c") || lowered.contains("\\") {
+                return true
+            }
+            return path.split(separator: "/", omittingEmptySubsequences: false).contains { $0 == "." || $0 == ".." }
+        }
+        let alphabet = Array("/./%2eEfF5cC\\ax")
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            let path =
+                "/"
+                + String(
+                    (0..<Int.random(in: 0..<12, using: &generator)).map { _ in
+                        alphabet.randomElement(using: &generator)!
+                    })
+            let rules = PathRules(prefixes: [:], defaultClass: .device)
+            #expect((rules.classify(target: path) == .console) == obvious(path), "\(path)")
+        }
+    }
+
     @Test func aDeviceDefaultStillSendsAmbiguousPathsToConsole() {
         let rules = PathRules(prefixes: [.console: ["/console/"]], defaultClass: .device)
         #expect(rules.classify(target: "/x/y") == .device)

@@ -106,6 +106,23 @@ import Testing
         #expect(!forwarding(RequestFacts(method: "GET", target: "/x", overHTTP2: true)).clientKeepAlive)
     }
 
+    @Test(arguments: [
+        (["keep-alive"], false, true, false, [String]()),
+        (["Keep-Alive, Upgrade"], false, true, true, []),
+        ([" close ", "X-Custom,\tTE"], true, false, false, ["x-custom", "te"]),
+        (["", ",,"], false, false, false, []),
+        (["x-a, X-A"], false, false, false, ["x-a"]),
+    ])
+    func connectionOptionsAreReadWithoutRegardToCaseOrSpaces(
+        values: [String], close: Bool, keepAlive: Bool, upgrade: Bool, others: [String]
+    ) {
+        let options = ConnectionOptions(values)
+        #expect(options.close == close)
+        #expect(options.keepAlive == keepAlive)
+        #expect(options.upgrade == upgrade)
+        #expect(options.others == others)
+    }
+
     @Test func theCertificateIsURLEncodedAsNginxDoes() {
         #expect(RequestPolicy.urlEncoded("a-b_c.d~e f/\n") == "a-b_c.d~e%20f%2F%0A")
     }

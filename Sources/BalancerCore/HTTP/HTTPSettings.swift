@@ -16,7 +16,7 @@ public struct HTTPSettings: Sendable, Hashable {
     /// `node_idle_timeout`: how long an unused keep-alive connection to a node is kept for the next request.
     public var nodeIdleTimeout: Duration = .seconds(15)
     /// `node_idle_connections`: unused keep-alive connections kept per node on each event loop.
-    public var nodeIdleConnections = 16
+    public var nodeIdleConnections = 64
 
     public init() {}
 

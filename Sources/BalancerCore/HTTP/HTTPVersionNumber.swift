@@ -28,16 +28,53 @@ public struct HeaderField: Sendable, Hashable {
     }
 }
 
-/// The tokens of `Connection` field values, lowercased (`Keep-Alive, Upgrade` → `keep-alive`, `upgrade`).
-public func connectionTokens(_ values: [String]) -> [String] {
-    var tokens: [String] = []
-    for value in values {
-        for token in value.split(separator: ",") {
-            let trimmed = token.trimmingSpaces.lowercased()
-            if !trimmed.isEmpty { tokens.append(trimmed) }
+/// What `Connection` field values say (RFC 9110 7.6.1): `close`, `keep-alive`, `upgrade`, and the
+/// other fields they name (lowercased), which are hop-by-hop too. Read per request and per
+/// answer, so the three common words are recognised without making strings.
+public struct ConnectionOptions: Sendable, Hashable {
+    public var close = false
+    public var keepAlive = false
+    public var upgrade = false
+    /// Other field names listed, lowercased.
+    public var others: [String] = []
+
+    /// The options of `values` (each a comma-separated list of tokens).
+    public init(_ values: [String]) {
+        for value in values {
+            let utf8 = value.utf8
+            var start = utf8.startIndex
+            while start != utf8.endIndex {
+                let end = utf8[start...].firstIndex(of: UInt8(ascii: ",")) ?? utf8.endIndex
+                add(utf8[start..<end])
+                start = end == utf8.endIndex ? end : utf8.index(after: end)
+            }
         }
     }
-    return tokens
+
+    private mutating func add(_ raw: Substring.UTF8View) {
+        let isSpace = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        let token = raw.drop(while: isSpace).reversed().drop(while: isSpace).reversed()
+        guard !token.isEmpty else { return }
+        if Self.equalsIgnoringCase(token, "close") {
+            close = true
+        } else if Self.equalsIgnoringCase(token, "keep-alive") {
+            keepAlive = true
+        } else if Self.equalsIgnoringCase(token, "upgrade") {
+            upgrade = true
+        } else {
+            let name = String(decoding: token.map(Self.lowercased), as: UTF8.self)
+            if !others.contains(name) { others.append(name) }
+        }
+    }
+
+    private static func lowercased(_ byte: UInt8) -> UInt8 {
+        byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+    }
+
+    private static func equalsIgnoringCase(_ token: some Collection<UInt8>, _ word: StaticString) -> Bool {
+        guard token.count == word.utf8CodeUnitCount else { return false }
+        return word.withUTF8Buffer { zip(token, $0).allSatisfy { lowercased($0) == $1 } }
+    }
 }
 
 extension StringProtocol {

@@ -27,18 +27,19 @@ public struct NodeIdlePool<Key: Hashable & Sendable, Connection: Hashable & Send
     /// when the key already holds `limit` (the oldest, or `connection` itself with a limit of 0).
     public mutating func put(_ connection: Connection, for key: Key, now: MonotonicInstant) -> Connection? {
         guard limit > 0 else { return connection }
-        var list = idle[key, default: []]
-        list.append(Idle(connection: connection, since: now))
-        var evicted: Connection?
-        if list.count > limit { evicted = list.removeFirst().connection } else { count += 1 }
-        idle[key] = list
-        return evicted
+        // Changed in place: a copy of the list out of the dictionary would be copied again on append.
+        idle[key, default: []].append(Idle(connection: connection, since: now))
+        guard idle[key]!.count > limit else {
+            count += 1
+            return nil
+        }
+        return idle[key]!.removeFirst().connection
     }
 
     /// The most recently kept connection for `key`, taken out of the pool.
     public mutating func take(for key: Key) -> Connection? {
-        guard var list = idle[key], let last = list.popLast() else { return nil }
-        idle[key] = list.isEmpty ? nil : list
+        guard let last = idle[key]?.popLast() else { return nil }
+        if idle[key]!.isEmpty { idle[key] = nil }
         count -= 1
         return last.connection
     }
@@ -46,11 +47,9 @@ public struct NodeIdlePool<Key: Hashable & Sendable, Connection: Hashable & Send
     /// Forgets `connection` (it closed while idle); true when it was kept.
     @discardableResult
     public mutating func remove(_ connection: Connection, for key: Key) -> Bool {
-        guard var list = idle[key], let index = list.firstIndex(where: { $0.connection == connection }) else {
-            return false
-        }
-        list.remove(at: index)
-        idle[key] = list.isEmpty ? nil : list
+        guard let index = idle[key]?.firstIndex(where: { $0.connection == connection }) else { return false }
+        idle[key]!.remove(at: index)
+        if idle[key]!.isEmpty { idle[key] = nil }
         count -= 1
         return true
     }

@@ -39,13 +39,29 @@ public struct RequestFacts: Sendable, Hashable {
 /// connection, so the certificate is encoded once, not per request.
 public struct ClientIdentity: Sendable, Hashable {
     /// The client's IP address (the peer's, or the one a trusted front balancer named).
-    public var address: String?
+    public var address: String? {
+        didSet { fields = Self.fields(address: address, certificateHeader: certificateHeader) }
+    }
     /// The `X-SSL-CERT` value: the verified client certificate's PEM, URL-encoded; nil without one.
     public private(set) var certificateHeader: String?
+    /// The fields every request of the connection gets: `X-Forwarded-For`, `X-Forwarded-Proto`, `X-SSL-CERT`.
+    public private(set) var fields: [HeaderField]
 
     public init(address: String?, certificatePEM: String? = nil) {
         self.address = address
-        self.certificateHeader = certificatePEM.map(RequestPolicy.urlEncoded)
+        let certificateHeader = certificatePEM.map(RequestPolicy.urlEncoded)
+        self.certificateHeader = certificateHeader
+        self.fields = Self.fields(address: address, certificateHeader: certificateHeader)
+    }
+
+    private static func fields(address: String?, certificateHeader: String?) -> [HeaderField] {
+        var fields: [HeaderField] = []
+        if let address { fields.append(HeaderField("X-Forwarded-For", address)) }
+        fields.append(HeaderField("X-Forwarded-Proto", "https"))
+        if let certificateHeader {
+            fields.append(HeaderField(RequestPolicy.clientCertificateHeader, certificateHeader))
+        }
+        return fields
     }
 }
 
@@ -91,6 +107,10 @@ public enum RequestPolicy {
     static let hopByHop: Set<String> = ["connection", "keep-alive", "proxy-connection", "te", "upgrade"]
     /// Fields only the balancer may set; a client's are dropped.
     static let setByBalancer: [String] = ["x-ssl-cert", "x-forwarded-for", "x-forwarded-proto"]
+    /// What every request loses, made once (requests share the array until one needs more).
+    static let removedAlways = ["connection", "keep-alive", "proxy-connection", "te", "upgrade"] + setByBalancer
+    /// The same for an upgrade, which keeps its `Upgrade` field.
+    static let removedOnUpgrade = removedAlways.filter { $0 != "upgrade" }
     /// Fields that frame the message: a `Connection` token naming one never removes it, or client
     /// and node would read the body differently.
     static let framing: Set<String> = ["content-length", "transfer-encoding", "host"]
@@ -102,24 +122,20 @@ public enum RequestPolicy {
     public static func forwarding(
         _ request: RequestFacts, client: ClientIdentity, rules: PathRules, lastRequest: Bool = false
     ) -> RequestForwarding {
-        let tokens = connectionTokens(request.connection)
-        let upgrade = request.upgrade && tokens.contains("upgrade") && !request.overHTTP2
-        var removing = Array(hopByHop.subtracting(upgrade ? ["upgrade"] : []))
-        // Tokens a client lists in Connection name more hop-by-hop fields.
-        for token in tokens where !framing.contains(token) && !hopByHop.contains(token) && !removing.contains(token) {
-            removing.append(token)
+        let options = ConnectionOptions(request.connection)
+        let upgrade = request.upgrade && options.upgrade && !request.overHTTP2
+        var removing = upgrade ? removedOnUpgrade : removedAlways
+        // Other fields a client lists in Connection are hop-by-hop too.
+        for name in options.others where !framing.contains(name) && !hopByHop.contains(name) && !removing.contains(name)
+        {
+            removing.append(name)
         }
-        removing += setByBalancer
-        removing.sort()
-        var adding: [HeaderField] = []
-        if let address = client.address { adding.append(HeaderField("X-Forwarded-For", address)) }
-        adding.append(HeaderField("X-Forwarded-Proto", "https"))
-        if let value = client.certificateHeader { adding.append(HeaderField(clientCertificateHeader, value)) }
+        var adding = client.fields
         // The node must see the upgrade the client asked for, and nothing else the client listed.
         if upgrade { adding.append(HeaderField("Connection", "Upgrade")) }
         let keepAlive =
             !lastRequest && !upgrade && !request.overHTTP2
-            && (request.version.keepsAliveByDefault ? !tokens.contains("close") : tokens.contains("keep-alive"))
+            && (request.version.keepsAliveByDefault ? !options.close : options.keepAlive)
         let body: RequestBody =
             if request.contentLength || request.chunked {
                 .asReceived
@@ -128,9 +144,12 @@ public enum RequestPolicy {
             } else {
                 .none
             }
-        let path = PathRules.path(of: request.target) ?? request.target
+        let path = PathRules.path(of: request.target)
+        let trafficClass = path.map(rules.classify(path:)) ?? .console
+        let shown = path ?? request.target
         return RequestForwarding(
-            trafficClass: rules.classify(target: request.target), path: String(path.prefix(200)), removing: removing,
+            trafficClass: trafficClass, path: shown.utf8.count > 200 ? String(shown.prefix(200)) : shown,
+            removing: removing,
             adding: adding, upgrade: upgrade, clientKeepAlive: keepAlive, body: body,
             retryable: body == .none && idempotentMethods.contains(request.method))
     }

@@ -63,23 +63,27 @@ public struct ResponseForwarding: Sendable, Hashable {
 
 /// The rules for a response on its way back to the client (RFC 9110 7.6.1, RFC 9112 6 and 9.3).
 public enum ResponsePolicy {
+    /// Hop-by-hop fields every answer loses, made once.
+    static let removedAlways = ["connection", "keep-alive", "proxy-connection", "te", "upgrade"]
+    /// A `101` keeps `Upgrade` and `Connection`: the client must see what it switched to.
+    static let removedOnSwitch = ["keep-alive", "proxy-connection", "te"]
+
     /// How to forward `response` to a request forwarded as `request`, to a client speaking
     /// `clientVersion` (nil: an HTTP/2 stream, where the codec frames and connection fields do not exist).
     public static func forwarding(
         _ response: ResponseFacts, request: RequestForwarding, clientVersion: HTTPVersionNumber?
     ) -> ResponseForwarding {
-        let tokens = connectionTokens(response.connection)
+        let options = ConnectionOptions(response.connection)
         let tunnel = request.upgrade && response.status == 101
-        var removing = Array(RequestPolicy.hopByHop.subtracting(tunnel ? ["upgrade", "connection"] : []))
-        for token in tokens
-        where !RequestPolicy.framing.contains(token) && !RequestPolicy.hopByHop.contains(token)
-            && !removing.contains(token)
+        var removing = tunnel ? Self.removedOnSwitch : Self.removedAlways
+        for name in options.others
+        where !RequestPolicy.framing.contains(name) && !RequestPolicy.hopByHop.contains(name)
+            && !removing.contains(name)
         {
-            removing.append(token)
+            removing.append(name)
         }
-        removing.sort()
         let nodeKeepsAlive =
-            response.version.keepsAliveByDefault ? !tokens.contains("close") : tokens.contains("keep-alive")
+            response.version.keepsAliveByDefault ? !options.close : options.keepAlive
         let informational = response.isInformational
         guard !informational else {
             return ResponseForwarding(
