@@ -25,14 +25,19 @@ public enum TLSTestHTTP {
         return try NIOSSLContext(configuration: configuration)
     }
 
-    /// A TLS connection to `address`; `serverName` nil sends no SNI (a client connecting by IP address).
+    /// A TLS connection to `address`; `serverName` nil sends no SNI (a client connecting by IP
+    /// address); `proxyHeader` goes first, before TLS, as a front balancer sends it.
     public static func connect(
-        to address: SocketAddress, context: NIOSSLContext, serverName: String? = "ums.example.com"
+        to address: SocketAddress, context: NIOSSLContext, serverName: String? = "ums.example.com",
+        proxyHeader: [UInt8]? = nil
     ) async throws -> TestClient.Connection {
         let (connection, handshake) = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connect(to: address) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let handshake = channel.eventLoop.makePromise(of: Void.self)
+                    if let proxyHeader {
+                        try channel.pipeline.syncOperations.addHandler(FirstBytesWriter(bytes: proxyHeader))
+                    }
                     try channel.pipeline.syncOperations.addHandler(
                         NIOSSLClientHandler(context: context, serverHostname: serverName))
                     try channel.pipeline.syncOperations.addHandler(HandshakeWatcher(done: handshake))
@@ -115,3 +120,22 @@ private final class HandshakeWatcher: ChannelInboundHandler {
 
 @available(*, unavailable)
 extension HandshakeWatcher: Sendable {}
+
+/// Writes its bytes as the connection becomes active, before the handlers after it (TLS) start.
+private final class FirstBytesWriter: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private let bytes: [UInt8]
+
+    init(bytes: [UInt8]) {
+        self.bytes = bytes
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: bytes)), promise: nil)
+        context.fireChannelActive()
+    }
+}
+
+@available(*, unavailable)
+extension FirstBytesWriter: Sendable {}

@@ -155,6 +155,43 @@ struct HTTPProxyTests {
         #expect(streams.count == paths.count + 1)
     }
 
+    @Test func behindAFrontBalancerTheClientItNamesIsForwarded() async throws {
+        let setup = try await Self.start(nodes: 1) { configuration in
+            configuration.listeners[0].proxyProtocolFrom = [AddressRange("127.0.0.1/32")!]
+        }
+        let header = Array("PROXY TCP4 192.0.2.7 127.0.0.1 51000 443\r\n".utf8)
+        let connection = try await TLSTestHTTP.connect(
+            to: try setup.balancer.address("web"), context: try TLSTestHTTP.context(setup.certificates),
+            proxyHeader: header)
+        let answer = try await TLSTestHTTP.exchange(
+            "GET", Self.device, on: connection, headers: [("X-Forwarded-For", "6.6.6.6")])
+        try await setup.stop()
+        #expect(answer.json?["x_forwarded_for"] as? String == "192.0.2.7")
+        let line = setup.balancer.accessLog.first { $0.metadata["listener"] == "web" }
+        #expect(line?.metadata["client"] == "192.0.2.7:51000")
+        #expect(line?.metadata["via"]?.hasPrefix("127.0.0.1:") == true)
+    }
+
+    @Test func aShutdownClosesIdleKeptAliveConnectionsAtOnce() async throws {
+        let setup = try await Self.start(nodes: 1) { $0.shutdownGrace = .seconds(10) }
+        let connection = try await TLSTestHTTP.connect(
+            to: try setup.balancer.address("web"), context: try TLSTestHTTP.context(setup.certificates))
+        let (first, stopped) = try await connection.executeThenClose { inbound, outbound in
+            var reader = HTTPResponseReader(inbound)
+            try await outbound.write(ByteBuffer(string: "GET \(Self.device) HTTP/1.1\r\nHost: ums\r\n\r\n"))
+            let first = await reader.next()
+            let started = ContinuousClock.now
+            try await setup.balancer.stop()
+            _ = await reader.untilClosed()
+            return (first, ContinuousClock.now - started)
+        }
+        await setup.nodes.stop()
+        setup.certificates.directory.remove()
+        #expect(first?.status == 200)
+        #expect(stopped < .seconds(5), "an idle keep-alive connection does not hold the shutdown for its grace")
+        #expect(setup.balancer.accessLog.last?.metadata["outcome"] == "shutdown")
+    }
+
     @Test func aDrainedNodeLosesItsIdleConnectionsAndNewRequests() async throws {
         let setup = try await Self.start(nodes: 2, threads: 1)
         _ = try await Curl.run(setup.tls + Array(repeating: setup.url(Self.device), count: 4))

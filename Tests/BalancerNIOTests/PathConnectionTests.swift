@@ -14,7 +14,7 @@ import Testing
 /// A `by-path` client connection on embedded channels: the client channel carries the plain text
 /// TLS would deliver, and node channels are handed out by the test's connector in dial order.
 final class EmbeddedPath {
-    let loop = EmbeddedEventLoop()
+    let loop: EmbeddedEventLoop
     let logs = LogCapture()
     let clientSocket = SocketStandIn()
     let client: EmbeddedChannel
@@ -26,18 +26,22 @@ final class EmbeddedPath {
 
     init(
         nodes ids: [NodeID] = ["ums1", "ums2"], http: HTTPSettings = HTTPSettings(),
+        directory shared: NodeDirectory? = nil, loop: EmbeddedEventLoop = EmbeddedEventLoop(),
         configure: (inout ListenerConfiguration) -> Void = { _ in }
     ) throws {
+        self.loop = loop
         var settings = PathListenerSettings.testing
         settings.http = http
         var configuration = ListenerConfiguration(
             name: "web", bind: Endpoint(host: "127.0.0.1", port: 1), backendPort: 8443,
             classification: .byPath(settings))
         configure(&configuration)
-        directory = NodeDirectory(
-            nodes: ids.map { NodeConfiguration(id: $0, host: "127.0.0.\(10 + Int($0.dropFirst(3))!)") },
-            consolePolicy: .normalOnly
-        ) { NodeStatus(id: $0, health: .up, mode: .normal) }
+        directory =
+            shared
+            ?? NodeDirectory(
+                nodes: ids.map { NodeConfiguration(id: $0, host: "127.0.0.\(10 + Int($0.dropFirst(3))!)") },
+                consolePolicy: .normalOnly
+            ) { NodeStatus(id: $0, health: .up, mode: .normal) }
         let shared = ListenerContext(
             configuration: configuration, directory: directory, timeouts: TimeoutSettings(),
             accessLogger: logs.logger(label: "access"), journal: Journal(store: nil, logger: logs.logger()),
@@ -279,6 +283,48 @@ final class EmbeddedPath {
         try path.clientSends("{}")
         try path.nodeSends(Self.answer)
         #expect(try path.written(to: path.client) == Self.answer)
+    }
+
+    @Test func aDrainAtTheDrainTimeoutAnswersARequestStillWaiting503() throws {
+        let path = try EmbeddedPath(nodes: ["ums1"])
+        try path.clientSends("GET /slow HTTP/1.1\r\nHost: ums\r\n\r\n")
+        #expect(path.directory.connections(to: "ums1") == 1, "a request in flight counts against its node")
+        #expect(path.registry.count(relayedTo: "ums1") == 1)
+        #expect(path.registry.count == 1, "the client connection is counted once")
+        path.registry.drain("ums1")
+        path.loop.run()
+        let answer = try path.written(to: path.client)
+        #expect(answer.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"), "\(answer)")
+        #expect(path.client.isActive, "the connection is not tied to the node: it stays")
+        #expect(!path.node.isActive, "the node's connection is closed")
+        #expect(path.directory.connections(to: "ums1") == 0)
+        #expect(path.requestLines.first?.metadata["outcome"] == "drained")
+        // An idle keep-alive connection is untouched by a drain.
+        path.registry.drain("ums1")
+        path.loop.run()
+        #expect(path.client.isActive)
+    }
+
+    @Test func aRequestThatFindsEveryNodeAtItsLimitWaitsForASlot() throws {
+        let loop = EmbeddedEventLoop()
+        var node = NodeConfiguration(id: "ums1", host: "127.0.0.11")
+        node.maxConnections = 1
+        let directory = NodeDirectory(nodes: [node], consolePolicy: .normalOnly) {
+            NodeStatus(id: $0, health: .up, mode: .normal)
+        }
+        directory.configure(passive: PassiveHealthSettings(), slowStart: .zero, nodes: [node])
+        let first = try EmbeddedPath(directory: directory, loop: loop)
+        let second = try EmbeddedPath(directory: directory, loop: loop)
+        try first.clientSends("GET /a HTTP/1.1\r\nHost: ums\r\n\r\n")
+        try second.clientSends("GET /b HTTP/1.1\r\nHost: ums\r\n\r\n")
+        #expect(second.nodes.isEmpty, "ums1 holds its max_connections")
+        second.tick(after: .seconds(1))
+        #expect(second.nodes.isEmpty)
+        try first.nodeSends(Self.answer)
+        second.tick(after: .seconds(2))
+        #expect(second.nodes.count == 1, "the slot freed: the waiting request goes")
+        try second.nodeSends(Self.answer)
+        #expect(try second.written(to: second.client) == Self.answer)
     }
 
     @Test func anUpgradeLeavesHTTPAndRelaysBytesBothWays() throws {
