@@ -157,10 +157,10 @@ final class ClientHTTPHandler {
                 method: head.method.rawValue, target: head.uri,
                 version: stream == nil
                     ? HTTPVersionNumber(major: head.version.major, minor: head.version.minor) : .http1_1,
-                connection: headers[canonicalForm: "connection"].map(String.init),
+                connection: headers["connection"],
                 upgrade: headers.contains(name: "upgrade"),
                 contentLength: headers.contains(name: "content-length"),
-                chunked: headers[canonicalForm: "transfer-encoding"].last?.lowercased() == "chunked",
+                chunked: headers["transfer-encoding"].last.map(TransferCoding.endsChunked) ?? false,
                 headerCount: headers.count, overHTTP2: stream != nil)
             let forwarding = RequestPolicy.forwarding(
                 facts, client: connection.identity, rules: connection.rules, lastRequest: last)

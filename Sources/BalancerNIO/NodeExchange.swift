@@ -61,7 +61,7 @@ final class NodeExchange {
         for name in forwarding.removing where head.headers.contains(name: name) { head.headers.remove(name: name) }
         for field in forwarding.adding { head.headers.add(name: field.name, value: field.value) }
         // The balancer speaks HTTP/1.1 to the nodes, whatever the client speaks, so node connections stay open.
-        head.version = .http1_1
+        if head.version != .http1_1 { head.version = .http1_1 }
         self.head = head
     }
 
@@ -175,9 +175,9 @@ final class NodeExchange {
             let facts = ResponseFacts(
                 status: Int(head.status.code),
                 version: HTTPVersionNumber(major: head.version.major, minor: head.version.minor),
-                connection: head.headers[canonicalForm: "connection"].map(String.init),
+                connection: head.headers["connection"],
                 contentLength: head.headers.contains(name: "content-length"),
-                chunked: head.headers[canonicalForm: "transfer-encoding"].last?.lowercased() == "chunked",
+                chunked: head.headers["transfer-encoding"].last.map(TransferCoding.endsChunked) ?? false,
                 toHEAD: self.head.method == .HEAD)
             var request = forwarding
             // A balancer shutting down takes no further request on this connection: the answer says so.
@@ -192,7 +192,11 @@ final class NodeExchange {
             guard !plan.drop else { return }
             for name in plan.removing where head.headers.contains(name: name) { head.headers.remove(name: name) }
             for field in plan.adding { head.headers.add(name: field.name, value: field.value) }
-            if let clientVersion { head.version = HTTPVersion(major: clientVersion.major, minor: clientVersion.minor) }
+            // Setting the version copies the head's storage: only when it differs.
+            if let clientVersion, head.version.major != clientVersion.major || head.version.minor != clientVersion.minor
+            {
+                head.version = HTTPVersion(major: clientVersion.major, minor: clientVersion.minor)
+            }
             client.write(.head(head))
         case .body(let buffer):
             guard response != nil else { return }

@@ -123,6 +123,11 @@ import Testing
         #expect(options.others == others)
     }
 
+    @Test(arguments: [("chunked", true), ("gzip, Chunked ", true), ("chunked, gzip", false), ("", false)])
+    func aBodyIsChunkedWhenChunkedIsTheLastCoding(value: String, chunked: Bool) {
+        #expect(TransferCoding.endsChunked(value) == chunked)
+    }
+
     @Test func theCertificateIsURLEncodedAsNginxDoes() {
         #expect(RequestPolicy.urlEncoded("a-b_c.d~e f/\n") == "a-b_c.d~e%20f%2F%0A")
     }

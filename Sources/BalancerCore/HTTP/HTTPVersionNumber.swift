@@ -41,6 +41,17 @@ public struct ConnectionOptions: Sendable, Hashable {
     /// The options of `values` (each a comma-separated list of tokens).
     public init(_ values: [String]) {
         for value in values {
+            // What servers and clients mostly send, compared whole first.
+            switch value {
+            case "keep-alive", "Keep-Alive":
+                keepAlive = true
+                continue
+            case "close", "Close":
+                close = true
+                continue
+            default:
+                break
+            }
             let utf8 = value.utf8
             var start = utf8.startIndex
             while start != utf8.endIndex {
@@ -74,6 +85,15 @@ public struct ConnectionOptions: Sendable, Hashable {
     private static func equalsIgnoringCase(_ token: some Collection<UInt8>, _ word: StaticString) -> Bool {
         guard token.count == word.utf8CodeUnitCount else { return false }
         return word.withUTF8Buffer { zip(token, $0).allSatisfy { lowercased($0) == $1 } }
+    }
+}
+
+/// `Transfer-Encoding` values (RFC 9112 6.1).
+public enum TransferCoding {
+    /// The last coding of `value` (a comma-separated list) is `chunked`: the body is chunked.
+    public static func endsChunked(_ value: String) -> Bool {
+        let last = value.split(separator: ",").last ?? ""
+        return last.trimmingSpaces.lowercased() == "chunked"
     }
 }
 
