@@ -74,11 +74,12 @@ final class ClientHTTPHandler {
         }
     }
 
-    /// Closes the connection (an HTTP/2 stream: the stream) once what was written is out.
-    func closeAfterFlush() {
+    /// Closes the connection (an HTTP/2 stream: the stream) once what was written is out;
+    /// `linger`: the client may still be sending (an answer to a request broken off).
+    func closeAfterFlush(linger: Bool = false) {
         closing = true
         if stream == nil {
-            connection.closeWhenFlushed()
+            connection.closeWhenFlushed(linger: linger)
         } else {
             context?.flush()
             context?.close(promise: nil)
@@ -178,7 +179,7 @@ final class ClientHTTPHandler {
             connection.requestRefused(method: head.method.rawValue, target: head.uri, answer: answer, stream: stream)
             writeAnswer(answer, keepAlive: false)
             if stream == nil {
-                closeAfterFlush()
+                closeAfterFlush(linger: true)
             } else {
                 // The stream ends with the answer; the connection closes gracefully after its other streams.
                 connection.goAway()
@@ -257,7 +258,7 @@ extension ClientHTTPHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if case .answerAndClose(let answer, _) = action, exchange == nil {
             writeAnswer(answer, keepAlive: false)
         }
-        closeAfterFlush()
+        closeAfterFlush(linger: true)
     }
 
     func read(context: ChannelHandlerContext) {

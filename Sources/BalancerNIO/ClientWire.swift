@@ -18,6 +18,14 @@ final class ClientWire: ChannelDuplexHandler {
 
     private let connection: PathConnection
     private var context: ChannelHandlerContext?
+    /// After an answer that ends the connection: the client's bytes are read and dropped until it
+    /// closes, so what it still sends (the rest of a head too large) does not reset the connection
+    /// under the answer before the client read it.
+    private var lingering = false
+    private var lingerDeadline: Scheduled<Void>?
+
+    /// How long a closing connection reads and drops what the client still sends.
+    static let lingerLimit = TimeAmount.seconds(2)
     /// Writes joined since the last flush, and the promises waiting on them.
     private var pending: ByteBuffer?
     private var pendingPromises: [EventLoopPromise<Void>] = []
@@ -37,8 +45,10 @@ final class ClientWire: ChannelDuplexHandler {
         self.context = nil
     }
 
-    /// Closes the connection once every byte written so far has left.
-    func closeWhenFlushed() {
+    /// Closes the connection once every byte written so far has left; with `linger`, first stops
+    /// writing (TLS close_notify), then drops what the client still sends until it closes, for at
+    /// most `lingerLimit`.
+    func closeWhenFlushed(linger: Bool = false) {
         guard let context, context.channel.isActive else {
             self.context?.close(promise: nil)
             return
@@ -48,7 +58,18 @@ final class ClientWire: ChannelDuplexHandler {
         // Writes complete in order: an empty write's promise fires once everything before it is out.
         let promise = context.eventLoop.makePromise(of: Void.self)
         context.writeAndFlush(NIOAny(IOData.byteBuffer(ByteBuffer())), promise: promise)
-        promise.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+        guard linger else {
+            promise.futureResult.assumeIsolated().whenComplete { _ in context.close(promise: nil) }
+            return
+        }
+        lingering = true
+        promise.futureResult.assumeIsolated().whenComplete { _ in
+            context.close(mode: .output, promise: nil)
+            self.lingerDeadline = context.eventLoop.assumeIsolated().scheduleTask(in: Self.lingerLimit) {
+                context.close(promise: nil)
+            }
+            context.read()
+        }
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -57,6 +78,10 @@ final class ClientWire: ChannelDuplexHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !lingering else {
+            context.read()
+            return
+        }
         connection.bytesRead(unwrapInboundIn(data).readableBytes)
         context.fireChannelRead(data)
         connection.readDecoded()
@@ -106,6 +131,10 @@ final class ClientWire: ChannelDuplexHandler {
         if case .handshakeCompleted = event as? TLSUserEvent {
             connection.handshakeCompleted(certificate: try? context.pipeline.syncOperations.nioSSL_peerCertificate())
         } else if let event = event as? ChannelEvent, event == .inputClosed {
+            if lingering {
+                context.close(promise: nil)
+                return
+            }
             // The client sent its EOF (or TLS close_notify): the decoders and a tunnel hear it too.
             context.fireUserInboundEventTriggered(event)
             connection.inputClosed()
@@ -115,10 +144,16 @@ final class ClientWire: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if lingering {
+            context.close(promise: nil)
+            return
+        }
         connection.failed(error)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        lingerDeadline?.cancel()
+        lingerDeadline = nil
         connection.closed()
         context.fireChannelInactive()
     }

@@ -392,19 +392,21 @@ final class PathConnection {
             return
         }
         handler.writeAnswer(answer, keepAlive: false)
-        handler.closeAfterFlush()
+        handler.closeAfterFlush(linger: true)
     }
 
     func close() {
         channel.close(promise: nil)
     }
 
-    func closeWhenFlushed() {
+    /// Closes once what was written is out; `linger`: after an answer that ends the connection
+    /// while the client may still be sending (a 4xx), what it sends is read and dropped first.
+    func closeWhenFlushed(linger: Bool = false) {
         guard let wire else {
             close()
             return
         }
-        wire.closeWhenFlushed()
+        wire.closeWhenFlushed(linger: linger)
     }
 
     // MARK: - Ending

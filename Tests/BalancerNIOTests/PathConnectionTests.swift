@@ -27,6 +27,7 @@ final class EmbeddedPath {
     init(
         nodes ids: [NodeID] = ["ums1", "ums2"], http: HTTPSettings = HTTPSettings(),
         directory shared: NodeDirectory? = nil, loop: EmbeddedEventLoop = EmbeddedEventLoop(),
+        admission: ListenerAdmission? = nil, refusing: Set<NodeID> = [],
         configure: (inout ListenerConfiguration) -> Void = { _ in }
     ) throws {
         self.loop = loop
@@ -45,9 +46,12 @@ final class EmbeddedPath {
         let shared = ListenerContext(
             configuration: configuration, directory: directory, timeouts: TimeoutSettings(),
             accessLogger: logs.logger(label: "access"), journal: Journal(store: nil, logger: logs.logger()),
-            metrics: ListenerMetrics(listener: "web"), admission: Admission().listener(configuration))
+            metrics: ListenerMetrics(listener: "web"), admission: admission ?? Admission().listener(configuration))
         let dialled = self.dialled
         let context = NIOListenerContext(shared: shared, tls: nil, group: loop) { target, loop in
+            if refusing.contains(target.node) {
+                return loop.makeFailedFuture(IOError(errnoCode: ECONNREFUSED, reason: "connect"))
+            }
             let channel = EmbeddedChannel(loop: loop as! EmbeddedEventLoop)
             let socket = SocketStandIn()
             try! channel.pipeline.syncOperations.addHandler(socket)
@@ -96,6 +100,15 @@ final class EmbeddedPath {
     func tick(after amount: Duration) {
         connection.tick(NIODeadline.now() + TimeAmount(amount))
         refreshNodes()
+    }
+
+    /// After an answer that ends the connection: the balancer stopped writing and reads on
+    /// until the client closes or the linger limit passes; here the limit passes.
+    func lingerUntilClosed(sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(client.isActive, "still reading what the client sends", sourceLocation: sourceLocation)
+        #expect(clientSocket.closes.contains(.output), "no more writing", sourceLocation: sourceLocation)
+        loop.advanceTime(by: ClientWire.lingerLimit)
+        #expect(!client.isActive, "closed at the linger limit", sourceLocation: sourceLocation)
     }
 
     var requestLines: [LogCapture.Record] { logs.records("request") }
@@ -196,7 +209,7 @@ final class EmbeddedPath {
         #expect(answer.hasPrefix("HTTP/1.1 431 Request Header Fields Too Large\r\n"), "\(answer)")
         #expect(answer.contains("more than 3 header fields (max_headers)"))
         #expect(path.nodes.isEmpty)
-        #expect(!path.client.isActive)
+        path.lingerUntilClosed()
         #expect(path.connectionLine?.metadata["outcome"] == "bad-request")
         #expect(path.requestLines.first?.metadata["outcome"] == "rejected")
     }
@@ -208,7 +221,7 @@ final class EmbeddedPath {
         try path.clientSends("GET / HTTP/1.1\r\nX-Big: " + String(repeating: "a", count: 2000))
         let answer = try path.written(to: path.client)
         #expect(answer.hasPrefix("HTTP/1.1 431 "), "\(answer)")
-        #expect(!path.client.isActive)
+        path.lingerUntilClosed()
         #expect(path.connectionLine?.metadata["reason"] == "request head larger than 1024 bytes (max_header_size)")
     }
 
@@ -216,7 +229,7 @@ final class EmbeddedPath {
         let path = try EmbeddedPath()
         try path.clientSends("GET / HTTP/1.1\r\nBad Header\r\n\r\n")
         #expect(try path.written(to: path.client).hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
-        #expect(!path.client.isActive)
+        path.lingerUntilClosed()
     }
 
     @Test func aSlowLaterHeadIsAnswered408AndAnIdleConnectionClosedSilently() throws {
@@ -233,7 +246,7 @@ final class EmbeddedPath {
         path.tick(after: .seconds(3))
         let answer = try path.written(to: path.client)
         #expect(answer.hasPrefix("HTTP/1.1 408 Request Timeout\r\n"), "\(answer)")
-        #expect(!path.client.isActive)
+        path.lingerUntilClosed()
 
         let idle = try EmbeddedPath(nodes: ["ums1"], http: http)
         try idle.clientSends("GET /a HTTP/1.1\r\nHost: ums\r\n\r\n")
@@ -303,6 +316,46 @@ final class EmbeddedPath {
         path.registry.drain("ums1")
         path.loop.run()
         #expect(path.client.isActive)
+    }
+
+    @Test func aRefusedConnectGoesToTheNextNodeBeforeTheClientNotices() throws {
+        let path = try EmbeddedPath(nodes: ["ums1", "ums2"], refusing: ["ums1"])
+        try path.clientSends("GET /device-connector/x HTTP/1.1\r\nHost: ums\r\n\r\n")
+        #expect(path.nodes.map(\.node) == ["ums2"], "ums1 refused: ums2 got the request")
+        try path.nodeSends(Self.answer)
+        #expect(try path.written(to: path.client) == Self.answer)
+        #expect(path.requestLines.first?.metadata["node"] == "ums2")
+    }
+
+    @Test func whenEveryNodeRefusesTheClientIsToldWhich() throws {
+        let path = try EmbeddedPath(nodes: ["ums1", "ums2"], refusing: ["ums1", "ums2"])
+        try path.clientSends("GET /device-connector/x HTTP/1.1\r\nHost: ums\r\n\r\n")
+        let answer = try path.written(to: path.client)
+        #expect(answer.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"), "\(answer)")
+        #expect(answer.contains("ums1 connection refused"))
+        #expect(answer.contains("ums2 connection refused"))
+        #expect(path.client.isActive)
+        #expect(path.requestLines.first?.metadata["outcome"] == "unavailable")
+    }
+
+    @Test func aConnectionOverTheListenersLimitIsToldWhyWithRetryAfter() throws {
+        var listener = ListenerConfiguration(
+            name: "web", bind: Endpoint(host: "127.0.0.1", port: 1), backendPort: 8443,
+            classification: .byPath(PathListenerSettings.testing))
+        listener.maxConnections = 1
+        let admission = Admission().listener(listener)
+        let first = try EmbeddedPath(admission: admission)
+        let second = try EmbeddedPath(admission: admission)
+        try second.clientSends("GET /webapp HTTP/1.1\r\nHost: ums\r\n\r\n")
+        let answer = try second.written(to: second.client)
+        #expect(answer.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"))
+        #expect(answer.contains("Retry-After: 30\r\n"))
+        #expect(answer.contains("Connection: close\r\n"))
+        #expect(answer.contains("max_connections"))
+        second.lingerUntilClosed()
+        #expect(second.nodes.isEmpty)
+        #expect(second.connectionLine?.metadata["outcome"] == "refused")
+        #expect(first.client.isActive)
     }
 
     @Test func aRequestThatFindsEveryNodeAtItsLimitWaitsForASlot() throws {
