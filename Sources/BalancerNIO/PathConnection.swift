@@ -14,44 +14,44 @@ import NIOSSL
 final class PathConnection {
     let listener: NIOListenerContext
     let settings: PathListenerSettings
-    private let channel: any Channel
-    private let registry: ConnectionRegistry
-    private let sweeper: RelaySweeper?
-    private var machine: HTTPConnectionMachine
-    private var log: ConnectionLog
+    let channel: any Channel
+    let registry: ConnectionRegistry
+    let sweeper: RelaySweeper?
+    var machine: HTTPConnectionMachine
+    var log: ConnectionLog
     /// What every forwarded request says about its client.
     private(set) var identity: ClientIdentity
     /// The client a trusted front balancer named, and where it connected to.
-    private var proxiedClient: ProxyHeader.Address?
-    private var proxiedDestination: ProxyHeader.Address?
-    private var gate: ProxyProtocolGate?
+    var proxiedClient: ProxyHeader.Address?
+    var proxiedDestination: ProxyHeader.Address?
+    var gate: ProxyProtocolGate?
     /// The idle node connections of this loop (nil: every request gets its own node connection).
     let pool: NodePool?
     /// Requests in flight: one on HTTP/1.1, one per stream on HTTP/2.
-    private var exchanges: [NodeExchange] = []
+    var exchanges: [NodeExchange] = []
     /// The wire handler after TLS: counts bytes, closes once flushed. It holds this connection
     /// too: `finish()` lets go of it.
-    private var wire: ClientWire?
-    private var bytesIn = 0
-    private var bytesOut = 0
+    var wire: ClientWire?
+    var bytesIn = 0
+    var bytesOut = 0
     /// Bytes of the request head being read, while one is.
-    private var headBytes = 0
-    private var firstClass: TrafficClass?
-    private var classifiedAs: String?
+    var headBytes = 0
+    var firstClass: TrafficClass?
+    var classifiedAs: String?
     /// The node that served the latest request.
     var lastNode: NodeID?
-    private var admitted = false
-    private var started = false
+    var admitted = false
+    var started = false
     /// The listener's certificates could not be loaded: its connections are closed.
     var certificatesMissing = false
     /// The client sent its EOF.
-    private var clientInputClosed = false
-    private var finished = false
-    private var clientCertificate: Bool?
-    private var clientText: String?
-    private var requestCounter = ListenerMetrics.RequestCounterCache()
+    var clientInputClosed = false
+    var finished = false
+    var clientCertificate: Bool?
+    var clientText: String?
+    var requestCounter = ListenerMetrics.RequestCounterCache()
 
-    private let listenerKey: Int
+    let listenerKey: Int
 
     init(
         channel: any Channel, listener: NIOListenerContext, settings: PathListenerSettings, listenerKey: Int,
@@ -208,217 +208,16 @@ final class PathConnection {
         }
     }
 
-    // MARK: - Requests
-
-    func requestStarted(headerCount: Int) -> RequestAdmission {
-        headBytes = 0
-        let admission = machine.requestStarted(headerCount: headerCount, now: NIODeadline.now().monotonic)
-        // HTTP/2: the last request's stream is served while a GOAWAY tells the client to go elsewhere.
-        if isHTTP2, case .serve(last: true) = admission { goAway() }
-        return admission
-    }
-
-    /// An HTTP/2 stream's request is done (or was answered by the balancer).
-    func streamFinished() {
-        guard machine.phase == .serving else { return }
-        // The connection closes through the GOAWAY of a graceful close, once the last stream is done.
-        _ = machine.requestFinished(keepAlive: true, now: NIODeadline.now().monotonic)
-    }
-
-    /// HTTP/2: no more streams on this connection; it closes once the open ones are done.
-    func goAway() {
-        channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
-    }
-
-    func requestFinished(keepAlive: Bool) -> HTTPConnectionAction {
-        machine.requestFinished(keepAlive: keepAlive && !clientInputClosed, now: NIODeadline.now().monotonic)
-    }
-
-    func classified(_ forwarding: RequestForwarding, method: String) {
-        guard firstClass == nil else { return }
-        firstClass = forwarding.trafficClass
-        classifiedAs = "\(method) \(forwarding.path)\(identity.certificateHeader == nil ? "" : " client-cert")"
-    }
-
-    func exchangeStarted(_ exchange: NodeExchange) {
-        exchanges.append(exchange)
-    }
-
-    func route(_ trafficClass: TrafficClass) -> Route {
-        let configuration = listener.shared.configuration
-        let algorithm = configuration.algorithm(for: trafficClass)
-        // Only affinity needs the client's address; the other algorithms skip it.
-        let clientKey = algorithm == .source ? identity.address ?? "unknown" : ""
-        return directory.route(
-            trafficClass, algorithm: algorithm, clientKey: clientKey, port: configuration.backendPort)
-    }
-
-    func poolKey(for target: NodeTarget, at address: SocketAddress) -> NodePoolKey {
-        NodePoolKey(
-            node: target.node, address: address,
-            tls: listener.tls.map { ObjectIdentifier($0.backend) } ?? ObjectIdentifier(NodePool.self))
-    }
-
-    /// Connects to a node and sets its pipeline up: the PROXY header (`send_proxy`) before TLS,
-    /// TLS, the HTTP/1.1 client codec and the exchange's handler.
-    func dial(_ target: NodeTarget, at address: SocketAddress, key: NodePoolKey) -> EventLoopFuture<NodeHTTPHandler> {
-        let backendTLS = listener.tls?.backend
-        let header = listener.shared.settings.sendProxy.map { version in
-            ProxyHeader(
-                source: proxiedClient ?? channel.remoteAddress?.proxyAddress,
-                destination: proxiedDestination ?? channel.localAddress?.proxyAddress
-            ).encoded(version: version)
-        }
-        return listener.connectHTTP(to: target, at: address, on: channel.eventLoop).flatMapThrowing { node in
-            let pipeline = node.pipeline.syncOperations
-            if let header { node.writeAndFlush(ByteBuffer(bytes: header), promise: nil) }
-            if let backendTLS { try pipeline.addHandler(NIOSSLClientHandler(context: backendTLS, serverHostname: nil)) }
-            try HTTPHandlers.addClientCodec(to: pipeline)
-            let handler = NodeHTTPHandler(key: key, overTLS: backendTLS != nil)
-            try pipeline.addHandler(handler)
-            return handler
-        }
-    }
-
-    func nodeAnswered(_ target: NodeTarget?) {
-        guard let target, target.reportsAnswer else { return }
-        directory.nodeAnswered(target.node)
-    }
-
-    func reportFailures(_ failures: ArraySlice<NodeFailure>) {
-        for failure in failures { listener.shared.nodeFailed(failure) }
-    }
-
-    func registerExchange(_ exchange: NodeExchange, node: NodeID) {
-        let handle = NodeExchangeHandle(exchange: exchange)
-        let loop = channel.eventLoop
-        registry.registerExchange(ObjectIdentifier(exchange), node: node) { end in
-            loop.execute { handle.exchange.end(end) }
-        }
-    }
-
-    func unregisterExchange(_ exchange: NodeExchange) {
-        registry.unregisterExchange(ObjectIdentifier(exchange))
-    }
-
-    /// The access-log line of a request that ended.
-    func requestLogged(_ request: RequestLog, _ exchange: HTTPExchangeMachine<NodeTarget>, of owner: NodeExchange) {
-        if let index = exchanges.firstIndex(where: { $0 === owner }) { exchanges.remove(at: index) }
-        request.ended(
-            exchange, client: clientDescription, clientCertificate: clientCertificate, listener: listener.shared,
-            counter: &requestCounter)
-    }
-
-    /// A request answered by the balancer before any exchange began (a refusal, a limit).
-    func requestRefused(method: String, target: String, answer: BalancerAnswer, stream: Int?) {
-        var request = RequestLog(
-            method: method, path: String((PathRules.path(of: target) ?? target).prefix(200)),
-            trafficClass: rules.classify(target: target))
-        request.status = answer.status
-        request.stream = stream
-        var exchange = HTTPExchangeMachine<NodeTarget>(
-            trafficClass: request.trafficClass, retryable: false, queueTimeout: .zero, connectTimeout: .zero)
-        let end = machine.end
-        exchange.ended(end?.outcome == .refused ? .refused : .rejected, end?.reason)
-        request.ended(
-            exchange, client: clientDescription, clientCertificate: clientCertificate, listener: listener.shared,
-            counter: &requestCounter)
-    }
-
-    func headTooLarge() -> HTTPConnectionAction {
-        machine.headTooLarge()
-    }
-
-    func malformed(_ detail: String) -> HTTPConnectionAction {
-        machine.malformed(detail)
-    }
-
-    func upgraded() {
-        machine.upgraded(now: NIODeadline.now().monotonic)
-    }
-
-    func activity() {
-        machine.activity(now: NIODeadline.now().monotonic)
-    }
-
-    // MARK: - Time and the balancer
-
-    /// How often the sweeper must look at this connection's timers.
-    var shortestTimeout: Duration {
-        min(machine.shortestTimeout, listener.shared.settings.connectTimeout, listener.shared.settings.queueTimeout)
-    }
-
-    func tick(_ deadline: NIODeadline) {
-        guard !finished else { return }
-        let now = deadline.monotonic
-        for exchange in exchanges { exchange.tick(now) }
-        perform(machine.tick(now: now))
-    }
-
-    /// The balancer closes the connection for good (shutdown grace over, listener gone).
-    func shutDown(_ end: ConnectionEnd) {
-        guard !finished else { return }
-        machine.ended(end)
-        for exchange in exchanges { exchange.end(end) }
-        closeWhenFlushed()
-    }
-
-    /// The balancer is stopping: no request after the ones in flight.
-    func quiesce() {
-        guard !finished else { return }
-        let action = machine.quiesce()
-        if isHTTP2, case .none = action {
-            goAway()
-            return
-        }
-        perform(action)
-    }
-
-    private func perform(_ action: HTTPConnectionAction) {
-        switch action {
-        case .none, .readNext:
-            break
-        case .close:
-            closeWhenFlushed()
-        case .answerAndClose(let answer, _):
-            answerRaw(answer)
-        }
-    }
-
-    /// A limit's answer (408, 431) while no request is in flight, through the HTTP codec.
-    private func answerRaw(_ answer: BalancerAnswer) {
-        guard let handler = try? channel.pipeline.syncOperations.handler(type: ClientHTTPHandler.self) else {
-            closeWhenFlushed()
-            return
-        }
-        handler.writeAnswer(answer, keepAlive: false)
-        handler.closeAfterFlush(linger: true)
-    }
-
-    func close() {
-        channel.close(promise: nil)
-    }
-
-    /// Closes once what was written is out; `linger`: after an answer that ends the connection
-    /// while the client may still be sending (a 4xx), what it sends is read and dropped first.
-    func closeWhenFlushed(linger: Bool = false) {
-        guard let wire else {
-            close()
-            return
-        }
-        wire.closeWhenFlushed(linger: linger)
-    }
-
     // MARK: - Ending
 
-    private var clientDescription: String {
+    var clientDescription: String {
         if let clientText { return clientText }
         let text = proxiedClient?.description ?? log.clientDescription
         clientText = text
         return text
     }
 
-    private func finish() {
+    func finish() {
         guard !finished else { return }
         finished = true
         wire = nil
@@ -438,7 +237,7 @@ final class PathConnection {
     }
 
     /// A TLS close without close_notify, or a reset, with no request in flight: a client that left.
-    private static func isCleanClose(_ error: any Error) -> Bool {
+    static func isCleanClose(_ error: any Error) -> Bool {
         if case NIOSSLError.uncleanShutdown = error { return true }
         return false
     }
@@ -454,6 +253,6 @@ struct PathConnectionHandle: @unchecked Sendable {
 }
 
 /// An exchange as the registry holds it: only ever touched on its channel's event loop.
-private struct NodeExchangeHandle: @unchecked Sendable {
+struct NodeExchangeHandle: @unchecked Sendable {
     let exchange: NodeExchange
 }
