@@ -163,6 +163,7 @@ class Bench:
         self.work = tempfile.mkdtemp(prefix="ums-bench-")
         self.binary = args.binary
         self.nginx_port = free_port()
+        self.nginx_tls_port = free_port()
         self.iperf_port = free_port()
         hard = resource_hard_limit()
         # Each proxied connection holds two descriptors in the proxy; keep some for listeners, checks, logs.
@@ -178,6 +179,15 @@ class Bench:
 
     def start_backends(self):
         os.makedirs(self.path("nginx"), exist_ok=True)
+        # The development PKI: the balancer's and HAProxy's certificate, and the node's (nginx's TLS port).
+        certs = self.path("certs")
+        subprocess.run(["bash", os.path.join(ROOT, "certs", "generate.sh"), certs], check=True,
+                       capture_output=True, timeout=60)
+        with open(self.path("certs/balancer-combined.pem"), "w") as combined:
+            for name in ("balancer.pem", "balancer.key"):
+                with open(self.path(f"certs/{name}")) as part:
+                    combined.write(part.read())
+        os.chmod(self.path("certs/balancer-combined.pem"), 0o600)
         conf = self.path("nginx/nginx.conf")
         with open(conf, "w") as f:
             f.write(f"""
@@ -202,6 +212,14 @@ http {{
         listen 127.0.0.1:{self.nginx_port} backlog=4096;
         location / {{ return 200 "hello from the benchmark backend\\n"; }}
     }}
+    server {{
+        # A UMS Server's 8443 stand-in: TLS 1.3, keep-alive, the same 33-byte answer.
+        listen 127.0.0.1:{self.nginx_tls_port} ssl backlog=4096;
+        ssl_certificate {self.path('certs/node.pem')};
+        ssl_certificate_key {self.path('certs/node.key')};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {{ return 200 "hello from the benchmark backend\\n"; }}
+    }}
 }}
 """)
         self.nginx = Proc("nginx", pinned(LOAD_CPU, ["nginx", "-p", self.path("nginx"), "-c", conf]),
@@ -210,19 +228,40 @@ http {{
                           pinned(LOAD_CPU, ["iperf3", "-s", "-B", "127.0.0.1", "-p", str(self.iperf_port)]),
                           stdout=self.path("iperf3-server.log"), stderr=self.path("iperf3-server.log"))
         wait_http(self.nginx_port, self.nginx)
+        wait_port(self.nginx_tls_port, self.nginx)
         wait_port(self.iperf_port, self.iperf_server)
-        log(f"backends: nginx on {self.nginx_port}, iperf3 on {self.iperf_port}; logs in {self.work}")
+        log(f"backends: nginx on {self.nginx_port} (TLS {self.nginx_tls_port}), iperf3 on {self.iperf_port}; "
+            f"logs in {self.work}")
 
     # -- ums-balancer
 
-    def ums_config(self, name, http_port, bulk_port, variant=0):
+    def ums_config(self, name, http_port, bulk_port, variant=0, https_port=None, sni_port=None):
         path = self.path(f"{name}.yaml")
         interval = "5s" if variant % 2 == 0 else "4s"
+        tls_listeners = ""
+        if https_port:
+            # by-path: TLS ended here, every request routed by its path, node connections kept alive.
+            tls_listeners += f"""
+  - name: https
+    bind: 127.0.0.1:{https_port}
+    backend_port: {self.nginx_tls_port}
+    class: by-path
+    tls: {{ certificate: {self.path('certs/balancer.pem')}, private_key: {self.path('certs/balancer.key')} }}
+    backend_tls: {{ verify: none }}
+    http: {{ keep_alive_timeout: 1h, max_requests: 1000000 }}"""
+        if sni_port:
+            # by-sni: TLS passed through, the ClientHello's server name decides.
+            tls_listeners += f"""
+  - name: sni
+    bind: 127.0.0.1:{sni_port}
+    backend_port: {self.nginx_tls_port}
+    class: by-sni
+    sni: {{ console: [ums-console.example.com], default: console }}"""
         with open(path, "w") as f:
             f.write(f"""# written by Benchmarks/bench.py
 listeners:
   - {{ name: http, bind: 127.0.0.1:{http_port}, backend_port: {self.nginx_port}, class: device }}
-  - {{ name: bulk, bind: 127.0.0.1:{bulk_port}, backend_port: {self.iperf_port}, class: device }}
+  - {{ name: bulk, bind: 127.0.0.1:{bulk_port}, backend_port: {self.iperf_port}, class: device }}{tls_listeners}
 nodes:
   - {{ id: backend, host: 127.0.0.1 }}
 health: {{ interval: {interval}, port: {self.nginx_port} }}
@@ -232,9 +271,10 @@ shutdown_grace: 1s
 """)
         return path
 
-    def start_ums(self, name="ums", log_level="warning", stderr_to_null=False, env=None):
+    def start_ums(self, name="ums", log_level="warning", stderr_to_null=False, env=None, tls=False):
         http_port, bulk_port = free_port(), free_port()
-        config = self.ums_config(name, http_port, bulk_port)
+        https_port, sni_port = (free_port(), free_port()) if tls else (None, None)
+        config = self.ums_config(name, http_port, bulk_port, https_port=https_port, sni_port=sni_port)
         check = subprocess.run([self.binary, "check-config", "--config", config],
                                capture_output=True, text=True, timeout=30)
         if check.returncode != 0:
@@ -246,14 +286,19 @@ shutdown_grace: 1s
                     stderr=None if stderr_to_null else self.path(f"{name}.err"), env=env)
         proc.config = config
         proc.pid_file = pid_file
-        return self.ready(proc, http_port, bulk_port)
+        return self.ready(proc, http_port, bulk_port, https_port, sni_port)
 
     @staticmethod
-    def ready(proc, http_port, bulk_port):
+    def ready(proc, http_port, bulk_port, https_port=None, sni_port=None):
         proc.http_port = http_port
         proc.bulk_port = bulk_port
+        proc.https_port = https_port
+        proc.sni_port = sni_port
         wait_http(http_port, proc)
         wait_port(bulk_port, proc)
+        for port in (https_port, sni_port):
+            if port:
+                wait_port(port, proc)
         time.sleep(0.3)
         if not proc.alive():
             raise RuntimeError(f"{proc.name} exited with {proc.popen.returncode} right after starting")
@@ -261,8 +306,41 @@ shutdown_grace: 1s
 
     # -- haproxy
 
-    def haproxy_config(self, name, http_port, bulk_port, splice=False, maxconn=None):
+    def haproxy_config(self, name, http_port, bulk_port, splice=False, maxconn=None, https_port=None, sni_port=None):
         maxconn = maxconn or self.maxconn
+        tls_sections = ""
+        if https_port:
+            # What by-path does: TLS ended with `ssl crt`, HTTP (keep-alive both ways, node connections
+            # reused: `http-reuse safe` is the default), TLS toward the node, the client's address and
+            # scheme forwarded.
+            tls_sections += f"""
+frontend https
+    mode http
+    bind 127.0.0.1:{https_port} ssl crt {self.path('certs/balancer-combined.pem')} alpn h2,http/1.1
+    option forwardfor
+    http-request set-header X-Forwarded-Proto https
+    timeout http-keep-alive 1h
+    default_backend nodes_https
+
+backend nodes_https
+    mode http
+    server node 127.0.0.1:{self.nginx_tls_port} ssl verify none check inter 5s
+"""
+        if sni_port:
+            # What by-sni does: TLS passed through, routed by the ClientHello's server name.
+            tls_sections += f"""
+frontend sni
+    mode tcp
+    bind 127.0.0.1:{sni_port}
+    tcp-request inspect-delay 5s
+    tcp-request content accept if {{ req.ssl_hello_type 1 }}
+    use_backend nodes_tls if {{ req.ssl_sni -i ums-console.example.com }}
+    default_backend nodes_tls
+
+backend nodes_tls
+    mode tcp
+    server node 127.0.0.1:{self.nginx_tls_port} check inter 5s
+"""
         path = self.path(f"{name}.cfg")
         with open(path, "w") as f:
             f.write(f"""# written by Benchmarks/bench.py
@@ -292,13 +370,15 @@ backend http
 
 backend bulk
     server backend 127.0.0.1:{self.iperf_port}
-""")
+{tls_sections}""")
         return path
 
-    def start_haproxy(self, name="haproxy", splice=False, master_worker=False):
+    def start_haproxy(self, name="haproxy", splice=False, master_worker=False, tls=False):
         # Splicing needs pipes (two descriptors each): keep room for them under the descriptor limit.
         http_port, bulk_port = free_port(), free_port()
-        config = self.haproxy_config(name, http_port, bulk_port, splice=splice, maxconn=4000 if splice else None)
+        https_port, sni_port = (free_port(), free_port()) if tls else (None, None)
+        config = self.haproxy_config(name, http_port, bulk_port, splice=splice, maxconn=4000 if splice else None,
+                                     https_port=https_port, sni_port=sni_port)
         check = subprocess.run(["haproxy", "-c", "-f", config], capture_output=True, text=True, timeout=30)
         if check.returncode != 0:
             raise RuntimeError(f"haproxy -c failed: {check.stdout}{check.stderr}")
@@ -308,15 +388,15 @@ backend bulk
             argv.insert(1, "-W")
         proc = Proc(name, pinned(PROXY_CPU, argv), stdout=self.path(f"{name}.out"), stderr=self.path(f"{name}.err"))
         proc.config = config
-        return self.ready(proc, http_port, bulk_port)
+        return self.ready(proc, http_port, bulk_port, https_port, sni_port)
 
     # -- load generators
 
-    def wrk(self, port, connections, duration, close):
+    def wrk(self, port, connections, duration, close, scheme="http"):
         argv = ["wrk", "-t", "1", "-c", str(connections), "-d", f"{duration}s", "--timeout", "5s", "-s", LUA]
         if close:
             argv += ["-H", "Connection: close"]
-        argv.append(f"http://127.0.0.1:{port}/")
+        argv.append(f"{scheme}://127.0.0.1:{port}/")
         done = subprocess.run(pinned(LOAD_CPU, argv), capture_output=True, text=True, timeout=duration + 60)
         for line in done.stdout.splitlines():
             if line.startswith("WRKJSON "):
@@ -420,14 +500,15 @@ def resource_hard_limit():
 
 # ----------------------------------------------------------------------------- scenarios
 
-def rate_scenario(bench, procs, key, close, rounds, duration, connections):
-    """Alternating rounds of one wrk scenario over `procs` (name → Proc)."""
+def rate_scenario(bench, procs, key, close, rounds, duration, connections, port="http_port", scheme="http"):
+    """Alternating rounds of one wrk scenario over `procs` (name → Proc), against each proc's `port`."""
     runs = {name: [] for name in procs}
     for name, proc in procs.items():  # warm-up, not recorded
-        bench.wrk(proc.http_port, connections, bench.args.warmup, close)
+        bench.wrk(getattr(proc, port), connections, bench.args.warmup, close, scheme)
     for r in range(rounds):
         for name, proc in procs.items():
-            result = bench.measured(proc, lambda: bench.wrk(proc.http_port, connections, duration, close))
+            result = bench.measured(
+                proc, lambda: bench.wrk(getattr(proc, port), connections, duration, close, scheme))
             result["round"] = r + 1
             result["proxy_cpu_us_per_request"] = result["proxy_cpu_us"] / max(1, result["requests"])
             runs[name].append(result)
@@ -666,6 +747,17 @@ def summarize(results):
             s[f"{k}.p99_ms"] = median([r["latency_us"]["p99"] / 1000 for r in runs])
             s[f"{k}.cpu_us"] = median([r["proxy_cpu_us_per_request"] for r in runs])
         s[f"keep_alive.c{conc}.cpu_ratio_by_round"] = ratios_by_round(by_proxy)
+    for scenario in ("tls_keep_alive", "tls_connection_rate", "sni_connection_rate"):
+        for conc, by_proxy in results.get(scenario, {}).items():
+            for name, runs in by_proxy.items():
+                k = f"{scenario}.c{conc}.{name}"
+                s[f"{k}.runs"] = runs_used(runs)
+                s[f"{k}.errors"] = sum(r["error_total"] for r in runs)
+                runs = clean(runs)
+                s[f"{k}.rps"] = median([r["requests_per_s"] for r in runs])
+                s[f"{k}.p99_ms"] = median([r["latency_us"]["p99"] / 1000 for r in runs])
+                s[f"{k}.cpu_us"] = median([r["proxy_cpu_us_per_request"] for r in runs])
+            s[f"{scenario}.c{conc}.cpu_ratio_by_round"] = ratios_by_round(by_proxy)
     for name, by_streams in results["bulk"].items():
         for streams, runs in by_streams.items():
             runs = clean(runs)
@@ -740,6 +832,19 @@ def table(summary, concurrencies):
         ("idle: still answering afterwards", g("idle.ums-balancer.answered"), g("idle.haproxy.answered"), "higher", None),
         ("reload x20 under load: connection errors", g("reload.ums-balancer.errors"), g("reload.haproxy.errors"), "lower", "zero"),
     ]
+    for c in concurrencies:
+        tk, tc, sn = f"tls_keep_alive.c{c}", f"tls_connection_rate.c{c}", f"sni_connection_rate.c{c}"
+        rows += [
+            (f"-c{c} HTTPS keep-alive (by-path vs mode http): req/s", g(f"{tk}.ums-balancer.rps"), g(f"{tk}.haproxy.rps"), "higher", None),
+            (f"-c{c} HTTPS keep-alive (by-path vs mode http): p99 latency ms", g(f"{tk}.ums-balancer.p99_ms"), g(f"{tk}.haproxy.p99_ms"), "lower", None),
+            (f"-c{c} HTTPS keep-alive (by-path vs mode http): proxy CPU us/request", g(f"{tk}.ums-balancer.cpu_us"), g(f"{tk}.haproxy.cpu_us"), "lower", 1.5),
+            (f"-c{c} HTTPS new TLS connection per request: req/s", g(f"{tc}.ums-balancer.rps"), g(f"{tc}.haproxy.rps"), "higher", None),
+            (f"-c{c} HTTPS new TLS connection per request: p99 latency ms", g(f"{tc}.ums-balancer.p99_ms"), g(f"{tc}.haproxy.p99_ms"), "lower", None),
+            (f"-c{c} HTTPS new TLS connection per request: proxy CPU us/request", g(f"{tc}.ums-balancer.cpu_us"), g(f"{tc}.haproxy.cpu_us"), "lower", 1.5),
+            (f"-c{c} TLS by SNI (by-sni vs mode tcp req.ssl_sni), new connection each: req/s", g(f"{sn}.ums-balancer.rps"), g(f"{sn}.haproxy.rps"), "higher", None),
+            (f"-c{c} TLS by SNI, new connection each: p99 latency ms", g(f"{sn}.ums-balancer.p99_ms"), g(f"{sn}.haproxy.p99_ms"), "lower", None),
+            (f"-c{c} TLS by SNI, new connection each: proxy CPU us/conn", g(f"{sn}.ums-balancer.cpu_us"), g(f"{sn}.haproxy.cpu_us"), "lower", 1.0),
+        ]
     for mode in ("conn", "keepalive"):
         for call in ("total", "epoll_wait", "epoll_ctl", "shutdown", "reads", "writes", "splice"):
             key = f"syscalls.{mode}.%s.{call}"
@@ -837,15 +942,20 @@ def machine_info(binary):
 def direct(bench, results):
     """Straight to nginx: the ceiling of this load generator and backend on this machine."""
     args = bench.args
+    only = set(args.only.split(","))
     results["direct"] = {}
     for c in args.connections:
         bench.wait_quiet()
-        results["direct"][str(c)] = {
-            "connection_rate": bench.wrk(bench.nginx_port, c, args.duration, True),
-            "keep_alive": bench.wrk(bench.nginx_port, c, args.duration, False),
-        }
-        log(f"direct to nginx -c{c}: {results['direct'][str(c)]['connection_rate']['requests_per_s']:.0f} conn req/s, "
-            f"{results['direct'][str(c)]['keep_alive']['requests_per_s']:.0f} keep-alive req/s")
+        runs = {}
+        if only & {"conn", "keepalive"}:
+            runs["connection_rate"] = bench.wrk(bench.nginx_port, c, args.duration, True)
+            runs["keep_alive"] = bench.wrk(bench.nginx_port, c, args.duration, False)
+        if only & {"tlskeepalive", "tlsconn", "sni"}:
+            runs["tls_connection_rate"] = bench.wrk(bench.nginx_tls_port, c, args.duration, True, "https")
+            runs["tls_keep_alive"] = bench.wrk(bench.nginx_tls_port, c, args.duration, False, "https")
+        results["direct"][str(c)] = runs
+        log(f"direct to nginx -c{c}: " + ", ".join(
+            f"{key.replace('_', ' ')} {run['requests_per_s']:.0f} req/s" for key, run in runs.items()))
 
 
 def main():
@@ -862,10 +972,10 @@ def main():
     parser.add_argument("--quiet-wait", type=float, default=None,
                         help="seconds to wait before a run for other processes to go quiet (default 30, --quick 5)")
     parser.add_argument("--quiet-budget", type=float, default=600, help="total seconds of such waiting")
-    parser.add_argument("--only", default="conn,keepalive,log,bulk,idle,reload",
-                        help="comma-separated subset of: conn,keepalive,log,bulk,splice,idle,reload,syscalls "
-                             "(splice: the bulk scenario on a second ums-balancer with the splice(2) trial on; "
-                             "syscalls: strace -c counts per connection and request, needs strace)")
+    parser.add_argument("--only", default="conn,keepalive,tlskeepalive,tlsconn,sni,log,bulk,idle,reload",
+                        help="comma-separated subset of: conn,keepalive,tlskeepalive,tlsconn,sni,log,bulk,splice,idle,"
+                             "reload,syscalls (splice: the bulk scenario on a second ums-balancer with the splice(2) "
+                             "trial on; syscalls: strace -c counts per connection and request, needs strace)")
     parser.add_argument("--syscall-duration", type=int, default=3, help="seconds of wrk under strace per count")
     parser.add_argument("--output", default=os.path.join(HERE, "results", "latest.json"))
     args = parser.parse_args()
@@ -900,15 +1010,21 @@ def main():
     signal.signal(signal.SIGTERM, on_signal)
     try:
         bench.start_backends()
-        if only & {"conn", "keepalive"}:
+        if only & {"conn", "keepalive", "tlskeepalive", "tlsconn", "sni"}:
             direct(bench, results)
 
         rounds_results = {"connection_rate": {}, "keep_alive": {}, "bulk": {}, "idle": {}, "reload": {}}
         results.update(rounds_results)
-        if only & {"conn", "keepalive", "bulk"}:
-            ums = bench.start_ums()
-            ha = bench.start_haproxy()
+        tls = bool(only & {"tlskeepalive", "tlsconn", "sni"})
+        if only & {"conn", "keepalive", "bulk", "tlskeepalive", "tlsconn", "sni"}:
+            ums = bench.start_ums(tls=tls)
+            ha = bench.start_haproxy(tls=tls)
             procs = {UMS: ums, HAPROXY: ha}
+            tls_scenarios = (
+                ("tlskeepalive", "tls_keep_alive", "https keep-alive", False, "https_port"),
+                ("tlsconn", "tls_connection_rate", "https conn-rate", True, "https_port"),
+                ("sni", "sni_connection_rate", "sni conn-rate", True, "sni_port"),
+            )
             for c in args.connections:
                 if "conn" in only:
                     results["connection_rate"][str(c)] = rate_scenario(
@@ -916,6 +1032,11 @@ def main():
                 if "keepalive" in only:
                     results["keep_alive"][str(c)] = rate_scenario(
                         bench, procs, f"keep-alive -c{c}", False, args.rounds, args.duration, c)
+                for option, key, label, close, port in tls_scenarios:
+                    if option in only:
+                        results.setdefault(key, {})[str(c)] = rate_scenario(
+                            bench, procs, f"{label} -c{c}", close, args.rounds, args.duration, c,
+                            port=port, scheme="https")
             if "bulk" in only:
                 ha_splice_name = "haproxy-splice"
                 # The splice instance binds the same ports: run it alone, after the others.
@@ -978,9 +1099,8 @@ def main():
         json.dump(results, f, indent=2, default=str)
     md = os.path.splitext(args.output)[0] + ".md"
     for c, baseline in results.get("direct", {}).items():
-        text += (f"\n\nDirect to nginx, no proxy, -c{c} (the ceiling of this load generator and backend): "
-                 f"{baseline['connection_rate']['requests_per_s']:.0f} req/s with a new connection each, "
-                 f"{baseline['keep_alive']['requests_per_s']:.0f} req/s keep-alive.")
+        text += f"\n\nDirect to nginx, no proxy, -c{c} (the ceiling of this load generator and backend): " + ", ".join(
+            f"{key.replace('_', ' ')} {run['requests_per_s']:.0f} req/s" for key, run in baseline.items()) + "."
     for key in sorted(k for k in results.get("summary", {}) if k.endswith("cpu_ratio_by_round")):
         text += f"\n\nums/HAProxy CPU per request round by round, {key[:-len('.cpu_ratio_by_round')]}: " + \
             ", ".join(f"{r:.2f}" for r in results["summary"][key])

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ums-balancer vs HAProxy 2.6 on loopback, in one command:
 #   Benchmarks/run.sh [--quick] [--rounds N] [--skip-build] [other bench.py options, see --help]
-# Installs haproxy, wrk, iperf3 and nginx from Debian's packages when missing, builds
+# Installs haproxy, wrk, iperf3, nginx and openssl from Debian's packages when missing, builds
 # ums-balancer in release mode into .build-bench, then runs Benchmarks/bench.py.
 set -euo pipefail
 
@@ -23,7 +23,7 @@ sudo=()
 if [ "$(id -u)" != 0 ]; then sudo=(sudo); fi
 
 missing=()
-for tool in haproxy wrk iperf3 nginx taskset python3; do
+for tool in haproxy wrk iperf3 nginx taskset python3 openssl; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         case "$tool" in
             taskset) missing+=(util-linux) ;;

@@ -6,7 +6,7 @@ import PackageDescription
 /// Each executable's main hands its test function to libFuzzer's driver (see CLibFuzzer).
 let parsers: [(name: String, modules: [String])] = [
     ("client-hello", ["BalancerCore"]),
-    ("request-head", ["BalancerCore"]),
+    ("request-policy", ["BalancerCore"]),
     ("proxy-header", ["BalancerCore"]),
     ("node-report", ["BalancerCore"]),
     ("duration-text", ["BalancerCore"]),

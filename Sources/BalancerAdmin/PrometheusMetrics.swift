@@ -28,7 +28,11 @@ public enum PrometheusMetrics {
             "Connections given up before routing (TLS, SNI, HTTP head, PROXY header), by listener and reason.",
         "ums_balancer_node_ejections_total": "Times passive health took a node out of rotation.",
         "ums_balancer_probe_duration_seconds": "How long each node's status or health probe took.",
-        "ums_balancer_refusals_total": "Connections no node took, by listener, class and reason.",
+        "ums_balancer_refusals_total": "Connections (by-path: requests) no node took, by listener, class and reason.",
+        "ums_balancer_requests_total":
+            "Requests of by-path listeners finished, by listener, class, node, status and outcome.",
+        "ums_balancer_http_limits_total":
+            "Clients of by-path listeners that ran into an HTTP limit (answered 4xx or closed), by listener and limit.",
         "ums_balancer_reloads_total": "Configuration reloads, by result (applied or rejected).",
         "ums_balancer_journal_dropped_events_total":
             "Journal events dropped unwritten: the queue was full while the state database failed or under a flood.",

@@ -17,8 +17,50 @@ extension ConfigReader {
                     + " { verify: none } or { ca: FILE }")
         }
         let rules = entries["paths"].map { pathRules($0.value) } ?? .standard
-        guard let tls, let backendTLS, let rules else { return nil }
-        return PathListenerSettings(rules: rules, tls: tls, backendTLS: backendTLS)
+        let http = entries["http"].map { httpSettings($0.value) } ?? HTTPSettings()
+        guard let tls, let backendTLS, let rules, let http else { return nil }
+        var settings = PathListenerSettings(rules: rules, tls: tls, backendTLS: backendTLS)
+        settings.http = http
+        return settings
+    }
+
+    /// `http`: request limits and keep-alive on both sides.
+    private mutating func httpSettings(_ node: Node) -> HTTPSettings? {
+        let keys: Set<String> = [
+            "max_header_size", "max_headers", "header_timeout", "keep_alive_timeout", "max_requests",
+            "node_idle_timeout", "node_idle_connections",
+        ]
+        guard let entries = mapping(node, "http", allowed: keys) else { return nil }
+        var settings = HTTPSettings()
+        var valid = true
+        func take<T>(_ value: T?, _ key: String, into field: inout T) {
+            guard entries[key] != nil else { return }
+            if let value { field = value } else { valid = false }
+        }
+        take(
+            entries["max_header_size"].flatMap {
+                integer($0.value, "http max_header_size", in: HTTPSettings.headerSizeRange)
+            }, "max_header_size", into: &settings.maxHeaderSize)
+        take(
+            entries["max_headers"].flatMap { integer($0.value, "http max_headers", in: HTTPSettings.headerCountRange) },
+            "max_headers", into: &settings.maxHeaders)
+        take(
+            entries["header_timeout"].flatMap { duration($0.value, "http header_timeout") }, "header_timeout",
+            into: &settings.headerTimeout)
+        take(
+            entries["keep_alive_timeout"].flatMap { duration($0.value, "http keep_alive_timeout") },
+            "keep_alive_timeout", into: &settings.keepAliveTimeout)
+        take(
+            entries["max_requests"].flatMap { integer($0.value, "http max_requests", in: HTTPSettings.requestsRange) },
+            "max_requests", into: &settings.maxRequests)
+        take(
+            entries["node_idle_timeout"].flatMap { duration($0.value, "http node_idle_timeout") },
+            "node_idle_timeout", into: &settings.nodeIdleTimeout)
+        take(
+            entries["node_idle_connections"].flatMap {
+                integer($0.value, "http node_idle_connections", in: HTTPSettings.idleConnectionsRange)
+            }, "node_idle_connections", into: &settings.nodeIdleConnections)
+        return valid ? settings : nil
     }
 
     private mutating func listenerTLS(_ node: Node) -> ListenerTLS? {

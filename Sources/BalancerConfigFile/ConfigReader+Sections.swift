@@ -76,7 +76,7 @@ extension ConfigReader {
     private mutating func listener(_ node: Node) -> ListenerConfiguration? {
         let keys: Set<String> = [
             "name", "bind", "backend_port", "class", "balance", "sni", "handshake_timeout", "tls", "backend_tls",
-            "paths", "max_connections", "max_connection_rate", "proxy_protocol", "send_proxy",
+            "paths", "http", "max_connections", "max_connection_rate", "proxy_protocol", "send_proxy",
         ]
         guard let entries = mapping(node, "a listener", allowed: keys) else { return nil }
         let name = required(entries, "name", in: node, "a listener").flatMap { self.name($0, "listener name") }
@@ -146,7 +146,7 @@ extension ConfigReader {
             fail(sni.keyNode, "'sni' only applies to class by-sni")
         }
         if text != "by-path" {
-            for key in ["tls", "backend_tls", "paths"] {
+            for key in ["tls", "backend_tls", "paths", "http"] {
                 if let entry = entries[key] { fail(entry.keyNode, "'\(key)' only applies to class by-path") }
             }
         }

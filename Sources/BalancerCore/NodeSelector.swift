@@ -32,7 +32,7 @@ public enum NodeSelector {
         rotation: Int,
         clientKey: String
     ) -> [NodeID] {
-        guard !nodes.isEmpty else { return [] }
+        guard nodes.count > 1 else { return nodes.map(\.id) }
         switch algorithm {
         case .roundRobin:
             return rotated(nodes, by: rotation).map(\.id)

@@ -19,6 +19,11 @@ public struct PathRules: Sendable, Hashable {
     /// slashes or dots, backslashes) is console traffic, the class with the stricter nodes.
     public func classify(target: String) -> TrafficClass {
         guard let path = Self.path(of: target) else { return .console }
+        return classify(path: path)
+    }
+
+    /// The class for a path (`path(of:)` of a target).
+    public func classify(path: String) -> TrafficClass {
         if Self.isAmbiguous(path) { return .console }
         var best: (length: Int, trafficClass: TrafficClass)?
         for trafficClass in [TrafficClass.console, .device] {
@@ -29,25 +34,71 @@ public struct PathRules: Sendable, Hashable {
         return best?.trafficClass ?? defaultClass
     }
 
-    /// The path of an origin-form (`/a/b?q`) or absolute-form (`https://host/a/b`) target.
+    /// The path of an origin-form (`/a/b?q`) or absolute-form (`https://host/a/b`) target. Read
+    /// per request: a scan of the bytes, no Foundation string search.
     public static func path(of target: String) -> String? {
-        var rest = Substring(target)
-        if let scheme = rest.range(of: "://"), !rest.hasPrefix("/") {
-            rest = rest[scheme.upperBound...]
-            guard let slash = rest.firstIndex(of: "/") else { return "/" }
-            rest = rest[slash...]
+        let utf8 = target.utf8
+        var start = utf8.startIndex
+        if utf8.first != UInt8(ascii: "/") {
+            // Absolute form: the path begins at the first '/' after "://".
+            guard let scheme = schemeEnd(utf8) else { return nil }
+            guard let slash = utf8[scheme...].firstIndex(of: UInt8(ascii: "/")) else { return "/" }
+            start = slash
         }
-        guard rest.hasPrefix("/") else { return nil }
-        if let end = rest.firstIndex(where: { $0 == "?" || $0 == "#" }) { rest = rest[..<end] }
-        return String(rest)
+        let end = utf8[start...].firstIndex { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") } ?? utf8.endIndex
+        if start == utf8.startIndex, end == utf8.endIndex { return target }
+        return String(target[start..<end])
     }
 
-    static func isAmbiguous(_ path: String) -> Bool {
-        let lowered = path.lowercased()
-        if lowered.contains("%2e") || lowered.contains("%2f") || lowered.contains("%5c") || lowered.contains("\\") {
-            return true
+    /// Where what follows the first "://" begins.
+    private static func schemeEnd(_ utf8: String.UTF8View) -> String.UTF8View.Index? {
+        var index = utf8.startIndex
+        var matched = 0
+        while index != utf8.endIndex {
+            let byte = utf8[index]
+            utf8.formIndex(after: &index)
+            switch (matched, byte) {
+            case (0, UInt8(ascii: ":")): matched = 1
+            case (1, UInt8(ascii: "/")): matched = 2
+            case (2, UInt8(ascii: "/")): return index
+            case (_, UInt8(ascii: ":")): matched = 1
+            default: matched = 0
+            }
         }
-        return path.split(separator: "/", omittingEmptySubsequences: false).contains { $0 == "." || $0 == ".." }
+        return nil
+    }
+
+    /// Encoded `.`, `/` or `\\`, a backslash, or a `.`/`..` segment: read per request, so one pass
+    /// over the bytes without copies.
+    static func isAmbiguous(_ path: String) -> Bool {
+        // Bytes of the current segment while it is all dots (-1: it is not), and the two bytes
+        // before this one (an escape is '%' and two hex digits, in any case).
+        var dots = 0
+        var previous: UInt8 = 0
+        var beforePrevious: UInt8 = 0
+        for byte in path.utf8 {
+            let lowered = byte | 0x20
+            if beforePrevious == UInt8(ascii: "%") {
+                if previous == UInt8(ascii: "2"), lowered == UInt8(ascii: "e") || lowered == UInt8(ascii: "f") {
+                    return true
+                }
+                if previous == UInt8(ascii: "5"), lowered == UInt8(ascii: "c") { return true }
+            }
+            switch byte {
+            case UInt8(ascii: "/"):
+                if dots == 1 || dots == 2 { return true }
+                dots = 0
+            case UInt8(ascii: "."):
+                if dots >= 0 { dots += 1 }
+            case UInt8(ascii: "\\"):
+                return true
+            default:
+                dots = -1
+            }
+            beforePrevious = previous
+            previous = byte
+        }
+        return dots == 1 || dots == 2
     }
 }
 
@@ -104,6 +155,8 @@ public struct PathListenerSettings: Sendable, Hashable {
     public var rules: PathRules
     public var tls: ListenerTLS
     public var backendTLS: BackendTLS
+    /// Request limits and keep-alive on both sides (`http`).
+    public var http = HTTPSettings()
 
     public init(rules: PathRules = .standard, tls: ListenerTLS, backendTLS: BackendTLS) {
         self.rules = rules

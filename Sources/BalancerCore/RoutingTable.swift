@@ -106,9 +106,11 @@ public struct RoutingTable: Sendable {
         _ trafficClass: TrafficClass,
         algorithm: BalanceAlgorithm,
         clientKey: String,
-        now: ContinuousClock.Instant = .now
+        now: @autoclosure () -> ContinuousClock.Instant = .now
     ) -> RoutingDecision {
-        if ejectedNodes > 0 { expireEjections(now: now) }
+        // The clock is read only when an ejection or a slow start needs it: most routes need neither.
+        let now = ejectedNodes > 0 || !slowStarts.isEmpty ? now() : nil
+        if ejectedNodes > 0, let now { expireEjections(now: now) }
         var eligible: [NodeLoad] = []
         var ejected: [NodeLoad] = []
         var full = false
@@ -122,8 +124,9 @@ public struct RoutingTable: Sendable {
                 full = true
                 continue
             }
-            let load = NodeLoad(id: node.id, activeConnections: active, weight: weight(of: node.id, now: now))
-            if ejectedNodes > 0, outliers[node.id]?.isEjected(at: now) == true {
+            let share = now.map { weight(of: node.id, now: $0) } ?? 1
+            let load = NodeLoad(id: node.id, activeConnections: active, weight: share)
+            if ejectedNodes > 0, let now, outliers[node.id]?.isEjected(at: now) == true {
                 ejected.append(load)
             } else {
                 eligible.append(load)

@@ -46,52 +46,52 @@ public struct ConnectionLog {
     /// Writes the line and counts the connection; `extraBytesOut` are bytes the balancer itself
     /// sent the client (a 503 answer).
     public func ended(_ machine: ConnectionMachine<NodeTarget>, listener: ListenerContext, extraBytesOut: Int = 0) {
-        let end = machine.end ?? .closed
-        let bytesIn = machine.bytesFromClient
-        let bytesOut = machine.bytesFromNode + extraBytesOut
+        ended(
+            machine.end ?? .closed, trafficClass: machine.trafficClass, node: machine.node,
+            bytesIn: machine.bytesFromClient, bytesOut: machine.bytesFromNode + extraBytesOut,
+            retries: machine.retries, classified: machine.classified, proxiedClient: machine.proxiedClient,
+            listener: listener)
+    }
+
+    /// Writes the line and counts a connection that ended as `end`: `trafficClass` and `node`
+    /// are what it was classified as and relayed to (a `by-path` connection: its first request's
+    /// class and its last node), the bytes those read from and written to the client.
+    public func ended(
+        _ end: ConnectionEnd, trafficClass: TrafficClass, node: NodeID?, bytesIn: Int, bytesOut: Int,
+        retries: Int = 0, classified: String? = nil, proxiedClient: ProxyHeader.Address? = nil,
+        listener: ListenerContext
+    ) {
         let metrics = listener.metrics
         metrics.active.decrement()
         metrics.connectionEnded(
-            trafficClass: machine.trafficClass, node: machine.node, outcome: end.outcome, bytesIn: bytesIn,
-            bytesOut: bytesOut)
+            trafficClass: trafficClass, node: node, outcome: end.outcome, bytesIn: bytesIn, bytesOut: bytesOut)
         // What a driven update's canary gate counts: the node answered a device, and neither side failed.
-        if machine.trafficClass == .device, end.outcome == .closed, machine.bytesFromNode > 0, let node = machine.node {
+        if trafficClass == .device, end.outcome == .closed, bytesOut > 0, let node {
             listener.directory.deviceConnectionServed(by: node)
         }
         switch end.reason {
-        case .noEligibleNode(let refusal)?:
-            listener.journal.record(.refusal, "\(listener.configuration.name): \(refusal)")
-            metrics.refused(trafficClass: machine.trafficClass, reason: "no-eligible-node")
-        case .everyNodeFailed(let trafficClass, let failures)?:
-            let reasons = failures.map(\.description).joined(separator: ", ")
-            listener.journal.record(
-                .refusal, "\(listener.configuration.name): \(trafficClass) unavailable: \(reasons)")
-            metrics.refused(trafficClass: machine.trafficClass, reason: "all-connects-failed")
-        case .limit(let limit)?:
-            metrics.refused(trafficClass: machine.trafficClass, reason: limit.label)
-        case .handshake(let failure)?:
-            metrics.handshakeFailed(reason: failure.label)
-        default:
-            break
+        case .handshake(let failure)?: metrics.handshakeFailed(reason: failure.label)
+        case let reason?: listener.recordRefusal(reason, trafficClass: trafficClass)
+        case nil: break
         }
         let level: Logger.Level = end.outcome.isWarning ? .warning : .info
         let logger = listener.accessLogger
         // Building the line costs more than proxying a short connection: skip it when it is not printed.
         guard logger.logLevel <= level else { return }
         var line: Logger.Metadata = [
-            "client": "\(machine.proxiedClient?.description ?? clientDescription)",
-            "class": "\(machine.trafficClass)",
-            "node": "\(machine.node ?? "-")",
+            "client": "\(proxiedClient?.description ?? clientDescription)",
+            "class": "\(trafficClass)",
+            "node": "\(node ?? "-")",
             "bytes_in": "\(bytesIn)",
             "bytes_out": "\(bytesOut)",
             "duration_ms": "\((NIODeadline.now() - started).nanoseconds / 1_000_000)",
             "outcome": "\(end.outcome)",
         ]
         if let reason = end.reason { line["reason"] = "\(reason)" }
-        if machine.retries > 0 { line["retries"] = "\(machine.retries)" }
-        if let classified = machine.classified { line["classified"] = "\(classified)" }
+        if retries > 0 { line["retries"] = "\(retries)" }
+        if let classified { line["classified"] = "\(classified)" }
         // The front balancer that named the client in its PROXY header.
-        if machine.proxiedClient != nil { line["via"] = "\(clientDescription)" }
+        if proxiedClient != nil { line["via"] = "\(clientDescription)" }
         line.merge(metadata) { $1 }
         logger.log(level: level, "connection", metadata: line)
     }
@@ -100,6 +100,23 @@ public struct ConnectionLog {
     public static func describe(_ address: SocketAddress) -> String {
         guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
         return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+}
+
+extension ListenerContext {
+    /// Journals a refusal or a give-up (no eligible node, every node failed) and counts it in
+    /// `ums_balancer_refusals_total` by its label; other reasons are neither.
+    public func recordRefusal(_ reason: ConnectionEndReason, trafficClass: TrafficClass) {
+        switch reason {
+        case .noEligibleNode(let refusal):
+            journal.record(.refusal, "\(configuration.name): \(refusal)")
+        case .everyNodeFailed(let failedClass, let failures):
+            let reasons = failures.map(\.description).joined(separator: ", ")
+            journal.record(.refusal, "\(configuration.name): \(failedClass) unavailable: \(reasons)")
+        default:
+            break
+        }
+        if let label = reason.refusalLabel { metrics.refused(trafficClass: trafficClass, reason: label) }
     }
 }
 

@@ -4,6 +4,11 @@ import NIOConcurrencyHelpers
 /// Every client connection the balancer holds, with its listener, so shutdown (and a reload that
 /// removes a listener) can wait for them and close the rest. One entry per connection, whichever
 /// executor runs it. A wait for "no connection left" is woken by the close of the last one.
+///
+/// A `by-path` client connection is tied to no node: each of its requests goes where routing
+/// sends it. What a drain of a node must close there are the node exchanges (a request in flight,
+/// an upgraded connection), kept apart from the client connections: they are not counted as
+/// connections of their own.
 public final class ConnectionRegistry: Sendable {
     private struct Entry {
         var listener: Int
@@ -11,10 +16,18 @@ public final class ConnectionRegistry: Sendable {
         var node: NodeID?
         /// Closes the connection for good with the given end (`shutdown`, `drained`); safe from any thread.
         var close: @Sendable (ConnectionEnd) -> Void
+        /// Asks a keep-alive connection to close once its request in flight is answered; safe from any thread.
+        var quiesce: (@Sendable () -> Void)?
+    }
+
+    private struct Exchange {
+        var node: NodeID
+        var close: @Sendable (ConnectionEnd) -> Void
     }
 
     private struct State {
         var entries: [ObjectIdentifier: Entry] = [:]
+        var exchanges: [ObjectIdentifier: Exchange] = [:]
         /// Open connections per listener, kept as they come and go so a close checks waiters in O(1).
         var perListener: [Int: Int] = [:]
         /// Waits for a listener's (or, with nil, every) connection to close.
@@ -51,12 +64,26 @@ public final class ConnectionRegistry: Sendable {
     /// Tracks the connection `id` of the listener `listener` (a `newListenerKey()`) until
     /// `unregister(_:)`; `close` closes it for good with the end it is given, from any thread.
     public func register(
-        _ id: ObjectIdentifier, listener: Int, close: @escaping @Sendable (ConnectionEnd) -> Void
+        _ id: ObjectIdentifier, listener: Int, close: @escaping @Sendable (ConnectionEnd) -> Void,
+        quiesce: (@Sendable () -> Void)? = nil
     ) {
         state.withLockedValue { state in
-            state.entries[id] = Entry(listener: listener, close: close)
+            state.entries[id] = Entry(listener: listener, close: close, quiesce: quiesce)
             state.perListener[listener, default: 0] += 1
         }
+    }
+
+    /// Tracks a node exchange of a `by-path` connection (a request in flight to `node`, an
+    /// upgraded connection) until `unregisterExchange(_:)`, so a drain of `node` reaches it.
+    public func registerExchange(
+        _ id: ObjectIdentifier, node: NodeID, close: @escaping @Sendable (ConnectionEnd) -> Void
+    ) {
+        state.withLockedValue { $0.exchanges[id] = Exchange(node: node, close: close) }
+    }
+
+    /// The node exchange `id` is over.
+    public func unregisterExchange(_ id: ObjectIdentifier) {
+        _ = state.withLockedValue { $0.exchanges.removeValue(forKey: id) }
     }
 
     /// The connection `id` is now relayed to `node` (nil: between nodes).
@@ -64,17 +91,21 @@ public final class ConnectionRegistry: Sendable {
         state.withLockedValue { $0.entries[id]?.node = node }
     }
 
-    /// Connections currently relayed to `node`.
+    /// Connections (and node exchanges) currently relayed to `node`.
     public func count(relayedTo node: NodeID) -> Int {
-        state.withLockedValue { $0.entries.values.count { $0.node == node } }
+        state.withLockedValue { state in
+            state.entries.values.count { $0.node == node } + state.exchanges.values.count { $0.node == node }
+        }
     }
 
-    /// Closes at most `limit` of the connections relayed to `node` (the access log says
-    /// `drained`); returns how many it closed. A paced drain calls it once per step.
+    /// Closes at most `limit` of the connections and node exchanges relayed to `node` (the
+    /// access log says `drained`); returns how many it closed. A paced drain calls it once per step.
     @discardableResult
     public func drain(_ node: NodeID, atMost limit: Int = .max) -> Int {
         let members = state.withLockedValue { state in
-            state.entries.values.lazy.filter { $0.node == node }.prefix(limit).map(\.close)
+            let connections = state.entries.values.lazy.filter { $0.node == node }.map(\.close)
+            let exchanges = state.exchanges.values.lazy.filter { $0.node == node }.map(\.close)
+            return Array((Array(connections) + Array(exchanges)).prefix(limit))
         }
         for close in members { close(.drained) }
         return members.count
@@ -104,6 +135,12 @@ public final class ConnectionRegistry: Sendable {
     /// Closes every open connection at once (the access log says `shutdown`).
     public func closeAll() {
         closeAll(of: nil)
+    }
+
+    /// Asks every keep-alive connection to close once its request in flight is answered (an
+    /// idle one closes at once): the start of a graceful shutdown.
+    public func quiesceAll() {
+        quiesceAll(of: nil)
     }
 
     /// The connections of one listener.
@@ -147,6 +184,13 @@ public final class ConnectionRegistry: Sendable {
         }
     }
 
+    fileprivate func quiesceAll(of listener: Int?) {
+        let members = state.withLockedValue { state in
+            state.entries.values.compactMap { listener == nil || $0.listener == listener ? $0.quiesce : nil }
+        }
+        for quiesce in members { quiesce() }
+    }
+
     fileprivate func closeAll(of listener: Int?) {
         let members = state.withLockedValue { state in
             state.entries.values.filter { listener == nil || $0.listener == listener }.map(\.close)
@@ -168,5 +212,10 @@ public struct ListenerConnections: Sendable {
 
     public func closeAll() {
         registry.closeAll(of: listener)
+    }
+
+    /// Asks its keep-alive connections to close after their request in flight.
+    public func quiesceAll() {
+        registry.quiesceAll(of: listener)
     }
 }

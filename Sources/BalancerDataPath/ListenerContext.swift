@@ -73,12 +73,9 @@ extension ConnectionSettings {
             case .bySNI(let rules): .clientHello(rules)
             case .byPath: .external
             }
-        var answersOverHTTP = false
-        if case .byPath = listener.classification { answersOverHTTP = true }
         self.init(
             classification: classification, connectTimeout: timeouts.connect, idleTimeout: timeouts.idle,
-            handshakeTimeout: listener.handshakeTimeout, answersRefusalsOverHTTP: answersOverHTTP,
-            queueTimeout: limits.queueTimeout)
+            handshakeTimeout: listener.handshakeTimeout, queueTimeout: limits.queueTimeout)
         proxyProtocolFrom = listener.proxyProtocolFrom
         sendProxy = listener.sendProxy
     }

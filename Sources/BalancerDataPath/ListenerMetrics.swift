@@ -12,6 +12,24 @@ public final class ListenerMetrics: Sendable {
     private let connections = NIOLockedValueBox<[ConnectionKey: Counter]>([:])
     private let refusals = NIOLockedValueBox<[RefusalKey: Counter]>([:])
     private let handshakeFailures = NIOLockedValueBox<[String: Counter]>([:])
+    private let requests = NIOLockedValueBox<[RequestKey: Counter]>([:])
+    private let httpLimits = NIOLockedValueBox<[String: Counter]>([:])
+
+    struct RequestKey: Hashable {
+        var trafficClass: TrafficClass
+        var node: NodeID?
+        var status: Int
+        var outcome: RequestOutcome
+    }
+
+    /// The counter a connection's last request went to: its next one usually goes to the same
+    /// (same class, node, status and outcome), found without the lock and the table.
+    public struct RequestCounterCache {
+        var key: RequestKey?
+        var counter: Counter?
+
+        public init() {}
+    }
 
     private struct ConnectionKey: Hashable {
         var trafficClass: TrafficClass
@@ -62,6 +80,45 @@ public final class ListenerMetrics: Sendable {
                 label: "ums_balancer_refusals_total",
                 dimensions: [("listener", listener), ("class", trafficClass.rawValue), ("reason", reason)])
             counters[key] = counter
+            return counter
+        }
+        counter.increment()
+    }
+
+    /// Counts a finished request of a `by-path` listener by class, node, status and outcome.
+    func requestEnded(
+        trafficClass: TrafficClass, node: NodeID?, status: Int, outcome: RequestOutcome,
+        cache: inout RequestCounterCache
+    ) {
+        let key = RequestKey(trafficClass: trafficClass, node: node, status: status, outcome: outcome)
+        if key == cache.key, let counter = cache.counter {
+            counter.increment()
+            return
+        }
+        let counter = requests.withLockedValue { counters in
+            if let counter = counters[key] { return counter }
+            let counter = Counter(
+                label: "ums_balancer_requests_total",
+                dimensions: [
+                    ("listener", listener), ("class", trafficClass.rawValue), ("node", node ?? "-"),
+                    ("status", status == 0 ? "-" : String(status)), ("outcome", outcome.rawValue),
+                ])
+            counters[key] = counter
+            return counter
+        }
+        cache.key = key
+        cache.counter = counter
+        counter.increment()
+    }
+
+    /// Counts a client that ran into an HTTP limit of a `by-path` listener, by limit.
+    public func httpLimitHit(_ limit: HTTPLimit) {
+        let label = limit.label
+        let counter = httpLimits.withLockedValue { counters in
+            if let counter = counters[label] { return counter }
+            let counter = Counter(
+                label: "ums_balancer_http_limits_total", dimensions: [("listener", listener), ("limit", label)])
+            counters[label] = counter
             return counter
         }
         counter.increment()

@@ -212,8 +212,8 @@ extension Balancer {
     }
     #endif
 
-    /// Sets up the pipeline of an accepted client channel: TLS and the path classifier for a
-    /// `by-path` listener, then the relay.
+    /// Sets up the pipeline of an accepted client channel: a `by-path` listener's TLS and HTTP
+    /// handlers, or the relay.
     private static func setUpConnection(
         _ channel: any Channel,
         context: NIOLockedValueBox<NIOListenerContext>,
@@ -223,31 +223,14 @@ extension Balancer {
     ) throws {
         // Each connection takes the listener's settings as they are when it arrives.
         let listener = context.withLockedValue { $0 }
-        let configuration = listener.shared.configuration
-        let sync = channel.pipeline.syncOperations
-        var clientAddress: ClientAddress?
-        var proxyHeaderReader: ProxyHeaderReader?
-        if case .byPath(let settings) = configuration.classification {
-            // Before TLS: a front balancer's PROXY header comes first on the wire.
-            if configuration.proxyProtocolFrom != nil {
-                proxyHeaderReader = ProxyHeaderReader()
-                try sync.addHandler(proxyHeaderReader!)
-            }
-            if let tls = listener.tls {
-                try sync.addHandler(NIOSSLServerHandler(context: tls.server))
-            }
-            let address = ClientAddress()
-            address.ip = channel.remoteAddress?.ipAddress
-            clientAddress = address
-            try sync.addHandler(
-                PathClassifier(
-                    rules: settings.rules, timeout: configuration.handshakeTimeout, client: address,
-                    asksForCertificate: settings.tls.clientCA != nil))
+        if case .byPath(let settings) = listener.shared.configuration.classification {
+            try PathConnection.setUp(
+                channel, listener: listener, settings: settings, listenerKey: tag, registry: registry,
+                sweeper: sweeper)
+            return
         }
         try NIORelay.attach(
-            to: channel, listener: listener, listenerKey: tag, registry: registry, sweeper: sweeper,
-            certificatesMissing: listener.tls == nil && configuration.classification.terminatesTLS,
-            clientAddress: clientAddress, proxyHeaderReader: proxyHeaderReader)
+            to: channel, listener: listener, listenerKey: tag, registry: registry, sweeper: sweeper)
     }
 
     func listenerRuntime(_ name: String) -> ListenerRuntime? {

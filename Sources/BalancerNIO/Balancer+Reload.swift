@@ -102,6 +102,8 @@ extension Balancer {
         for runtime in retiring.rebound { await runtime.socket.close() }
         for runtime in retiring.removed {
             await runtime.socket.close()
+            // Keep-alive connections take no new request on a listener that is gone.
+            runtime.connections.quiesceAll()
             retirements.continuation.yield(runtime)
         }
 

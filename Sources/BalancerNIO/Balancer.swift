@@ -328,6 +328,8 @@ public final class Balancer: Service, Sendable {
 
     private func drain(grace: Duration) async {
         await closeListeners()
+        // Keep-alive connections take no new request: idle ones close now, busy ones after their answer.
+        connections.quiesceAll()
         logger.notice(
             "shutting down: stopped accepting",
             metadata: ["open_connections": "\(connections.count)", "grace": "\(DurationText.format(grace))"])

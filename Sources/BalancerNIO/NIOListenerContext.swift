@@ -15,6 +15,11 @@ struct NIOListenerContext: Sendable {
     private(set) var nodeBootstraps: [ObjectIdentifier: LoopBootstrap] = [:]
     /// Connects to a node instead of the bootstraps: tests hand out embedded channels with it.
     var connector: (@Sendable (NodeTarget, any EventLoop) -> EventLoopFuture<any Channel>)?
+    /// A `by-path` listener's idle node connections, one pool per event loop.
+    private(set) var nodePools: NodePools?
+    /// How a `by-path` listener connects to nodes, one per event loop: bare sockets, whose
+    /// PROXY header, TLS and HTTP handlers the connection adds once connected.
+    private var httpBootstraps: [ObjectIdentifier: LoopBootstrap] = [:]
 
     // ClientBootstrap is not Sendable; each of these is only used on its own event loop, and
     // connecting reads it without changing it.
@@ -29,10 +34,35 @@ struct NIOListenerContext: Sendable {
         self.shared = shared
         self.tls = tls
         self.connector = connector
+        if case .byPath(let settings) = shared.configuration.classification {
+            nodePools = NodePools(group: group, directory: shared.directory, settings: settings.http)
+            guard connector == nil else { return }
+            for eventLoop in group.makeIterator() {
+                httpBootstraps[ObjectIdentifier(eventLoop)] = LoopBootstrap(bootstrap: httpBootstrap(on: eventLoop))
+            }
+            return
+        }
         guard connector == nil else { return }
         for eventLoop in group.makeIterator() {
             nodeBootstraps[ObjectIdentifier(eventLoop)] = LoopBootstrap(bootstrap: nodeBootstrap(on: eventLoop))
         }
+    }
+
+    /// Connects a `by-path` listener to `target` at `address` from `eventLoop` (the client's loop).
+    func connectHTTP(
+        to target: NodeTarget, at address: SocketAddress, on eventLoop: any EventLoop
+    ) -> EventLoopFuture<any Channel> {
+        if let connector { return connector(target, eventLoop) }
+        let bootstrap = httpBootstraps[ObjectIdentifier(eventLoop)]?.bootstrap ?? httpBootstrap(on: eventLoop)
+        return bootstrap.connect(to: address)
+    }
+
+    private func httpBootstrap(on eventLoop: any EventLoop) -> ClientBootstrap {
+        ClientBootstrap(group: eventLoop)
+            .connectTimeout(TimeAmount(shared.settings.connectTimeout))
+            // TCP_NODELAY: ClientBootstrap sets it by default. A node's EOF ends its connection:
+            // half-open connections are of no use to HTTP.
+            .channelOption(.recvAllocator, value: Balancer.receiveBuffers)
     }
 
     /// Connects to `target` at `address` from `eventLoop` (where the client channel lives).

@@ -6,8 +6,9 @@ import NIOSSL
 
 /// The NIO executor of `ConnectionMachine` for one connection: it owns the client channel's and
 /// the node channel's `RelayGlue`, feeds the machine what they report, and carries out its
-/// actions. Listeners the relay cannot serve run here: `by-path` (TLS ended here, HTTP read), and
-/// any listener on a platform without epoll or bound to a host name.
+/// actions. Listeners the relay cannot serve run here: any `device`, `console` or `by-sni`
+/// listener on a platform without epoll or bound to a host name. (`by-path` listeners are HTTP
+/// proxies: `PathConnection`.)
 final class NIORelay {
     private let listener: NIOListenerContext
     private var machine: ConnectionMachine<NodeTarget>
@@ -26,7 +27,7 @@ final class NIORelay {
     private var replay: [ByteBuffer] = []
     /// The client's first bytes while a `by-sni` connection is classified.
     private var preamble = ByteBuffer()
-    /// An answer a classifier wants the client to get before the connection closes (400, 431).
+    /// An answer the client gets before the connection closes.
     private var answer: ByteBuffer?
     private var extraBytesOut = 0
     private var started = false
@@ -34,10 +35,6 @@ final class NIORelay {
     /// Counted in by the listener's limits (released when it ends).
     private var admitted = false
     private var verdicts = NodeVerdicts()
-    /// A `by-path` listener whose certificates could not be loaded: its connections are closed.
-    private var certificatesMissing = false
-    /// The client's IP address a `by-path` listener forwards, shared with its path classifier.
-    private var clientAddress: ClientAddress?
 
     private init(
         clientChannel: any Channel, listener: NIOListenerContext, registry: ConnectionRegistry,
@@ -54,19 +51,15 @@ final class NIORelay {
             peer: listener.shared.settings.proxyProtocolFrom == nil ? nil : clientChannel.remoteAddress?.ipBytes)
     }
 
-    /// Adds the client side of a new connection to `channel`'s pipeline (after any TLS and
-    /// classifier handlers); the machine starts once the channel is active.
+    /// Adds the client side of a new connection to `channel`'s pipeline; the machine starts once
+    /// the channel is active.
     @discardableResult
     static func attach(
         to channel: any Channel, listener: NIOListenerContext, listenerKey: Int, registry: ConnectionRegistry,
-        sweeper: RelaySweeper?, certificatesMissing: Bool = false, clientAddress: ClientAddress? = nil,
-        proxyHeaderReader: ProxyHeaderReader? = nil
+        sweeper: RelaySweeper?
     ) throws -> NIORelay {
         let relay = NIORelay(clientChannel: channel, listener: listener, registry: registry, sweeper: sweeper)
-        relay.certificatesMissing = certificatesMissing
-        relay.clientAddress = clientAddress
-        proxyHeaderReader?.attach(relay)
-        relay.clientGlue = RelayGlue(side: .client, relay: relay, readsAllowed: false, overTLS: listener.tls != nil)
+        relay.clientGlue = RelayGlue(side: .client, relay: relay, readsAllowed: false)
         try channel.pipeline.syncOperations.addHandler(relay.clientGlue)
         let handle = NIORelayHandle(relay: relay)
         let loop = channel.eventLoop
@@ -91,11 +84,7 @@ final class NIORelay {
             return
         }
         admitted = true
-        if certificatesMissing {
-            perform(machine.classificationFailed(ConnectionEnd(.handshakeFailed, .handshake(.listenerCertificates))))
-        } else {
-            perform(machine.start(now: now))
-        }
+        perform(machine.start(now: now))
     }
 
     private func glue(_ side: ConnectionSide) -> RelayGlue? {
@@ -141,9 +130,6 @@ final class NIORelay {
             if survivor == .client { dropNode() }
             whenFlushed([glue(survivor)].compactMap { $0 })
         case .close:
-            finish()
-        case .answerAndClose(let end):
-            answer = ByteBuffer(bytes: RefusalPage.response(text: Self.refusalText(end)))
             finish()
         }
     }
@@ -213,7 +199,7 @@ final class NIORelay {
 
     func inputEnded(_ side: ConnectionSide) {
         guard !finished else { return }
-        if side == .client, machine.phase == .classifying, machine.settings.classification != .external {
+        if side == .client, machine.phase == .classifying {
             perform(machine.clientPreamble(preamble.readableBytesView, endOfInput: true, now: now))
             keepPreambleIfClassified()
             return
@@ -238,19 +224,6 @@ final class NIORelay {
                 queuedForSurvivor: queuedForSurvivor, now: now))
     }
 
-    func classified(_ event: ConnectionClassified) {
-        if let presented = event.clientCertificate { log.metadata["client_cert"] = presented ? "present" : "none" }
-        replay = event.bytes.readableBytes > 0 ? [event.bytes] : []
-        perform(
-            machine.classified(
-                event.trafficClass, detail: event.detail, peekedBytes: event.bytes.readableBytes, now: now))
-    }
-
-    func classificationFailed(_ event: ConnectionClassificationFailed) {
-        answer = event.answer
-        perform(machine.classificationFailed(event.end))
-    }
-
     /// The sweeper's look at the machine's timers.
     func tick(_ deadline: NIODeadline) {
         guard !finished else { return }
@@ -270,33 +243,6 @@ final class NIORelay {
         preamble = ByteBuffer()
     }
 
-    /// The raw first bytes of a TLS-terminating listener, before TLS sees them (from
-    /// `ProxyHeaderReader`): the PROXY header, or the screening of a source that may not send one.
-    func rawPreamble(_ bytes: ByteBuffer, endOfInput: Bool) -> RawPreamble {
-        guard !finished else { return .closed }
-        if machine.screensForProxyHeader {
-            perform(
-                machine.firstBytes(
-                    startWithProxySignature: ProxyHeader.startsWithSignature(bytes.readableBytesView) == true))
-        } else if machine.phase == .classifying {
-            let action = machine.clientPreamble(bytes.readableBytesView, endOfInput: endOfInput, now: now)
-            if case .readPreamble = action { return .needMore }
-            perform(action)
-            if let client = machine.proxiedClient { clientAddress?.ip = client.ipText }
-        }
-        return finished ? .closed : .done(taken: machine.proxyHeaderLength)
-    }
-
-    /// What `rawPreamble` made of the bytes.
-    enum RawPreamble {
-        /// Read more and offer them all again.
-        case needMore
-        /// Take this many bytes off (the PROXY header) and pass the rest on to TLS.
-        case done(taken: Int)
-        /// The connection is over.
-        case closed
-    }
-
     // MARK: - Connecting
 
     private func dial(_ target: NodeTarget) {
@@ -309,7 +255,6 @@ final class NIORelay {
         }
         listener.shared.directory.connectionOpened(to: target.node)
         countedNode = target.node
-        let overTLS = listener.tls?.backend != nil
         let connecting = listener.connect(to: target, at: address, on: clientChannel.eventLoop)
         connecting.assumeIsolated().whenComplete { result in
             guard attempt == self.dialAttempt, !self.finished else {
@@ -319,7 +264,7 @@ final class NIORelay {
             }
             switch result {
             case .success(let channel):
-                let glue = RelayGlue(side: .node, relay: self, readsAllowed: true, overTLS: overTLS)
+                let glue = RelayGlue(side: .node, relay: self, readsAllowed: true)
                 do {
                     // Added here, in the connect callback, before the loop can deliver any of its bytes.
                     try channel.pipeline.syncOperations.addHandler(glue)
@@ -404,20 +349,6 @@ final class NIORelay {
         case let error as NIOConnectionError:
             error.connectionErrors.first.map { describe($0.error) } ?? "cannot resolve \(error.host)"
         default: "\(error)"
-        }
-    }
-
-    /// What a refused HTTP client reads.
-    static func refusalText(_ end: ConnectionEnd) -> String {
-        switch end.reason {
-        case .noEligibleNode(let refusal)?:
-            RefusalPage.text(for: refusal)
-        case .everyNodeFailed(_, let failures)?:
-            "no UMS server answered: \(failures.map(\.description).joined(separator: ", ")); try again in a moment"
-        case .limit(let limit)?:
-            "the balancer is at its limit: \(limit); try again in a moment"
-        default:
-            "no UMS server can take the request right now"
         }
     }
 }

@@ -27,8 +27,8 @@ struct PathListenerTLS: Sendable {
         // only briefly for the client's close_notify. Clients that never send one (scripts, many
         // HTTP stacks) would otherwise hold the connection for NIOSSL's default 5 s.
         server.shutdownTimeout = Self.shutdownTimeout
-        // The request head is read as HTTP/1.1: never agree to HTTP/2.
-        server.applicationProtocols = ["http/1.1"]
+        // HTTP/2 when the client offers it (browsers, the Web App), else HTTP/1.1.
+        server.applicationProtocols = ["h2", "http/1.1"]
         let choices = try settings.tls.additional.map(CertificateChoice.init)
         if !choices.isEmpty {
             // Each handshake: the first additional certificate that covers the client's server name, else the default.

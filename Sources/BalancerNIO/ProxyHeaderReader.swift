@@ -1,27 +1,18 @@
 import BalancerCore
 import NIOCore
 
-/// The client's IP address as a `by-path` listener forwards it (`X-Forwarded-For`): the peer's,
-/// or the client a trusted front balancer named in its PROXY header. Loop-bound.
-final class ClientAddress {
-    var ip: String?
-}
-
-@available(*, unavailable)
-extension ClientAddress: Sendable {}
-
 /// First in a `by-path` connection's pipeline, before TLS, when its listener takes PROXY headers:
-/// hands the raw first bytes to the connection's relay (whose machine reads the header of a
-/// trusted source, or refuses one from any other), passes on what follows the header, and steps aside.
+/// hands the raw first bytes to the connection (whose gate reads the header of a trusted source,
+/// or refuses one from any other), passes on what follows the header, and steps aside.
 final class ProxyHeaderReader: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
     typealias InboundOut = ByteBuffer
 
-    private var relay: NIORelay?
+    private var connection: PathConnection?
     private var buffered = ByteBuffer()
 
-    func attach(_ relay: NIORelay) {
-        self.relay = relay
+    init(connection: PathConnection) {
+        self.connection = connection
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -38,15 +29,15 @@ final class ProxyHeaderReader: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     private func offer(context: ChannelHandlerContext, endOfInput: Bool) {
-        guard let relay else { return }
-        switch relay.rawPreamble(buffered, endOfInput: endOfInput) {
+        guard let connection else { return }
+        switch connection.rawPreamble(buffered, endOfInput: endOfInput) {
         case .needMore:
             context.read()
-        case .closed:
-            self.relay = nil
+        case .refuse:
+            self.connection = nil
             buffered = ByteBuffer()
-        case .done(let taken):
-            self.relay = nil
+        case .pass(_, let taken):
+            self.connection = nil
             buffered.moveReaderIndex(forwardBy: min(taken, buffered.readableBytes))
             let rest = buffered
             buffered = ByteBuffer()

@@ -20,14 +20,11 @@ final class RelayGlue {
     private var readsAlone = false
     private(set) var inputClosed = false
     private var outputClosed = false
-    /// A TLS handler sits between this handler and the socket, holding bytes the channel cannot see.
-    private let overTLS: Bool
 
-    init(side: ConnectionSide, relay: NIORelay, readsAllowed: Bool, overTLS: Bool) {
+    init(side: ConnectionSide, relay: NIORelay, readsAllowed: Bool) {
         self.side = side
         self.relay = relay
         self.readsAllowed = readsAllowed
-        self.overTLS = overTLS
     }
 
     // MARK: - What the relay asks
@@ -83,7 +80,7 @@ final class RelayGlue {
             return
         }
         // Mostly every byte is already out (flushes write at once): then no empty write is needed.
-        if !overTLS, (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) == 0 {
+        if (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) == 0 {
             done()
             return
         }
@@ -96,7 +93,6 @@ final class RelayGlue {
     /// Bytes are still queued for the socket.
     var hasQueuedBytes: Bool {
         guard let channel = context?.channel, channel.isActive else { return false }
-        if overTLS { return !channel.isWritable }
         return ((try? channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0) > 0
     }
 
@@ -161,10 +157,6 @@ extension RelayGlue: ChannelDuplexHandler {
         if let event = event as? ChannelEvent, event == .inputClosed {
             inputClosed = true
             relay?.inputEnded(side)
-        } else if let classified = event as? ConnectionClassified {
-            relay?.classified(classified)
-        } else if let failed = event as? ConnectionClassificationFailed {
-            relay?.classificationFailed(failed)
         } else {
             context.fireUserInboundEventTriggered(event)
         }

@@ -1,13 +1,24 @@
 import BalancerDataPath
 import NIOCore
 
+/// A connection whose timers a `RelaySweeper` looks at.
+protocol SweptConnection: AnyObject {
+    /// How often the sweeper must look.
+    var shortestTimeout: Duration { get }
+    /// The sweeper's look at the timers.
+    func tick(_ deadline: NIODeadline)
+}
+
+extension NIORelay: SweptConnection {}
+extension PathConnection: SweptConnection {}
+
 /// Looks at the timers (idle, connect, handshake, linger) of one event loop's relayed connections,
 /// with one timer for the whole loop instead of one per connection: NIO cancels a timer in time
 /// linear in the timers on its loop, which thousands of idle devices make slow, and each timer
 /// costs memory. A timeout fires at most a quarter of it (and at most a second) late.
 final class RelaySweeper {
     private let eventLoop: any EventLoop
-    private var members: [ObjectIdentifier: NIORelay] = [:]
+    private var members: [ObjectIdentifier: any SweptConnection] = [:]
     private var interval = TimeAmount.seconds(1)
     private var sweep: Scheduled<Void>?
 
@@ -16,7 +27,7 @@ final class RelaySweeper {
     }
 
     /// Watches `relay` until `remove` (call on the loop).
-    func add(_ relay: NIORelay) {
+    func add(_ relay: any SweptConnection) {
         members[ObjectIdentifier(relay)] = relay
         let wanted = TimeAmount(sweepInterval(for: relay.shortestTimeout))
         if wanted < interval {
@@ -28,7 +39,7 @@ final class RelaySweeper {
     }
 
     /// Stops watching `relay`; the timer stops at its next sweep when no member is left.
-    func remove(_ relay: NIORelay) {
+    func remove(_ relay: any SweptConnection) {
         members.removeValue(forKey: ObjectIdentifier(relay))
     }
 

@@ -120,7 +120,7 @@ final class RelayConnection {
             pumpSoon()
         case .finishWhenFlushed, .linger:
             pumpSoon()
-        case .close, .answerAndClose:
+        case .close:
             finish()
         }
     }

@@ -112,6 +112,9 @@ public final class RunningBalancer: Sendable {
     /// Access-log lines so far.
     public var accessLog: [LogCapture.Record] { logs.records("connection") }
 
+    /// Access-log lines of single requests (`by-path` listeners) so far.
+    public var requestLog: [LogCapture.Record] { logs.records("request") }
+
     /// Graceful shutdown, then the event loops stop.
     public func stop() async throws {
         await app.shutDown()

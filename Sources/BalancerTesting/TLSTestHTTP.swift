@@ -68,13 +68,14 @@ public enum TLSTestHTTP {
         return try await exchange(method, path, on: connection, headers: headers, body: body)
     }
 
-    /// Sends one request on an open connection, reads the answer until the server closes, and closes.
+    /// Sends one request with `Connection: close` on an open connection, reads the answer until
+    /// the server closes, and closes.
     public static func exchange(
         _ method: String, _ path: String, on connection: TestClient.Connection,
         headers: [(String, String)] = [], body: String = ""
     ) async throws -> TestHTTP.Response {
         let head =
-            "\(method) \(path) HTTP/1.1\r\nHost: ums\r\nContent-Length: \(body.utf8.count)\r\n"
+            "\(method) \(path) HTTP/1.1\r\nHost: ums\r\nConnection: close\r\nContent-Length: \(body.utf8.count)\r\n"
             + headers.map { "\($0.0): \($0.1)\r\n" }.joined() + "\r\n"
         let raw = try await connection.executeThenClose { inbound, outbound in
             try await outbound.write(ByteBuffer(string: head + body))

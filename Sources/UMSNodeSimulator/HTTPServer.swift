@@ -20,6 +20,7 @@ final class HTTPServer: Sendable {
         var listener: (any Channel)?
         var tracker = ConnectionTracker()
         var retired = false
+        var accepted = 0
     }
 
     let name: String
@@ -51,6 +52,10 @@ final class HTTPServer: Sendable {
     /// Whether the listening socket is open.
     var isOpen: Bool { state.withLock { $0.listener != nil } }
 
+    /// Connections accepted since the server was made, over every listening period: what shows
+    /// whether a proxy in front reuses its connections.
+    var connectionsAccepted: Int { state.withLock { $0.accepted } }
+
     /// Binds host:port (a port of 0 picks a free one, kept for later re-opens).
     func open() async throws {
         let (port, tracker) = try state.withLock { state in
@@ -67,11 +72,13 @@ final class HTTPServer: Sendable {
                     certificateChain: try NIOSSLCertificate.fromPEMFile(files.certificate).map { .certificate($0) },
                     privateKey: .privateKey(try NIOSSLPrivateKey(file: files.key, format: .pem))))
         }
+        let state = self.state
         let listener = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 256)
             .childChannelInitializer { channel in
                 guard tracker.add(channel) else { return channel.close() }
+                state.withLock { $0.accepted += 1 }
                 return channel.eventLoop.makeCompletedFuture {
                     if let tlsContext {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tlsContext))

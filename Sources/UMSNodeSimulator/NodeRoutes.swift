@@ -125,6 +125,9 @@ extension SimulatedNode {
             "database": status.database.rawValue, "console_logins_in_update_mode": status.consoleLoginsInUpdateMode,
             "websockets_open": webSocketsOpen,
             "install_requests": runtime.withLock { $0.installRequests },
+            "connections_accepted": [
+                "device": deviceServer.connectionsAccepted, "console": consoleServer.connectionsAccepted,
+            ],
         ]
     }
 

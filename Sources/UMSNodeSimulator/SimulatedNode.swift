@@ -162,6 +162,11 @@ public final class SimulatedNode: Sendable {
     public var consoleLoginsInUpdateMode: Int { status.consoleLoginsInUpdateMode }
     /// The devices' WebSockets open on the console port (`websockets_open`).
     public var webSocketsOpen: Int { webSockets.open }
+    /// Connections accepted on the device and console ports since the node was made
+    /// (`connections_accepted` in the status JSON).
+    public var connectionsAccepted: (device: Int, console: Int) {
+        (deviceServer.connectionsAccepted, consoleServer.connectionsAccepted)
+    }
     /// `POST /control/install` requests received (`install_requests` in the status JSON).
     public var installRequests: Int { runtime.withLock { $0.installRequests } }
 

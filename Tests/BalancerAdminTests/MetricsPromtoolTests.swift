@@ -61,6 +61,13 @@ struct MetricsPromtoolTests {
             // Plain HTTP on both TLS listener types: the same fault, the same reason label.
             _ = try RawClient.exchangeThenReset(port: web, "GET / HTTP/1.1\r\nHost: ums\r\n\r\n")
             _ = try RawClient.exchangeThenReset(port: offload, "GET / HTTP/1.1\r\nHost: ums\r\n\r\n")
+            // by-path requests: one no node can answer (this node speaks no TLS), one over the header limit.
+            let tls = ["--cacert", certificates.path("ca.pem"), "--http1.1"]
+            let unavailable = try await Curl.run(tls + ["https://127.0.0.1:\(offload)/console/login"])
+            #expect(unavailable.first?.status == 503)
+            let oversized = try await Curl.run(
+                tls + ["-H", "X-Big: \(String(repeating: "a", count: 20_000))", "https://127.0.0.1:\(offload)/"])
+            #expect(oversized.first?.status == 431)
             // A reload, accepted, puts the reload counter in the text too.
             process.send(SIGHUP)
             try await process.waitForOutput("configuration reloaded")
@@ -75,7 +82,9 @@ struct MetricsPromtoolTests {
                 metrics = try PrometheusText(text)
                 let counted = metrics.samples("ums_balancer_connections_total", ["listener": "devices"]).count
                 let failures = metrics.samples("ums_balancer_handshake_failures_total").count
-                if counted > 0, failures >= 2 { break }
+                let requests = metrics.samples("ums_balancer_requests_total").count
+                let limits = metrics.samples("ums_balancer_http_limits_total").count
+                if counted > 0, failures >= 2, requests > 0, limits > 0 { break }
                 guard ContinuousClock.now < deadline else { throw TestKitError("metrics never counted:\n\(text)") }
                 try await Task.sleep(for: .milliseconds(50))
             }
@@ -96,6 +105,12 @@ struct MetricsPromtoolTests {
             #expect(path.map { $0.labels["reason"] } == ["not-tls"], "\(text)")
             #expect(
                 metrics.samples("ums_balancer_reloads_total", ["result": "applied"]).map(\.value) == [1], "\(text)")
+            let requests = metrics.samples("ums_balancer_requests_total", ["listener": "offload"])
+            #expect(
+                requests.map { [$0.labels["class"], $0.labels["status"], $0.labels["outcome"]] }
+                    == [["console", "503", "unavailable"]], "\(text)")
+            let limits = metrics.samples("ums_balancer_http_limits_total", ["listener": "offload"])
+            #expect(limits.map { $0.labels["limit"] } == ["header-size"], "\(text)")
             for name in metrics.types.keys {
                 #expect(metrics.help[name] != nil, "\(name) has no HELP")
                 if metrics.types[name] == "gauge" { #expect(!name.hasSuffix("_total"), "gauge \(name)") }

@@ -134,7 +134,7 @@ import Testing
             """,
             [
                 "b.yaml:1:30: bind 'ums:30001': 'ums' is not an IP address (write IPv6 as [::1]:PORT)",
-                "b.yaml:1:77: unknown key 'speed' in a listener (expected one of: backend_port, backend_tls, balance, bind, class, handshake_timeout, max_connection_rate, max_connections, name, paths, proxy_protocol, send_proxy, sni, tls)",
+                "b.yaml:1:77: unknown key 'speed' in a listener (expected one of: backend_port, backend_tls, balance, bind, class, handshake_timeout, http, max_connection_rate, max_connections, name, paths, proxy_protocol, send_proxy, sni, tls)",
                 "b.yaml:4:11: duplicate node id 'ums1'",
                 "b.yaml:5:23: node 'ums3' has the same host as node 'ums1' (10.0.0.1)",
                 "b.yaml:6:11: node id 'bad id' may only hold letters, digits, '.', '_' and '-' (at most 64)",

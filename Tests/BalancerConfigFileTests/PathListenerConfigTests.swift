@@ -232,6 +232,61 @@ struct PathListenerConfigTests {
             ])
     }
 
+    @Test func readsTheHTTPLimitsAndKeepAliveSettings() throws {
+        let certificates = try Certificates()
+        let text = config(
+            """
+                tls: { certificate: balancer.pem, private_key: balancer.key }
+                backend_tls: { verify: none }
+                http: { max_header_size: 8192, max_headers: 50, header_timeout: 5s, keep_alive_timeout: 2m,
+                        max_requests: 100, node_idle_timeout: 4s, node_idle_connections: 0 }
+            """)
+        let configuration = try ConfigFile.parse(text, file: "b.yaml", baseDirectory: certificates.directory)
+        guard case .byPath(let settings) = configuration.listeners.first?.classification else {
+            Issue.record("not by-path")
+            return
+        }
+        var expected = HTTPSettings()
+        expected.maxHeaderSize = 8192
+        expected.maxHeaders = 50
+        expected.headerTimeout = .seconds(5)
+        expected.keepAliveTimeout = .seconds(120)
+        expected.maxRequests = 100
+        expected.nodeIdleTimeout = .seconds(4)
+        expected.nodeIdleConnections = 0
+        #expect(settings.http == expected)
+    }
+
+    @Test func theHTTPDefaultsAreThoseTheDocumentationNames() {
+        let defaults = HTTPSettings()
+        #expect(defaults.maxHeaderSize == 16384)
+        #expect(defaults.maxHeaders == 100)
+        #expect(defaults.headerTimeout == .seconds(10))
+        #expect(defaults.keepAliveTimeout == .seconds(60))
+        #expect(defaults.maxRequests == 1000)
+        #expect(defaults.nodeIdleTimeout == .seconds(15))
+        #expect(defaults.nodeIdleConnections == 64)
+    }
+
+    @Test func namesEveryBadHTTPSettingAtItsPlace() throws {
+        let certificates = try Certificates()
+        let text = config(
+            """
+                tls: { certificate: balancer.pem, private_key: balancer.key }
+                backend_tls: { verify: none }
+                http: { max_header_size: 100, max_headers: lots, header_timeout: 5, max_requests: 0, pipelining: on }
+            """)
+        #expect(
+            errors(text, in: certificates) == [
+                "b.yaml:8:30: http max_header_size 100 is out of range 1024-1048576",
+                "b.yaml:8:48: http max_headers must be a whole number, not 'lots'",
+                "b.yaml:8:70: http header_timeout '5' is not a duration (a number with ms, s, m or h, e.g. 500ms, 2s)",
+                "b.yaml:8:87: http max_requests 0 is out of range 1-1000000",
+                "b.yaml:8:90: unknown key 'pipelining' in http (expected one of: header_timeout, keep_alive_timeout,"
+                    + " max_header_size, max_headers, max_requests, node_idle_connections, node_idle_timeout)",
+            ])
+    }
+
     @Test func tlsKeysBelongToByPathOnly() throws {
         let certificates = try Certificates()
         let text = """

@@ -11,7 +11,6 @@ struct TestTarget: RelayTarget, Hashable, CustomStringConvertible {
 enum Step: CustomStringConvertible {
     case start(ConnectionAction<TestTarget>)
     case preamble([UInt8], endOfInput: Bool = false, ConnectionAction<TestTarget>)
-    case classified(TrafficClass, peeked: Int, ConnectionAction<TestTarget>)
     case routed([NodeID], ConnectionAction<TestTarget>)
     case refused(Refusal, ConnectionAction<TestTarget>)
     case connected(ConnectionAction<TestTarget>)
@@ -34,7 +33,6 @@ enum Step: CustomStringConvertible {
         switch self {
         case .start: "start"
         case .preamble(let bytes, let end, _): "preamble(\(bytes.count) bytes, eof: \(end))"
-        case .classified(let trafficClass, _, _): "classified(\(trafficClass))"
         case .routed(let nodes, _): "routed(\(nodes))"
         case .refused: "refused"
         case .connected: "connected"
@@ -76,9 +74,6 @@ private let device = ConnectionSettings(
 private let sni = ConnectionSettings(
     classification: .clientHello(SNIRules(patterns: [.console: ["console.example.com"]], defaultClass: .console)),
     connectTimeout: .seconds(3), idleTimeout: .seconds(60), handshakeTimeout: .seconds(5))
-private let path = ConnectionSettings(
-    classification: .external, connectTimeout: .seconds(3), idleTimeout: .seconds(60),
-    handshakeTimeout: .seconds(5), answersRefusalsOverHTTP: true)
 private let ums1 = TestTarget(node: "ums1")
 private let ums2 = TestTarget(node: "ums2")
 private let hello = ClientHelloBuilder.hello(serverName: "console.example.com")
@@ -175,10 +170,10 @@ private let behaviours: [Behaviour] = [
         ],
         end: queueTimedOut),
     Behaviour(
-        name: "a listener over its limit refuses at once; an HTTP client is told why",
-        settings: path,
+        name: "a listener over its limit refuses at once",
+        settings: device,
         steps: [
-            .limitReached(.listener(10), .answerAndClose(ConnectionEnd(.refused, .limit(.listener(10))))),
+            .limitReached(.listener(10), .close(ConnectionEnd(.refused, .limit(.listener(10))))),
             .start(.none),
         ]),
     Behaviour(
@@ -243,13 +238,6 @@ private let behaviours: [Behaviour] = [
         settings: device,
         steps: [.start(.route(.device)), .refused(allDown, .close(ConnectionEnd(.refused, .noEligibleNode(allDown))))],
         end: ConnectionEnd(.refused, .noEligibleNode(allDown))),
-    Behaviour(
-        name: "an HTTP client is told why in a 503",
-        settings: path,
-        steps: [
-            .start(.none), .classified(.device, peeked: 80, .route(.device)),
-            .refused(allDown, .answerAndClose(ConnectionEnd(.refused, .noEligibleNode(allDown)))),
-        ]),
     Behaviour(
         name: "a by-sni connection waits for its whole ClientHello and replays it to the node",
         settings: sni,
@@ -471,8 +459,6 @@ private let behaviours: [Behaviour] = [
                 #expect(machine.start(now: now) == expected, context)
             case .preamble(let bytes, let endOfInput, let expected):
                 #expect(machine.clientPreamble(bytes, endOfInput: endOfInput, now: now) == expected, context)
-            case .classified(let trafficClass, let peeked, let expected):
-                #expect(machine.classified(trafficClass, detail: "GET /", peekedBytes: peeked, now: now) == expected)
             case .routed(let nodes, let expected):
                 #expect(machine.routed(nodes.map(TestTarget.init), now: now) == expected, context)
             case .refused(let refusal, let expected):

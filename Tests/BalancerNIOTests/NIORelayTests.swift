@@ -70,9 +70,6 @@ final class EmbeddedRelay {
         }
         client = EmbeddedChannel(loop: loop)
         try client.pipeline.syncOperations.addHandler(clientSocket)
-        if case .byPath(let settings) = classification {
-            try client.pipeline.syncOperations.addHandler(PathClassifier(rules: settings.rules, timeout: .seconds(5)))
-        }
         try NIORelay.attach(
             to: client, listener: context, listenerKey: 1, registry: ConnectionRegistry(), sweeper: nil)
         try client.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
@@ -223,66 +220,6 @@ final class DialledNodes: @unchecked Sendable {
         relay.node.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
         #expect(relay.accessLine?.metadata["bytes_in"] == "5")
         #expect(relay.accessLine?.metadata["bytes_out"] == "3")
-    }
-
-    @Test func aByPathHeadIsRewrittenAndRoutedByItsPath() throws {
-        let relay = try EmbeddedRelay(classification: .byPath(PathListenerSettings.testing))
-        relay.client.pipeline.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: nil))
-        try relay.client.writeInbound(ByteBuffer(string: "POST /console/login HTTP/1.1\r\nX-SSL-CERT: forged\r\n"))
-        #expect(relay.nodes.isEmpty, "not routed before the head is complete")
-        try relay.client.writeInbound(ByteBuffer(string: "Host: ums\r\n\r\n{}"))
-        relay.refreshNodes()
-        #expect(relay.nodes.count == 1)
-        #expect(
-            try relay.written(to: relay.node)
-                == "POST /console/login HTTP/1.1\r\nHost: ums\r\nConnection: close\r\n\r\n{}")
-        #expect(throws: (any Error).self) {
-            try relay.client.pipeline.syncOperations.handler(type: PathClassifier.self)
-        }
-    }
-
-    @Test func answersAnOversizedHeadWith431AndCloses() throws {
-        let relay = try EmbeddedRelay(classification: .byPath(PathListenerSettings.testing))
-        relay.client.pipeline.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: nil))
-        try relay.client.writeInbound(
-            ByteBuffer(string: "GET / HTTP/1.1\r\nX: " + String(repeating: "a", count: RequestHead.defaultLimit)))
-        let answer = try relay.written(to: relay.client)
-        #expect(answer.hasPrefix("HTTP/1.1 431 Request Header Fields Too Large\r\n"))
-        relay.refreshNodes()
-        #expect(relay.nodes.isEmpty)
-        #expect(!relay.client.isActive)
-        #expect(relay.accessLine?.metadata["outcome"] == "bad-request")
-        #expect(relay.accessLine?.metadata["bytes_out"] == "\(answer.utf8.count)")
-    }
-
-    @Test func aRefusedHTTPClientReadsWhyAndIsClosedRightAfter() throws {
-        let relay = try EmbeddedRelay(classification: .byPath(PathListenerSettings.testing), nodes: [])
-        relay.client.pipeline.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: nil))
-        try relay.client.writeInbound(ByteBuffer(string: "GET /webapp HTTP/1.1\r\nHost: ums\r\n\r\n"))
-        let answer = try relay.written(to: relay.client)
-        #expect(answer.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"))
-        #expect(!relay.client.isActive)
-        #expect(relay.accessLine?.metadata["outcome"] == "refused")
-        #expect(relay.accessLine?.metadata["bytes_out"] == "\(answer.utf8.count)")
-    }
-}
-
-extension NIORelayTests {
-    @Test func aByPathClientOverALimitIsToldWhyWithRetryAfter() throws {
-        var listener = ListenerConfiguration(
-            name: "web", bind: Endpoint(host: "127.0.0.1", port: 1), backendPort: 8443,
-            classification: .byPath(PathListenerSettings.testing))
-        listener.maxConnections = 1
-        let admission = Admission().listener(listener)
-        let first = try EmbeddedRelay(classification: listener.classification, admission: admission)
-        let second = try EmbeddedRelay(classification: listener.classification, admission: admission)
-        let answer = try second.written(to: second.client)
-        #expect(answer.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"))
-        #expect(answer.contains("Retry-After: "))
-        #expect(answer.contains("max_connections"))
-        #expect(!second.client.isActive)
-        #expect(second.accessLine?.metadata["outcome"] == "refused")
-        #expect(first.client.isActive)
     }
 }
 

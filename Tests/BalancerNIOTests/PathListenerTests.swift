@@ -93,7 +93,8 @@ struct PathListenerTests {
         #expect(refused.body.hasPrefix("all servers in update mode: console logins are paused"))
         #expect(try await device(setup).status == 200)
         try await setup.stop()
-        #expect(setup.balancer.accessLog.contains { $0.metadata["outcome"] == "refused" })
+        // Each request is routed (and refused) on its own: the request's line says so.
+        #expect(setup.balancer.requestLog.contains { $0.metadata["outcome"] == "refused" })
     }
 
     @Test func curlWithTheDeviceCertificateGetsItsProfile() async throws {
@@ -115,11 +116,40 @@ struct PathListenerTests {
         try await setup.stop()
     }
 
+    @Test func keptAliveRequestsReachTheSimulatedServersOverFewPooledConnections() async throws {
+        let setup = try await start()
+        #expect(await setup.balancer.balancer.overrideMode(.update, of: "ums1", actor: "test"))
+        let port = try setup.address.port ?? 0
+        let tls = [
+            "--cacert", setup.certificates.path("ca.pem"), "--cert", setup.certificates.path("device.pem"), "--key",
+            setup.certificates.path("device.key"),
+        ]
+        let profile = "https://127.0.0.1:\(port)/device-connector/device/00E0C5000001/profile"
+        let login = ["-X", "POST", "-d", "{}", "https://127.0.0.1:\(port)/console/login"]
+        var transfers: [Curl.Transfer] = []
+        // Three clients, HTTP/1.1 and HTTP/2, each with device requests and console logins mixed on one connection.
+        for version in ["--http1.1", "--http2", "--http1.1"] {
+            transfers += try await Curl.run(
+                tls + [version] + Array(repeating: profile, count: 8) + ["--next"] + tls + [version] + login
+                    + ["--next"] + tls + [version] + login)
+        }
+        try await setup.stop()
+
+        #expect(transfers.count == 30)
+        #expect(transfers.allSatisfy { $0.status == 200 }, "\(transfers.map(\.status))")
+        #expect(transfers.filter { $0.connects > 0 }.count == 3, "one connection per client")
+        #expect(setup.cluster.node("ums1").consoleLoginsInUpdateMode == 0, "no login reached the update-mode node")
+        let accepted = setup.cluster.nodes.map { $0.connectionsAccepted.console }.reduce(0, +)
+        // Without reuse each of the 30 requests costs a node connection (and a TLS handshake); with
+        // it, at most one per node (3) and event loop (the test balancer runs 2).
+        #expect(accepted <= 6, "30 requests took \(accepted) node connections")
+    }
+
     @Test func theNodeSeesTheVerifiedClientCertificateNeverAForgedOne() async throws {
         let setup = try await start()
         let forged = try String(contentsOfFile: setup.certificates.path("node.pem"), encoding: .utf8)
         let answer = try await device(
-            setup, headers: [("X-SSL-CERT", RequestHead.urlEncoded(forged)), ("x-ssl-cert", "forged")])
+            setup, headers: [("X-SSL-CERT", RequestPolicy.urlEncoded(forged)), ("x-ssl-cert", "forged")])
         #expect(answer.status == 200)
         #expect(answer.json?["client_cert"] as? String == "CN=device-00E0C5000001,O=IGEL OS 12 devices")
         try await setup.stop()
@@ -181,9 +211,11 @@ struct PathListenerTests {
         #expect(
             refused.body.contains("(\(run.updated) of \(run.total) servers updated)"),
             "503 '\(refused.body)' against /status '\(run.summary)'")
-        // A client that never answers close_notify still sees the connection closed once the 503 is written.
+        // A client that asks for the connection to close and never answers close_notify still sees
+        // it closed once the 503 is written (without Connection: close it stays open for the next request).
         let impolite = try await TLSTestHTTP.exchangeNeverAnsweringCloseNotify(
-            "POST /console/login HTTP/1.1\r\nHost: ums\r\nContent-Length: 0\r\n\r\n", to: try setup.address,
+            "POST /console/login HTTP/1.1\r\nHost: ums\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            to: try setup.address,
             context: try TLSTestHTTP.context(setup.certificates))
         #expect(impolite.answer.hasPrefix("HTTP/1.1 503 "), "\(impolite.answer)")
         #expect(impolite.closedAfter < .seconds(1), "closed \(impolite.closedAfter) after the request")

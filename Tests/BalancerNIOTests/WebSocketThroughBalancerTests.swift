@@ -115,7 +115,7 @@ struct WebSocketThroughBalancerTests {
         let forged = try String(contentsOfFile: setup.certificates.path("node.pem"), encoding: .utf8)
         let socket = try await TestWebSocket.connect(
             to: try setup.balancer.address("web"), tls: try TLSTestHTTP.context(setup.certificates),
-            headers: [("X-SSL-CERT", RequestHead.urlEncoded(forged))])
+            headers: [("X-SSL-CERT", RequestPolicy.urlEncoded(forged))])
         // The node saw the certificate the device presented to the balancer, never the forged header.
         #expect(socket.clientCertificate == "CN=device-00E0C5000001,O=IGEL OS 12 devices")
         let node = try #require(socket.node)

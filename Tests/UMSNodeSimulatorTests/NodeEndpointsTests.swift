@@ -13,6 +13,7 @@ struct NodeEndpointsTests {
             #expect(status["database"] as? String == "productive")
             #expect(status["console_logins_in_update_mode"] as? Int == 0)
             #expect(status["websockets_open"] as? Int == 0)
+            #expect(status["connections_accepted"] as? [String: Int] == ["device": 0, "console": 0])
             #expect(try await cluster.nodes[0].productiveSchemaVersion() == NodeVersion(TestCluster.oldVersion))
             let response = try await cluster.control(0, "GET", "/status")
             #expect(response.header("Content-Type") == "application/json")
@@ -26,6 +27,8 @@ struct NodeEndpointsTests {
             #expect(response.status == 200)
             let json = try response.json()
             #expect(json["node"] as? String == "ums2")
+            #expect(
+                try await cluster.status(1)["connections_accepted"] as? [String: Int] == ["device": 1, "console": 0])
             #expect(json["mode"] as? String == "normal")
             #expect(json["database"] as? String == "productive")
             let profile = try #require(json["profile"] as? [String: Any])

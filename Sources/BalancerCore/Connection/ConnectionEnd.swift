@@ -174,6 +174,8 @@ public enum ConnectionEndReason: Sendable, Hashable, CustomStringConvertible {
     case balancerOutOfResources(SocketFailure)
     /// A configured limit refused it.
     case limit(ConnectionLimit)
+    /// A `by-path` listener's HTTP limit closed it (`http` settings).
+    case httpLimit(HTTPLimit)
 
     /// The `reason` label of `ums_balancer_refusals_total` for a refusal or give-up, else nil.
     public var refusalLabel: String? {
@@ -197,6 +199,7 @@ public enum ConnectionEndReason: Sendable, Hashable, CustomStringConvertible {
         case .setupFailed(let detail): detail
         case .balancerOutOfResources(let failure): "the balancer is out of resources: \(failure)"
         case .limit(let limit): limit.description
+        case .httpLimit(let limit): limit.description
         }
     }
 }

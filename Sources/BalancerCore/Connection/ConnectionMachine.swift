@@ -13,8 +13,8 @@ public struct ConnectionSettings: Sendable, Hashable {
         /// The server name of the TLS ClientHello decides (`by-sni`), read before routing and
         /// replayed to the node untouched.
         case clientHello(SNIRules)
-        /// A classifier in front of the relay (a `by-path` listener's TLS and HTTP handlers)
-        /// reports the class through `classified(_:detail:peekedBytes:now:)`.
+        /// Classified per request by a `by-path` listener's HTTP proxy, which runs no connection
+        /// machine: its settings carry only the listener's time limits.
         case external
     }
 
@@ -29,8 +29,6 @@ public struct ConnectionSettings: Sendable, Hashable {
     public var lingerLimit: Duration
     /// The most a client may have sent before its node's first byte for a redispatch to stay possible.
     public var replayLimit: Int
-    /// Refusals are told to the client in an HTTP 503 (the client speaks HTTP to the balancer).
-    public var answersRefusalsOverHTTP: Bool
     /// How long a connection waits for a slot when every eligible node is at its `max_connections`.
     public var queueTimeout: Duration
     /// `proxy_protocol.from`: connections from these sources must begin with a PROXY header, and
@@ -49,7 +47,6 @@ public struct ConnectionSettings: Sendable, Hashable {
         handshakeTimeout: Duration,
         lingerLimit: Duration? = nil,
         replayLimit: Int = defaultReplayLimit,
-        answersRefusalsOverHTTP: Bool = false,
         queueTimeout: Duration = .seconds(5)
     ) {
         self.classification = classification
@@ -58,7 +55,6 @@ public struct ConnectionSettings: Sendable, Hashable {
         self.handshakeTimeout = handshakeTimeout
         self.lingerLimit = lingerLimit ?? idleTimeout
         self.replayLimit = replayLimit
-        self.answersRefusalsOverHTTP = answersRefusalsOverHTTP
         self.queueTimeout = queueTimeout
         self.proxyProtocolFrom = nil
         self.sendProxy = nil
@@ -88,8 +84,6 @@ public enum ConnectionAction<Target: RelayTarget>: Sendable {
     case linger(survivor: ConnectionSide)
     /// Close both sockets: the connection is over.
     case close(ConnectionEnd)
-    /// Tell the client why in an HTTP 503, then close: the connection is over.
-    case answerAndClose(ConnectionEnd)
 }
 
 extension ConnectionAction: Equatable where Target: Equatable {}
@@ -318,21 +312,6 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
                 rules.classify(serverName), detail: "sni=\(serverName ?? "-")", peekedBytes: bytes.count,
                 endOfInput: endOfInput)
         }
-    }
-
-    /// A classifier in front of the relay decided the class; `peekedBytes` it read are the
-    /// executor's to replay to the node.
-    public mutating func classified(
-        _ trafficClass: TrafficClass, detail: String, peekedBytes: Int, now: MonotonicInstant
-    ) -> ConnectionAction<Target> {
-        guard phase == .classifying else { return .none }
-        lastActivity = now
-        return classifiedAs(trafficClass, detail: detail, peekedBytes: peekedBytes, endOfInput: false)
-    }
-
-    /// The classifier in front of the relay gave up: the connection is over.
-    public mutating func classificationFailed(_ end: ConnectionEnd) -> ConnectionAction<Target> {
-        close(end)
     }
 
     private mutating func classifiedAs(
@@ -606,11 +585,7 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
     }
 
     private mutating func refuse(_ outcome: ConnectionEnd) -> ConnectionAction<Target> {
-        guard settings.answersRefusalsOverHTTP else { return close(outcome) }
-        record(outcome)
-        phase = .ended
-        deadline = nil
-        return .answerAndClose(end!)
+        close(outcome)
     }
 }
 
