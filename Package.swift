@@ -191,6 +191,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "BalancerCoreTests", dependencies: ["BalancerCore"]),
+        .testTarget(name: "BalancerCLITests", dependencies: ["BalancerCLI"]),
         .testTarget(name: "BalancerStoreTests", dependencies: ["BalancerStore", "BalancerCore", "BalancerTesting"]),
         .testTarget(name: "BalancerConfigFileTests", dependencies: ["BalancerConfigFile", "BalancerCore"]),
         .testTarget(
