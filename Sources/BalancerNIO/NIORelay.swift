@@ -313,11 +313,12 @@ final class NIORelay {
             client.close()
         }
         replay = []
-        registry.unregister(ObjectIdentifier(self))
         sweeper?.remove(self)
         verdicts.report(machine, to: listener.shared)
         if admitted { listener.shared.admission.release() }
         log.ended(machine, listener: listener.shared, extraBytesOut: extraBytesOut)
+        // Last: whoever waits for the connection to go (a drain, shutdown) finds its line written.
+        registry.unregister(ObjectIdentifier(self))
     }
 
     // MARK: - Errors

@@ -224,7 +224,6 @@ final class PathConnection {
         let open = exchanges
         exchanges = []
         for exchange in open { exchange.clientClosed() }
-        registry.unregister(ObjectIdentifier(self))
         sweeper?.remove(self)
         if admitted { listener.shared.admission.release() }
         if let limit = machine.limitHit { listener.shared.metrics.httpLimitHit(limit) }
@@ -234,6 +233,8 @@ final class PathConnection {
             machine.end ?? .closed, trafficClass: firstClass ?? listener.shared.configuration.initialClass,
             node: lastNode, bytesIn: bytesIn, bytesOut: bytesOut, classified: classifiedAs,
             proxiedClient: proxiedClient, listener: listener.shared)
+        // Last: whoever waits for the connection to go (a drain, shutdown) finds its line written.
+        registry.unregister(ObjectIdentifier(self))
     }
 
     /// A TLS close without close_notify, or a reset, with no request in flight: a client that left.

@@ -479,10 +479,11 @@ final class RelayConnection {
         Glibc.close(client.fd)
         replay = []
         loop.release(self)
-        registry.unregister(ObjectIdentifier(self))
         if !machine.failures.isEmpty { verdicts.report(machine, to: listener) }
         if admitted { listener.admission.release() }
         log.ended(machine, listener: listener)
+        // After the line: whoever waits for the connection to go (a drain, shutdown) finds it written.
+        registry.unregister(ObjectIdentifier(self))
         loop.budget.give()
     }
 
