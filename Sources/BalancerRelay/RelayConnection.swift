@@ -308,14 +308,7 @@ final class RelayConnection {
                 if finFollows { destination.shutDownOutputIfDue() }
                 source.adjustReadSize(read: count, asked: size, allSent: !destination.hasPending, limit: buffer.count)
                 if emptied { source.readable = false }
-            } else if count == 0 {
-                source.inputClosed = true
-                source.readable = false
-            } else if errno == EAGAIN {
-                source.readable = false
-            } else if errno != EINTR {
-                source.failure = errno
-                source.readable = false
+            } else if source.readGaveNothing(count) {
                 moved = true
             }
         }
@@ -360,14 +353,7 @@ final class RelayConnection {
                     return true
                 }
                 if !destination.flush() { break }
-            } else if count == 0 {
-                source.inputClosed = true
-                source.readable = false
-            } else if errno == EAGAIN {
-                source.readable = false
-            } else if errno != EINTR {
-                source.failure = errno
-                source.readable = false
+            } else if source.readGaveNothing(count) {
                 moved = true
             }
         }

@@ -77,6 +77,23 @@ final class RelaySide {
         return true
     }
 
+    /// Records a read (or splice) from this socket that brought no bytes: `count` 0 is the peer's
+    /// EOF, -1 with EAGAIN means nothing more for now, EINTR asks to read again, any other error is
+    /// the socket's failure. True when it failed.
+    func readGaveNothing(_ count: Int) -> Bool {
+        if count == 0 {
+            inputClosed = true
+            readable = false
+        } else if errno == EAGAIN {
+            readable = false
+        } else if errno != EINTR {
+            failure = errno
+            readable = false
+            return true
+        }
+        return false
+    }
+
     /// Writes what is pending; false when the socket failed.
     func flush() -> Bool {
         while pendingStart < pending.count {

@@ -45,6 +45,30 @@ public enum TestClient {
         return received
     }
 
+    /// Writes `bytes` in 256 KiB pieces, then half-closes, while reading everything the peer sends
+    /// back until it closes (so neither side's buffers stall the other); closes the connection and
+    /// returns what was read.
+    public static func sendAllWhileReading(_ bytes: ByteBuffer, on connection: Connection) async throws -> ByteBuffer {
+        try await connection.executeThenClose { inbound, outbound in
+            try await withThrowingTaskGroup(of: ByteBuffer?.self) { tasks in
+                tasks.addTask {
+                    var rest = bytes
+                    while let chunk = rest.readSlice(length: min(256 * 1024, rest.readableBytes)),
+                        chunk.readableBytes > 0
+                    {
+                        try await outbound.write(chunk)
+                    }
+                    outbound.finish()
+                    return nil
+                }
+                tasks.addTask { try await readAll(inbound) }
+                var received = ByteBuffer()
+                for try await result in tasks { if let result { received = result } }
+                return received
+            }
+        }
+    }
+
     /// Reads from an iterator already in use until the peer closes; returns everything read.
     public static func readRest(
         _ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator

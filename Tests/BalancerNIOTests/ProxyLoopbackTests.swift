@@ -69,25 +69,8 @@ struct ProxyLoopbackTests {
         let size = 8 * 1024 * 1024
         let sent = TestBackend.payload(size: size)
         let connection = try await TestClient.connect(to: try balancer.address())
-        let received = try await connection.executeThenClose { inbound, outbound in
-            try await withThrowingTaskGroup(of: ByteBuffer?.self) { tasks in
-                tasks.addTask {
-                    var offset = 0
-                    while offset < size {
-                        let chunk = sent.getSlice(at: offset, length: min(256 * 1024, size - offset))!
-                        try await outbound.write(chunk)
-                        offset += chunk.readableBytes
-                    }
-                    outbound.finish()
-                    return nil
-                }
-                tasks.addTask { try await TestClient.readAll(inbound) }
-                var echoed: ByteBuffer?
-                for try await result in tasks { if let result { echoed = result } }
-                return echoed
-            }
-        }
-        #expect(received?.readableBytes == size)
+        let received = try await TestClient.sendAllWhileReading(sent, on: connection)
+        #expect(received.readableBytes == size)
         #expect(received == sent)
         try await balancer.stop()
         #expect(balancer.accessLog.count == 1)

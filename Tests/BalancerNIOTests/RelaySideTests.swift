@@ -20,14 +20,7 @@ struct RelaySideTests {
         #expect(accepted)
         #expect(side.hasPending, "a megabyte does not fit a socket buffer")
 
-        var received: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65_536)
-        let deadline = ContinuousClock.now + .seconds(10)
-        while received.count < sent.count, ContinuousClock.now < deadline {
-            let count = chunk.withUnsafeMutableBytes { read(fds[1], $0.baseAddress, $0.count) }
-            if count > 0 { received.append(contentsOf: chunk[..<count]) }
-            #expect(side.flush())
-        }
+        let received = side.flushReading(fds[1], expecting: sent.count)
         #expect(!side.hasPending)
         #expect(received == sent)
     }
@@ -58,6 +51,22 @@ struct RelaySideTests {
         // The partner stalls: what a stalled connection may hold shrinks back.
         for _ in 0..<10 { side.adjustReadSize(read: side.readSize, asked: side.readSize, allSent: false, limit: limit) }
         #expect(side.readSize == RelaySide.smallestRead)
+    }
+}
+
+extension RelaySide {
+    /// Flushes while the test reads the socket's peer `fd`, until `count` bytes arrived (at most
+    /// 10 s); every flush must succeed. Returns what was read.
+    func flushReading(_ fd: Int32, expecting count: Int) -> [UInt8] {
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while received.count < count, ContinuousClock.now < deadline {
+            let read = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if read > 0 { received.append(contentsOf: chunk[..<read]) }
+            #expect(flush())
+        }
+        return received
     }
 }
 #endif

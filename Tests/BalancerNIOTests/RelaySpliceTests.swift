@@ -22,25 +22,8 @@ struct RelaySpliceTests {
         let size = 8 * 1024 * 1024
         let sent = TestBackend.payload(size: size)
         let connection = try await TestClient.connect(to: try #require(relay.listener.localAddress))
-        let received = try await connection.executeThenClose { inbound, outbound in
-            try await withThrowingTaskGroup(of: ByteBuffer?.self) { tasks in
-                tasks.addTask {
-                    var offset = 0
-                    while offset < size {
-                        let chunk = sent.getSlice(at: offset, length: min(256 * 1024, size - offset))!
-                        try await outbound.write(chunk)
-                        offset += chunk.readableBytes
-                    }
-                    outbound.finish()
-                    return nil
-                }
-                tasks.addTask { try await TestClient.readAll(inbound) }
-                var echoed: ByteBuffer?
-                for try await result in tasks { if let result { echoed = result } }
-                return echoed
-            }
-        }
-        #expect(received?.readableBytes == size)
+        let received = try await TestClient.sendAllWhileReading(sent, on: connection)
+        #expect(received.readableBytes == size)
         #expect(received == sent)
         let spliced = await relay.bytesSpliced()
         // Both directions pass the threshold early: most of the 16 MiB never entered user space.
@@ -114,14 +97,7 @@ struct RelaySpliceTests {
         #expect(side.flush())
         #expect(side.hasPending, "half a megabyte does not fit a socket buffer")
 
-        var received: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65_536)
-        let deadline = ContinuousClock.now + .seconds(10)
-        while received.count < sent.count, ContinuousClock.now < deadline {
-            let count = chunk.withUnsafeMutableBytes { read(fds[1], $0.baseAddress, $0.count) }
-            if count > 0 { received.append(contentsOf: chunk[..<count]) }
-            #expect(side.flush())
-        }
+        let received = side.flushReading(fds[1], expecting: sent.count)
         #expect(!side.hasPending)
         #expect(received == sent)
     }
