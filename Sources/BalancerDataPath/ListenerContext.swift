@@ -106,5 +106,10 @@ extension ListenerClassification {
 /// How often an executor looks at its connections' timers: a quarter of the shortest timeout, at
 /// least 10 ms and at most 1 s, so a timeout fires at most that late.
 public func sweepInterval(for timeout: Duration) -> Duration {
-    min(max(timeout / 4, .milliseconds(10)), .seconds(1))
+    // Runs for every accepted connection: the quarter is taken from the components, as
+    // `Duration / Int` is generic over BinaryInteger and costs a 128-bit division each time.
+    guard timeout < .seconds(4) else { return .seconds(1) }
+    let (seconds, attoseconds) = timeout.components
+    let quarter = Duration.nanoseconds(seconds * 250_000_000 + attoseconds / 4_000_000_000)
+    return max(quarter, .milliseconds(10))
 }

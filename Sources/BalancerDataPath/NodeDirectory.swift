@@ -30,8 +30,13 @@ public struct NodeHost: Sendable {
     }
 
     var name: String
-    var address: SocketAddress?
+    var address: SocketAddress? {
+        didSet { addressWithPort = nil }
+    }
     var isName: Bool
+    /// `address` with the port last asked for: a listener asks with the same port for every
+    /// connection, and setting a port copies the address.
+    private var addressWithPort: SocketAddress?
 
     init(_ name: String) {
         self.name = name
@@ -48,10 +53,15 @@ public struct NodeHost: Sendable {
             })
     }
 
-    func target(node: NodeID, port: Int) -> NodeTarget {
-        var address = self.address
-        address?.port = port
-        return NodeTarget(node: node, host: name, port: port, address: address)
+    mutating func target(node: NodeID, port: Int) -> NodeTarget {
+        guard let address else { return NodeTarget(node: node, host: name, port: port, address: nil) }
+        if let addressWithPort, addressWithPort.port == port {
+            return NodeTarget(node: node, host: name, port: port, address: addressWithPort)
+        }
+        var withPort = address
+        withPort.port = port
+        addressWithPort = withPort
+        return NodeTarget(node: node, host: name, port: port, address: withPort)
     }
 }
 

@@ -57,7 +57,8 @@ final class NodeExchange {
         self.log = RequestLog(
             method: head.method.rawValue, path: forwarding.path, trafficClass: forwarding.trafficClass)
         var head = head
-        // Removing copies the fields (they are shared with the decoder's part): only when one is there.
+        // The fields are shared with the decoder's part: copied once, with room for what is added.
+        head.headers.reserveCapacity(head.headers.count + forwarding.adding.count)
         for name in forwarding.removing where head.headers.contains(name: name) { head.headers.remove(name: name) }
         for field in forwarding.adding { head.headers.add(name: field.name, value: field.value) }
         // The balancer speaks HTTP/1.1 to the nodes, whatever the client speaks, so node connections stay open.

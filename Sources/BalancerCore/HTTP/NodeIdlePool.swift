@@ -27,19 +27,22 @@ public struct NodeIdlePool<Key: Hashable & Sendable, Connection: Hashable & Send
     /// when the key already holds `limit` (the oldest, or `connection` itself with a limit of 0).
     public mutating func put(_ connection: Connection, for key: Key, now: MonotonicInstant) -> Connection? {
         guard limit > 0 else { return connection }
-        // Changed in place: a copy of the list out of the dictionary would be copied again on append.
-        idle[key, default: []].append(Idle(connection: connection, since: now))
-        guard idle[key]!.count > limit else {
-            count += 1
-            return nil
-        }
-        return idle[key]!.removeFirst().connection
+        let evicted = Self.put(Idle(connection: connection, since: now), into: &idle[key, default: []], limit: limit)
+        if evicted == nil { count += 1 }
+        return evicted
+    }
+
+    /// Changed in place, one lookup: a copy of the list out of the dictionary would be copied again on append.
+    private static func put(_ connection: Idle, into list: inout [Idle], limit: Int) -> Connection? {
+        list.append(connection)
+        return list.count > limit ? list.removeFirst().connection : nil
     }
 
     /// The most recently kept connection for `key`, taken out of the pool.
     public mutating func take(for key: Key) -> Connection? {
+        // An emptied list stays (requests take and give back all the time; its storage is
+        // reused); the sweep drops empty lists.
         guard let last = idle[key]?.popLast() else { return nil }
-        if idle[key]!.isEmpty { idle[key] = nil }
         count -= 1
         return last.connection
     }
@@ -59,7 +62,7 @@ public struct NodeIdlePool<Key: Hashable & Sendable, Connection: Hashable & Send
     public mutating func sweep(now: MonotonicInstant, keeps: (Key) -> Bool) -> [Connection] {
         var closing: [Connection] = []
         for (key, list) in idle {
-            guard keeps(key) else {
+            guard !list.isEmpty, keeps(key) else {
                 closing += list.map(\.connection)
                 idle[key] = nil
                 continue
