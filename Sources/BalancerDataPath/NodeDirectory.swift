@@ -34,8 +34,8 @@ public struct NodeHost: Sendable {
         didSet { addressWithPort = nil }
     }
     var isName: Bool
-    /// `address` with the port last asked for: a listener asks with the same port for every
-    /// connection, and setting a port copies the address.
+    /// `address` with the port last asked for (nil while `address` is): a listener asks with the
+    /// same port for every connection, and setting a port copies the address.
     private var addressWithPort: SocketAddress?
 
     init(_ name: String) {
@@ -54,14 +54,12 @@ public struct NodeHost: Sendable {
     }
 
     mutating func target(node: NodeID, port: Int) -> NodeTarget {
-        guard let address else { return NodeTarget(node: node, host: name, port: port, address: nil) }
-        if let addressWithPort, addressWithPort.port == port {
-            return NodeTarget(node: node, host: name, port: port, address: addressWithPort)
+        if let address, addressWithPort?.port != port {
+            var withPort = address
+            withPort.port = port
+            addressWithPort = withPort
         }
-        var withPort = address
-        withPort.port = port
-        addressWithPort = withPort
-        return NodeTarget(node: node, host: name, port: port, address: withPort)
+        return NodeTarget(node: node, host: name, port: port, address: addressWithPort)
     }
 }
 

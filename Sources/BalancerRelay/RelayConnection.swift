@@ -445,22 +445,18 @@ final class RelayConnection {
     /// through `SocketAddress.withSockAddr`, whose generic closures cost more than the call.
     private static func connect(_ fd: CInt, to address: SocketAddress) -> CInt {
         switch address {
-        case .v4(let ip):
-            var raw = ip.address
-            return withUnsafePointer(to: &raw) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
+        case .v4(let ip): connect(fd, to: ip.address)
+        case .v6(let ip): connect(fd, to: ip.address)
+        default: address.withSockAddr { Glibc.connect(fd, $0, socklen_t($1)) }
+        }
+    }
+
+    /// connect(2) to `raw`, a `sockaddr_in` or `sockaddr_in6`.
+    private static func connect<Raw>(_ fd: CInt, to raw: Raw) -> CInt {
+        withUnsafePointer(to: raw) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<Raw>.size))
             }
-        case .v6(let ip):
-            var raw = ip.address
-            return withUnsafePointer(to: &raw) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in6>.size))
-                }
-            }
-        default:
-            return address.withSockAddr { Glibc.connect(fd, $0, socklen_t($1)) }
         }
     }
 
