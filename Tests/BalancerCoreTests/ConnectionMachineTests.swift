@@ -195,6 +195,33 @@ private let behaviours: [Behaviour] = [
         ],
         failures: []),
     Behaviour(
+        name: "a client that connects and closes (a port scan, a TCP check) costs the node nothing, goes nowhere else",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1", "ums2"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .inputEnded(.client, .halfClose(.node)),
+            .inputEnded(.node, .finishWhenFlushed), .written(.close(.closed)),
+        ],
+        end: .closed, failures: []),
+    Behaviour(
+        name: "a client gone before its node connected: the node's close answers the EOF it was passed",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1", "ums2"], .dial(ums1)), .inputEnded(.client, .none),
+            .connected(.startRelay(replay: false, halfCloseNode: true)), .inputEnded(.node, .finishWhenFlushed),
+            .written(.close(.closed)),
+        ],
+        end: .closed, failures: []),
+    Behaviour(
+        name: "a node that resets a connection whose client closed without a byte is not replaced or blamed",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1", "ums2"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .inputEnded(.client, .halfClose(.node)),
+            .failed(.node, reset, .close(.closed)),
+        ],
+        end: .closed, failures: []),
+    Behaviour(
         name: "a fixed-class connection is routed at once and relayed once its first node connects",
         settings: device,
         steps: [

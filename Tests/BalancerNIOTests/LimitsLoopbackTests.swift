@@ -59,6 +59,34 @@ struct LimitsLoopbackTests {
     }
 
     @Test(arguments: DataPath.allCases)
+    func clientsThatConnectAndCloseNeverTakeANodeOutOfRotation(_ dataPath: DataPath) async throws {
+        // What a front balancer's TCP check, a port scan or a device giving up does: connect, send
+        // nothing, close. The node closes in answer, without a byte: that is not its failure.
+        let cluster = try await BackendCluster.start([.echo, .echo])
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, balance: .roundRobin, cluster: cluster) {
+            $0.health.passive.failures = 3
+            $0.health.passive.ejection = .seconds(60)
+        }
+        for _ in 0..<6 {
+            let connection = try await TestClient.connect(to: try balancer.address())
+            try await connection.executeThenClose { inbound, outbound in
+                outbound.finish()
+                let answer = try await TestClient.readAll(inbound)
+                #expect(answer.readableBytes == 0)
+            }
+        }
+        try await waitForLog(balancer, 6)
+        #expect(balancer.logs.records("passive health: node out of rotation").isEmpty)
+        #expect(!balancer.balancer.directory.isEjected("ums1") && !balancer.balancer.directory.isEjected("ums2"))
+        // Each went to one node, as round robin has it, and was not handed on to the other.
+        #expect(balancer.accessLog.allSatisfy { $0.metadata["retries"] == nil }, "\(balancer.accessLog)")
+        #expect(Set(balancer.accessLog.compactMap { $0.metadata["node"] }) == ["ums1", "ums2"])
+        #expect(try await echo(balancer, "still served") == "still served")
+        try await balancer.stop()
+        await cluster.stop()
+    }
+
+    @Test(arguments: DataPath.allCases)
     func aListenerAtItsMaxConnectionsRefusesTheNextAtOnceAndSaysWhy(_ dataPath: DataPath) async throws {
         let cluster = try await BackendCluster.start([.greetThenEcho])
         let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster) {

@@ -404,12 +404,18 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
     /// The node closed or failed before its first byte, and another may take the client over.
     private var mayRedispatch: Bool {
         bytesFromCurrentNode == 0 && replayed != nil && nextTarget < targets.count && !clientFailed
+            && !nodeGotOnlyAnEOF
     }
+
+    /// The client closed without sending a byte, and its EOF was passed to the node: the node's
+    /// close answers the client's. It is no sign of a failed node (a port scan, a front
+    /// balancer's TCP check, a client giving up), and another node would only get the same EOF.
+    private var nodeGotOnlyAnEOF: Bool { clientInputEnded && nodeOutputClosed && bytesToCurrentNode == 0 }
 
     /// The current node closed without a byte and nobody else can take over: it still let the
     /// connection down (for passive health) if it was sent something, or closed at once.
     private mutating func noteSilentClose(now: MonotonicInstant) {
-        guard bytesFromCurrentNode == 0, let current else { return }
+        guard bytesFromCurrentNode == 0, !nodeGotOnlyAnEOF, let current else { return }
         let atOnce = connectedAt.map { now - $0 < .seconds(1) } ?? true
         guard bytesToCurrentNode > 0 || atOnce else { return }
         failures.append(NodeFailure(node: current.node, kind: .closedWithoutAnswer))
