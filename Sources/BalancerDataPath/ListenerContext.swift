@@ -4,20 +4,43 @@ import Logging
 import NIOCore
 
 /// What every connection of one listener shares, whichever executor runs it. A reload replaces it
-/// as a whole; each connection keeps the one it was accepted under.
-public struct ListenerContext: Sendable {
-    public var configuration: ListenerConfiguration
-    public var directory: NodeDirectory
+/// as a whole; each connection keeps the one it was accepted under. A class: a connection holds it
+/// with one reference count, not one per field it is made of.
+public final class ListenerContext: Sendable {
+    public let configuration: ListenerConfiguration
+    public let directory: NodeDirectory
     /// What the connection machine of each connection follows.
-    public var settings: ConnectionSettings
+    public let settings: ConnectionSettings
     /// The access logger, with the listener's name set once.
-    public var accessLogger: Logger
-    public var journal: Journal
-    public var metrics: ListenerMetrics
+    public let accessLogger: Logger
+    public let journal: Journal
+    public let metrics: ListenerMetrics
     /// The limits checked as each connection is accepted.
-    public var admission: ListenerAdmission
+    public let admission: ListenerAdmission
 
+    /// The context of `configuration`'s connections, whose machines follow `settings`.
     public init(
+        configuration: ListenerConfiguration,
+        directory: NodeDirectory,
+        settings: ConnectionSettings,
+        accessLogger: Logger,
+        journal: Journal,
+        metrics: ListenerMetrics,
+        admission: ListenerAdmission = .unlimited()
+    ) {
+        self.configuration = configuration
+        self.directory = directory
+        self.settings = settings
+        self.admission = admission
+        var logger = accessLogger
+        logger[metadataKey: "listener"] = "\(configuration.name)"
+        self.accessLogger = logger
+        self.journal = journal
+        self.metrics = metrics
+    }
+
+    /// The context of `configuration`'s connections under `timeouts` and `limits`.
+    public convenience init(
         configuration: ListenerConfiguration,
         directory: NodeDirectory,
         timeouts: TimeoutSettings,
@@ -27,15 +50,10 @@ public struct ListenerContext: Sendable {
         metrics: ListenerMetrics,
         admission: ListenerAdmission = .unlimited()
     ) {
-        self.configuration = configuration
-        self.directory = directory
-        self.settings = ConnectionSettings(for: configuration, timeouts: timeouts, limits: limits)
-        self.admission = admission
-        var logger = accessLogger
-        logger[metadataKey: "listener"] = "\(configuration.name)"
-        self.accessLogger = logger
-        self.journal = journal
-        self.metrics = metrics
+        self.init(
+            configuration: configuration, directory: directory,
+            settings: ConnectionSettings(for: configuration, timeouts: timeouts, limits: limits),
+            accessLogger: accessLogger, journal: journal, metrics: metrics, admission: admission)
     }
 
     /// Routes a connection of `trafficClass` from `client` and feeds the answer to `machine`.

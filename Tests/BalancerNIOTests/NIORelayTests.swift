@@ -53,11 +53,12 @@ final class EmbeddedRelay {
             nodes: ids.map { NodeConfiguration(id: $0, host: "127.0.0.\(10 + Int($0.dropFirst(3))!)") },
             consolePolicy: .normalOnly
         ) { _ in NodeObservation(health: .up, mode: .normal) }
-        var shared = ListenerContext(
-            configuration: configuration, directory: directory, timeouts: TimeoutSettings(),
+        var settings = ConnectionSettings(for: configuration, timeouts: TimeoutSettings())
+        if let replayLimit { settings.replayLimit = replayLimit }
+        let shared = ListenerContext(
+            configuration: configuration, directory: directory, settings: settings,
             accessLogger: logs.logger(label: "access"), journal: Journal(store: nil, logger: logs.logger()),
             metrics: ListenerMetrics(listener: "devices"), admission: admission)
-        if let replayLimit { shared.settings.replayLimit = replayLimit }
         let dialled = DialledNodes()
         let context = NIOListenerContext(shared: shared, tls: nil, group: loop) { target, loop in
             let embedded = loop as! EmbeddedEventLoop
