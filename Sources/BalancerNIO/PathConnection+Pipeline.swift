@@ -23,7 +23,10 @@ extension PathConnection {
         if listener.shared.configuration.proxyProtocolFrom != nil {
             try pipeline.addHandler(ProxyHeaderReader(connection: connection))
         }
-        if let tls = listener.tls, !withoutTLS { try pipeline.addHandler(NIOSSLServerHandler(context: tls.server)) }
+        if let tls = listener.tls, !withoutTLS {
+            try pipeline.addHandler(ClientSilenceWatch(connection: connection))
+            try pipeline.addHandler(NIOSSLServerHandler(context: tls.server))
+        }
         let wire = ClientWire(connection: connection)
         connection.attach(wire: wire)
         try pipeline.addHandler(wire)

@@ -46,6 +46,8 @@ final class PathConnection {
     var certificatesMissing = false
     /// The client sent its EOF.
     var clientInputClosed = false
+    /// The client sent a byte (TLS listeners; plain ones wait for a request head anyway).
+    var clientSpoke = false
     var finished = false
     var clientCertificate: Bool?
     var clientText: String?
@@ -182,7 +184,8 @@ final class PathConnection {
     func failed(_ error: any Error) {
         guard !finished else { return }
         if machine.phase == .handshaking {
-            machine.ended(ConnectionEnd(.handshakeFailed, .handshake(TLSHandshakeError.failure(error))))
+            machine.ended(
+                clientSpoke ? ConnectionEnd(.handshakeFailed, .handshake(TLSHandshakeError.failure(error))) : .closed)
         } else if !exchanges.isEmpty || machine.phase == .readingHead, !Self.isCleanClose(error) {
             machine.ended(ConnectionEnd(.error, .socketFailed(.client, NIORelay.socketFailure(error))))
         }
@@ -202,8 +205,8 @@ final class PathConnection {
         case .serving, .tunnel, .closed:
             break
         case .handshaking, .awaitingRequest, .readingHead:
-            machine.ended(
-                machine.phase == .awaitingRequest ? .closed : ConnectionEnd(.clientAborted, .clientClosedBeforeNode))
+            let silent = machine.phase == .awaitingRequest || machine.phase == .handshaking && !clientSpoke
+            machine.ended(silent ? .closed : ConnectionEnd(.clientAborted, .clientClosedBeforeNode))
             closeWhenFlushed()
         }
     }

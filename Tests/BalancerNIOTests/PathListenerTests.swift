@@ -338,6 +338,38 @@ struct PathListenerTests {
         #expect(reasons.filter { $0.hasPrefix("handshake-failed: TLS handshake failed") }.count >= 2, "\(reasons)")
     }
 
+    @Test func aClientThatClosesWithoutSendingAByteIsNoFailedHandshake() async throws {
+        let setup = try await start()
+        let address = try setup.address
+        // A front balancer's TCP check or a port scan: connect, send nothing, close (at once, or
+        // after a half-close).
+        for halfCloseFirst in [false, true] {
+            let check = try await TestClient.connect(to: address)
+            try await check.executeThenClose { inbound, outbound in
+                guard halfCloseFirst else { return }
+                outbound.finish()
+                _ = await TLSTestHTTP.readUntilClosed(inbound)
+            }
+        }
+        // A byte that is not TLS still fails the handshake.
+        let plain = try await TestClient.connect(to: address)
+        try await plain.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "GET / HTTP/1.1\r\n\r\n"))
+            _ = await TLSTestHTTP.readUntilClosed(inbound)
+        }
+        #expect(try await device(setup).status == 200)
+        try await setup.stop()
+
+        let unserved = setup.balancer.accessLog.filter {
+            $0.metadata["listener"] == "web" && $0.metadata["requests"] == "0"
+        }
+        #expect(unserved.count == 3, "\(unserved)")
+        let silent = unserved.filter { $0.metadata["bytes_in"] == "0" && $0.metadata["outcome"] == "closed" }
+        #expect(silent.count == 2, "\(unserved)")
+        #expect(silent.allSatisfy { $0.level == .info && $0.metadata["reason"] == nil }, "\(silent)")
+        #expect(unserved.filter { $0.metadata["outcome"] == "handshake-failed" }.count == 1, "\(unserved)")
+    }
+
     @Test func aWebSocketUpgradeCarriesBytesBothWaysAfterTheHead() async throws {
         let certificates = try await TestCertificates.generate()
         let backendPort = try FreePort.pick()
