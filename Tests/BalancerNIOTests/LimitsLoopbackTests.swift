@@ -34,14 +34,22 @@ struct LimitsLoopbackTests {
         }
     }
 
-    @Test(arguments: DataPath.allCases)
-    func aNodeThatAcceptsAndClosesIsTakenOutOfRotation(_ dataPath: DataPath) async throws {
-        let cluster = try await BackendCluster.start([.closeAtOnce, .echo])
+    /// Round robin over `behaviours`, three failures in a row taking a node out of rotation.
+    func startWithPassiveHealth(
+        _ behaviours: [TestBackend.Behavior], _ dataPath: DataPath
+    ) async throws -> (BackendCluster, RunningBalancer) {
+        let cluster = try await BackendCluster.start(behaviours)
         let balancer = try await RunningBalancer.start(dataPath: dataPath, balance: .roundRobin, cluster: cluster) {
             $0.health.passive.failures = 3
             // Long enough to outlast the test on a loaded machine (its return is a core test).
             $0.health.passive.ejection = .seconds(60)
         }
+        return (cluster, balancer)
+    }
+
+    @Test(arguments: DataPath.allCases)
+    func aNodeThatAcceptsAndClosesIsTakenOutOfRotation(_ dataPath: DataPath) async throws {
+        let (cluster, balancer) = try await startWithPassiveHealth([.closeAtOnce, .echo], dataPath)
         // Its status probe (a TCP connect here) keeps saying up: only the connections show it.
         for index in 0..<12 { #expect(try await echo(balancer, "request \(index)") == "request \(index)") }
         try await waitForLog(balancer, 12)
@@ -62,11 +70,7 @@ struct LimitsLoopbackTests {
     func clientsThatConnectAndCloseNeverTakeANodeOutOfRotation(_ dataPath: DataPath) async throws {
         // What a front balancer's TCP check, a port scan or a device giving up does: connect, send
         // nothing, close. The node closes in answer, without a byte: that is not its failure.
-        let cluster = try await BackendCluster.start([.echo, .echo])
-        let balancer = try await RunningBalancer.start(dataPath: dataPath, balance: .roundRobin, cluster: cluster) {
-            $0.health.passive.failures = 3
-            $0.health.passive.ejection = .seconds(60)
-        }
+        let (cluster, balancer) = try await startWithPassiveHealth([.echo, .echo], dataPath)
         for _ in 0..<6 {
             let connection = try await TestClient.connect(to: try balancer.address())
             try await connection.executeThenClose { inbound, outbound in
