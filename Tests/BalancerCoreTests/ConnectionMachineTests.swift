@@ -213,6 +213,15 @@ private let behaviours: [Behaviour] = [
         ],
         end: .closed, failures: []),
     Behaviour(
+        name: "a front balancer's check that sends its PROXY header and closes costs the node nothing",
+        settings: behindProxy, peer: frontBalancer,
+        steps: [
+            .start(.readPreamble), .preamble(proxyLine, endOfInput: true, .route(.device)),
+            .routed(["ums1", "ums2"], .dial(ums1)), .connected(.startRelay(replay: false, halfCloseNode: true)),
+            .inputEnded(.node, .finishWhenFlushed), .written(.close(.closed)),
+        ],
+        end: .closed, failures: []),
+    Behaviour(
         name: "a node that resets a connection whose client closed without a byte is not replaced or blamed",
         settings: device,
         steps: [
