@@ -303,6 +303,16 @@ private let behaviours: [Behaviour] = [
                         .handshakeFailed, .handshake(.timeout(what: "ClientHello", limit: .seconds(5)))))),
         ]),
     Behaviour(
+        name: "a client that closes before sending a byte closed normally, on by-sni as elsewhere",
+        settings: sni,
+        steps: [.start(.readPreamble), .preamble([], endOfInput: true, .close(.closed))],
+        end: .closed),
+    Behaviour(
+        name: "so does a front balancer's check without its PROXY header",
+        settings: behindProxy, peer: frontBalancer,
+        steps: [.start(.readPreamble), .preamble([], endOfInput: true, .close(.closed))],
+        end: .closed),
+    Behaviour(
         name: "a client that closes before its ClientHello is complete aborted",
         settings: sni,
         steps: [

@@ -103,6 +103,17 @@ struct SNIListenerTests {
         #expect(line.metadata["reason"] == "not a TLS handshake")
     }
 
+    @Test(arguments: binds) func aClientThatClosesWithoutAByteIsClosedQuietly(bind: Bind) async throws {
+        // A front balancer's TCP check: no ClientHello, no node, nothing to warn about.
+        let setup = try await start(bind: bind)
+        let connection = try await TestClient.connect(to: try setup.balancer.address("web"))
+        await TestClient.close(connection)
+        try await setup.stop()
+        let line = try #require(setup.balancer.accessLog.first)
+        #expect(line.metadata["outcome"] == "closed" && line.metadata["node"] == "-", "\(line)")
+        #expect(line.level == .info && line.metadata["reason"] == nil, "\(line)")
+    }
+
     @Test(arguments: binds) func aTooSlowClientHelloIsClosedAfterTheHandshakeTimeout(bind: Bind) async throws {
         let setup = try await start(bind: bind, handshakeTimeout: .milliseconds(300))
         let started = ContinuousClock.now

@@ -250,6 +250,8 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
     ) -> ConnectionAction<Target> {
         guard phase == .classifying else { return .none }
         lastActivity = now
+        // Gone without a byte (a TCP check, a port scan): nothing was cut short.
+        if bytes.isEmpty, endOfInput { return close(.closed) }
         if awaitsProxyHeader {
             switch ProxyHeader.parse(bytes) {
             case .needMoreData:
