@@ -11,6 +11,8 @@ import NIOSSL
 /// - `GET /bytes/N` (`/chunked/N`): N bytes, with Content-Length (chunked), written as fast as the
 ///   connection takes them;
 /// - `POST`/`PUT /upload`: reads the body without keeping it and answers `{"received": N}`;
+/// - `POST`/`PUT /refuse`: answers `413` on the head, before the body (as a server refusing an
+///   upload too large, or a session expired, does), then reads the body and drops it;
 /// - anything else: what it saw, as JSON: `node`, `method`, `path`, `request_on_connection`,
 ///   `x_ssl_cert`, `x_forwarded_for`, `x_forwarded_proto`, `connection`, `upgrade`, `te`.
 public final class HTTPSTestNode: Sendable {
@@ -147,6 +149,8 @@ private final class TestNodeHandler: ChannelInboundHandler {
     private var head: HTTPRequestHead?
     private var received = 0
     private var requests = 0
+    /// The request was answered on its head: its body is read and dropped.
+    private var answeredEarly = false
     /// A download in progress: bytes still to write.
     private var remaining = 0
     private var downloading = false
@@ -167,13 +171,35 @@ private final class TestNodeHandler: ChannelInboundHandler {
                 HTTPSTestNode.Seen(
                     method: head.method.rawValue, path: head.uri, headers: head.headers.map { ($0.name, $0.value) },
                     connection: connection))
+            if head.uri == "/refuse" {
+                answeredEarly = true
+                refuse(head, context: context)
+            }
         case .body(let buffer):
             received += buffer.readableBytes
         case .end:
             guard let head else { return }
             self.head = nil
+            if answeredEarly {
+                answeredEarly = false
+                return
+            }
             answer(head, context: context)
         }
+    }
+
+    private func refuse(_ request: HTTPRequestHead, context: ChannelHandlerContext) {
+        keepAlive = request.isKeepAlive
+        let body = ByteBuffer(string: "{\"node\":\"\(node.name)\",\"refused\":true}")
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "application/json")
+        headers.add(name: "Content-Length", value: String(body.readableBytes))
+        context.write(
+            wrapOutboundOut(
+                .head(HTTPResponseHead(version: request.version, status: .payloadTooLarge, headers: headers))),
+            promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
+        finish(context: context)
     }
 
     private func answer(_ request: HTTPRequestHead, context: ChannelHandlerContext) {

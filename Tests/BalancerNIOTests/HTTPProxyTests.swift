@@ -155,6 +155,30 @@ struct HTTPProxyTests {
         #expect(streams.count == paths.count + 1)
     }
 
+    @Test(arguments: ["--http1.1", "--http2"])
+    func aNodeThatAnswersBeforeTheUploadEndsIsHeardAndTheRestOfTheBodyDropped(_ version: String) async throws {
+        // A UMS Server refusing an upload (too large, a session expired) answers on the head. The
+        // client still sends its body: the balancer reads and drops it, so the client reads the
+        // answer and its connection carries the next request. 512 KiB is eight HTTP/2 stream windows.
+        let setup = try await Self.start(nodes: 1)
+        let upload = setup.certificates.path("upload.bin")
+        try Data(repeating: 0x55, count: 512 * 1024).write(to: URL(fileURLWithPath: upload))
+        let transfers = try await Curl.run(
+            setup.tls + [version, "-H", "Expect:", "--data-binary", "@" + upload, setup.url("/refuse"), "--next"]
+                + setup.tls + [version, setup.url(Self.device)])
+        try await setup.stop()
+        #expect(transfers.map(\.status) == [413, 200], "\(transfers.map(\.body))")
+        #expect(transfers.first?.json?["refused"] as? Bool == true)
+        #expect(transfers.map(\.connects) == [1, 0], "the client connection carried the next request")
+        let refused = try #require(setup.balancer.requestLog.first { $0.metadata["path"] == "/refuse" })
+        #expect(refused.metadata["status"] == "413" && refused.metadata["outcome"] == "answered", "\(refused)")
+        if version == "--http1.1" {
+            // HTTP/1.1 cannot stop an upload but by closing: the whole body was read. (Over HTTP/2
+            // curl may reset the stream once it has the answer.)
+            #expect(refused.metadata["bytes_in"] == String(512 * 1024), "\(refused)")
+        }
+    }
+
     @Test func behindAFrontBalancerTheClientItNamesIsForwarded() async throws {
         let setup = try await Self.start(nodes: 1) { configuration in
             configuration.listeners[0].proxyProtocolFrom = [AddressRange("127.0.0.1/32")!]
