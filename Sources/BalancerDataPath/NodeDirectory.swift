@@ -162,7 +162,7 @@ public final class NodeDirectory: Sendable {
 
     /// A connection to `node` failed (`failure` says how): counted for passive health.
     public func nodeFailed(_ node: NodeID, _ failure: NodeFailureKind) {
-        if case .unresolved = failure { return }  // a name problem, not the node's service
+        guard failure.countsAgainstNode else { return }
         let events = state.withLockedValue { state -> [PassiveHealthEvent] in
             let ejected = state.table.nodeFailed(node, reason: failure.description)
             return state.table.takePendingEvents() + (ejected.map { [$0] } ?? [])

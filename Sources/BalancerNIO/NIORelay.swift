@@ -334,9 +334,7 @@ final class NIORelay {
     static func failureKind(_ error: any Error, host: String) -> NodeFailureKind {
         switch error {
         case ChannelError.connectTimeout: .timedOut
-        case let error as IOError where error.errnoCode == ECONNREFUSED: .refused
-        case let error as IOError where error.errnoCode == ETIMEDOUT: .timedOut
-        case let error as IOError: .socket(SocketFailure(code: error.errnoCode))
+        case let error as IOError: NodeFailureKind(connectError: error.errnoCode)
         case let error as NIOConnectionError:
             error.connectionErrors.first.map { failureKind($0.error, host: host) } ?? .unresolved(host)
         default: .socket(.connectionReset)

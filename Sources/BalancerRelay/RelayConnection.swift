@@ -151,7 +151,8 @@ final class RelayConnection {
                 var error: CInt = 0
                 var length = socklen_t(MemoryLayout<CInt>.size)
                 getsockopt(node.fd, SOL_SOCKET, SO_ERROR, &error, &length)
-                perform(machine.connectFailed(error == 0 ? .closedWithoutAnswer : Self.failureKind(error), now: now))
+                let kind = error == 0 ? NodeFailureKind.closedWithoutAnswer : NodeFailureKind(connectError: error)
+                perform(machine.connectFailed(kind, now: now))
             } else if events & EPOLLOUT.rawValue != 0 {
                 node.connected = true
                 node.hungUp = false
@@ -430,7 +431,7 @@ final class RelayConnection {
         self.node = node
         let connected = Self.connect(fd, to: address)
         guard connected == 0 || errno == EINPROGRESS else {
-            perform(machine.connectFailed(Self.failureKind(errno), now: now))
+            perform(machine.connectFailed(NodeFailureKind(connectError: errno), now: now))
             return
         }
         guard
@@ -502,13 +503,6 @@ final class RelayConnection {
         return got == 0 ? RelayListener.socketAddress(storage) : nil
     }
 
-    private static func failureKind(_ error: CInt) -> NodeFailureKind {
-        switch error {
-        case ECONNREFUSED: .refused
-        case ETIMEDOUT: .timedOut
-        default: .socket(SocketFailure(code: error))
-        }
-    }
 }
 
 /// A relay connection as other threads may hold it: only ever touched on its own loop.

@@ -1,4 +1,5 @@
 import BalancerCore
+import Glibc
 import Testing
 
 /// Passive health and node limits in routing: what real connections show takes a node out of
@@ -114,6 +115,21 @@ import Testing
             for _ in 0..<3 { _ = routing.nodeFailed(node, reason: "refused", now: start) }
         }
         #expect(Set(order(&routing, at: .seconds(1))) == ["ums1", "ums2"])
+    }
+
+    @Test func onlyFailuresOfTheNodesServiceCountAgainstIt() {
+        #expect(NodeFailureKind(connectError: ECONNREFUSED) == .refused)
+        #expect(NodeFailureKind(connectError: ETIMEDOUT) == .timedOut)
+        for counted in [NodeFailureKind.refused, .timedOut, .closedWithoutAnswer, .socket(.connectionReset)] {
+            #expect(counted.countsAgainstNode, "\(counted)")
+        }
+        // Every ephemeral port toward the node waits in TIME_WAIT, the balancer is out of
+        // descriptors, or a name did not resolve: the node's service said nothing.
+        let local = NodeFailureKind(connectError: EADDRNOTAVAIL)
+        #expect(!local.countsAgainstNode)
+        #expect(local.description == "no local port free toward the node (ip_local_port_range in TIME_WAIT)")
+        #expect(!NodeFailureKind(connectError: EMFILE).countsAgainstNode)
+        #expect(!NodeFailureKind.unresolved("ums1.example").countsAgainstNode)
     }
 
     @Test func passiveHealthOffNeverEjects() {

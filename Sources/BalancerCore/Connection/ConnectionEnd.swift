@@ -62,11 +62,19 @@ public struct SocketFailure: Sendable, Hashable, CustomStringConvertible {
     /// The process (or system) is out of descriptors or buffer memory: the balancer's own limit.
     public var isResourceExhaustion: Bool { [EMFILE, ENFILE, ENOBUFS, ENOMEM].contains(code) }
 
+    /// No local port is free toward that address: every ephemeral port to it waits in TIME_WAIT
+    /// (`net.ipv4.ip_local_port_range`), the balancer's shortage, not the node's.
+    public var isLocalPortShortage: Bool { code == EADDRNOTAVAIL }
+
     /// The peer reset the connection (or it broke under a write): how a socket usually dies.
     public var isReset: Bool { code == ECONNRESET || code == EPIPE }
 
     public var description: String {
-        code == ECONNREFUSED ? "connection refused" : String(cString: strerror(code))
+        switch code {
+        case ECONNREFUSED: "connection refused"
+        case EADDRNOTAVAIL: "no local port free toward the node (ip_local_port_range in TIME_WAIT)"
+        default: String(cString: strerror(code))
+        }
     }
 }
 
@@ -82,6 +90,25 @@ public enum NodeFailureKind: Sendable, Hashable, CustomStringConvertible {
     case unresolved(String)
     /// Any other socket failure while connecting.
     case socket(SocketFailure)
+
+    /// How connect(2) failing with `code` (an errno) reads.
+    public init(connectError code: Int32) {
+        switch code {
+        case ECONNREFUSED: self = .refused
+        case ETIMEDOUT: self = .timedOut
+        default: self = .socket(SocketFailure(code: code))
+        }
+    }
+
+    /// Whether it says something about the node's service, for passive health: a name that did not
+    /// resolve or the balancer's own shortage of ports or descriptors does not.
+    public var countsAgainstNode: Bool {
+        switch self {
+        case .unresolved: false
+        case .socket(let failure): !failure.isLocalPortShortage && !failure.isResourceExhaustion
+        case .refused, .timedOut, .closedWithoutAnswer: true
+        }
+    }
 
     public var description: String {
         switch self {
