@@ -55,7 +55,8 @@ struct LocalPortShortageTests {
             TestNetwork.inNamespace(host, Self.balancerBinary, ["run", "--config", config]))
         balancer = process
         try await process.waitForOutput("listener=devices")
-        try await process.waitForOutput("node=ums2")
+        // Both up and normal before the first client, so round robin shares them out evenly.
+        for node in ["ums1", "ums2"] { try await process.waitForOutput("up mode=unknown -> normal node=\(node)") }
         let address = try SocketAddress(ipAddress: network.address(of: "a"), port: 30001)
         // Clients that connect and close: each node closes in answer, and the balancer's socket
         // toward it, which sent its FIN first, waits in TIME_WAIT. Two ports per node: the first
