@@ -502,7 +502,6 @@ final class RelayConnection {
         }
         return got == 0 ? RelayListener.socketAddress(storage) : nil
     }
-
 }
 
 /// A relay connection as other threads may hold it: only ever touched on its own loop.

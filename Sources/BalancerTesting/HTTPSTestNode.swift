@@ -190,16 +190,9 @@ private final class TestNodeHandler: ChannelInboundHandler {
 
     private func refuse(_ request: HTTPRequestHead, context: ChannelHandlerContext) {
         keepAlive = request.isKeepAlive
-        let body = ByteBuffer(string: "{\"node\":\"\(node.name)\",\"refused\":true}")
         var headers = HTTPHeaders()
-        headers.add(name: "Content-Type", value: "application/json")
-        headers.add(name: "Content-Length", value: String(body.readableBytes))
-        context.write(
-            wrapOutboundOut(
-                .head(HTTPResponseHead(version: request.version, status: .payloadTooLarge, headers: headers))),
-            promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
-        finish(context: context)
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        respond(["node": node.name, "refused": true], status: .payloadTooLarge, headers, to: request, context: context)
     }
 
     private func answer(_ request: HTTPRequestHead, context: ChannelHandlerContext) {
@@ -232,11 +225,20 @@ private final class TestNodeHandler: ChannelInboundHandler {
                 values.isEmpty ? NSNull() : values.joined(separator: ",")
         }
         if path == "/upload" { object = ["node": node.name, "received": received] }
+        respond(object, status: .ok, headers, to: request, context: context)
+    }
+
+    /// Answers `request` with `object` as JSON, then ends the answer.
+    private func respond(
+        _ object: [String: Any], status: HTTPResponseStatus, _ headers: HTTPHeaders, to request: HTTPRequestHead,
+        context: ChannelHandlerContext
+    ) {
+        var headers = headers
         let body = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
         headers.add(name: "Content-Type", value: "application/json")
         headers.add(name: "Content-Length", value: String(body.count))
         context.write(
-            wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: .ok, headers: headers))),
+            wrapOutboundOut(.head(HTTPResponseHead(version: request.version, status: status, headers: headers))),
             promise: nil)
         context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(bytes: body)))), promise: nil)
         finish(context: context)

@@ -99,10 +99,13 @@ public final class ProcessHarness: Sendable {
         exitStatus.withLockedValue { $0 == nil }
     }
 
-    /// Waits until the output contains `text`; throws with the output if it does not in time.
-    public func waitForOutput(_ text: String, timeout: Duration = .seconds(20)) async throws {
+    /// Waits until the output contains `text` (`count` times); throws with the output if it does not in time.
+    public func waitForOutput(_ text: String, count: Int = 1, timeout: Duration = .seconds(20)) async throws {
         let deadline = ContinuousClock.now + timeout
-        while !output.contains(text) {
+        func seen() -> Bool {
+            count == 1 ? output.contains(text) : output.components(separatedBy: text).count > count
+        }
+        while !seen() {
             guard isRunning else { throw TestKitError("process exited before printing '\(text)':\n\(output)") }
             guard ContinuousClock.now < deadline else {
                 throw TestKitError("no '\(text)' within \(timeout):\n\(output)")
@@ -130,6 +133,12 @@ public final class ProcessHarness: Sendable {
         }
         await termination.value
         return exitStatus.withLockedValue { $0 } ?? -1
+    }
+
+    /// Asks the process to stop (SIGTERM) and kills it if it is still there after `grace`.
+    public func terminate(grace: Duration = .seconds(5)) async {
+        send(SIGTERM)
+        if (try? await waitForExit(timeout: grace)) == nil { kill() }
     }
 
     /// Stops the process by PID if it still runs (for cleanup paths).

@@ -64,7 +64,7 @@ struct LocalPortShortageTests {
         for index in 0..<8 {
             let connection = try await TestClient.connect(to: address)
             await TestClient.close(connection)
-            try await waitForLines(process, "outcome=", count: index + 1)
+            try await process.waitForOutput("outcome=", count: index + 1, timeout: .seconds(10))
         }
         let lines = process.output.split(separator: "\n")
         let short = lines.filter { $0.contains("no local port free toward the node") }
@@ -72,21 +72,8 @@ struct LocalPortShortageTests {
         #expect(!process.output.contains("out of rotation"), "\(process.output)")
     }
 
-    func waitForLines(_ process: ProcessHarness, _ text: String, count: Int) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while process.output.components(separatedBy: text).count - 1 < count {
-            guard ContinuousClock.now < deadline else {
-                throw TestKitError("fewer than \(count) '\(text)':\n\(process.output)")
-            }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-    }
-
     func stop(_ balancer: ProcessHarness?, _ cluster: NodeProcessCluster?, _ network: TestNetwork) async {
-        if let balancer {
-            balancer.send(SIGTERM)
-            if (try? await balancer.waitForExit(timeout: .seconds(5))) == nil { balancer.kill() }
-        }
+        await balancer?.terminate()
         await cluster?.stop()
         await network.remove()
     }

@@ -37,10 +37,7 @@ struct TwoBalancersTests {
         }
 
         func stop() async {
-            for process in [keepalived, balancer].compactMap({ $0 }) {
-                process.send(SIGTERM)
-                if (try? await process.waitForExit(timeout: .seconds(5))) == nil { process.kill() }
-            }
+            for process in [keepalived, balancer].compactMap({ $0 }) { await process.terminate() }
         }
     }
 
