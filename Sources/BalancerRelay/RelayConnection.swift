@@ -159,6 +159,9 @@ final class RelayConnection {
                 registry.relayed(ObjectIdentifier(self), to: countedNode)
                 if let target = machine.currentTarget { verdicts.connected(to: target) }
                 perform(machine.connected(now: now))
+                // The client's first bytes usually follow its handshake within microseconds:
+                // the ACK waits a moment for them.
+                if !finished, self.node === node, node.holdsHandshakeAck { loop.holdHandshakeAck(of: self) }
             }
             return
         }
@@ -177,6 +180,19 @@ final class RelayConnection {
         guard !finished, let node else { return }
         node.shutDownOutputIfDue()
         client.shutDownOutputIfDue()
+    }
+
+    /// Called by the loop after each poll while the node's handshake ACK is held for the client's
+    /// first bytes: true once it is out, with bytes or, when `due`, on its own.
+    func handshakeAckSettled(due: Bool) -> Bool {
+        guard !finished, let node, node.holdsHandshakeAck else { return true }
+        guard due else { return false }
+        // A busy loop polls less often than the hold lasts: bytes that came during the last
+        // round have no event yet, so one read looks for them before the ACK goes alone.
+        client.readable = true
+        pump()
+        if !finished, self.node === node { node.releaseHandshakeAck() }
+        return true
     }
 
     /// Called by the loop's sweep: the machine's timers.
@@ -428,6 +444,7 @@ final class RelayConnection {
         var one: CInt = 1
         setsockopt(fd, CInt(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<CInt>.size))
         let node = RelaySide(fd: fd, connected: false)
+        node.holdHandshakeAck()
         self.node = node
         let connected = Self.connect(fd, to: address)
         guard connected == 0 || errno == EINPROGRESS else {

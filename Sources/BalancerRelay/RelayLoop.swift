@@ -44,6 +44,12 @@ final class RelayLoop: @unchecked Sendable {
     /// socket sends the FIN, and the `shutdown` call is saved). Two lists, swapped each round.
     private var halfClosesDue: [RelayConnection] = []
     private var halfClosesAfterPoll: [RelayConnection] = []
+    /// Connections whose node connected while the client had sent nothing yet: the handshake's
+    /// last ACK waits for the client's first bytes until `until`, then leaves on its own.
+    private var heldHandshakeAcks: [(connection: RelayConnection, until: NIODeadline)] = []
+    /// How long a node's handshake ACK waits for the client's first bytes: a client sends them
+    /// with (or just after) its own handshake's ACK; a node that speaks first waits no longer.
+    static let handshakeAckHold = TimeAmount.milliseconds(1)
     private var pausedListeners: [(listener: RelayListener, until: NIODeadline)] = []
     /// Listeners this loop stopped accepting on until the descriptor budget has room again.
     private var waitingForDescriptors: [RelayListener] = []
@@ -194,6 +200,11 @@ final class RelayLoop: @unchecked Sendable {
         halfClosesDue.append(connection)
     }
 
+    /// Releases `connection`'s held handshake ACK after `handshakeAckHold` unless bytes took it along.
+    func holdHandshakeAck(of connection: RelayConnection) {
+        heldHandshakeAcks.append((connection, now + Self.handshakeAckHold))
+    }
+
     func release(_ connection: RelayConnection) {
         connections.removeValue(forKey: ObjectIdentifier(connection))
     }
@@ -257,7 +268,8 @@ final class RelayLoop: @unchecked Sendable {
         while running {
             swap(&halfClosesDue, &halfClosesAfterPoll)
             // Half-closes wait for this poll only: it must not block.
-            let wait = halfClosesAfterPoll.isEmpty ? max(0, (nextSweep - now).nanoseconds / 1_000_000 + 1) : 0
+            var wait = halfClosesAfterPoll.isEmpty ? max(0, (nextSweep - now).nanoseconds / 1_000_000 + 1) : 0
+            if !heldHandshakeAcks.isEmpty { wait = min(wait, 1) }
             let count = epoll_wait(epoll, events.baseAddress, Self.maxEvents, CInt(min(wait, 1000)))
             now = .now()
             if count < 0 {
@@ -270,10 +282,15 @@ final class RelayLoop: @unchecked Sendable {
             }
             for connection in halfClosesAfterPoll { connection.halfCloseDueOutputs() }
             halfClosesAfterPoll.removeAll(keepingCapacity: true)
+            if !heldHandshakeAcks.isEmpty {
+                let now = now
+                heldHandshakeAcks.removeAll { $0.connection.handshakeAckSettled(due: now >= $0.until) }
+            }
             if now >= nextSweep { sweep() }
         }
         halfClosesDue = []
         halfClosesAfterPoll = []
+        heldHandshakeAcks = []
         closeAll(listener: nil)
         let (late, waiting) = control.withLockedValue {
             control -> ([@Sendable () -> Void], CheckedContinuation<Void, Never>?) in

@@ -19,6 +19,10 @@ public final class TestBackend: Sendable {
         case closeAtOnce
         /// Accepts and never reads or closes (a hung server whose socket buffers fill up).
         case neverReads
+        /// Answers the first bytes with a line `segments N`: how many TCP segments the connection
+        /// had brought in by then (Linux's `tcpi_segs_in`: the SYN, the handshake's last ACK, the
+        /// bytes); then echoes like `echo`.
+        case countSegmentsThenEcho
     }
 
     public let name: String
@@ -88,6 +92,20 @@ public final class TestBackend: Sendable {
         try? await channel.close()
     }
 
+    /// The TCP segments `channel`'s socket has received so far (Linux; nil elsewhere or on error).
+    static func segmentsIn(_ channel: any Channel) -> UInt32? {
+        #if os(Linux)
+        guard let provider = channel as? any SocketOptionProvider else { return nil }
+        let info: EventLoopFuture<LinuxTCPInfoHead> = provider.unsafeGetSocketOption(level: .tcp, name: .tcp_info)
+        // On the channel's own loop the option is read at once.
+        var segments: UInt32?
+        info.whenSuccess { segments = $0.segmentsIn }
+        return segments
+        #else
+        return nil
+        #endif
+    }
+
     /// The byte at offset `index` of every test payload: position-dependent so reordering shows.
     public static func pattern(_ index: Int) -> UInt8 {
         UInt8(truncatingIfNeeded: (index &* 31) ^ (index >> 11))
@@ -115,6 +133,7 @@ private final class BackendHandler: ChannelInboundHandler {
     private let written: @Sendable (Int) -> Void
     private var remaining = 0
     private var offset = 0
+    private var counted = false
 
     init(name: String, behavior: TestBackend.Behavior, written: @escaping @Sendable (Int) -> Void) {
         self.name = name
@@ -130,7 +149,7 @@ private final class BackendHandler: ChannelInboundHandler {
             break
         case .closeAtOnce:
             context.close(promise: nil)
-        case .echo, .answerAfterEOF, .neverReads:
+        case .echo, .answerAfterEOF, .neverReads, .countSegmentsThenEcho:
             break
         }
         context.fireChannelActive()
@@ -139,6 +158,13 @@ private final class BackendHandler: ChannelInboundHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch behavior {
         case .echo, .greetThenEcho:
+            context.write(data, promise: nil)
+        case .countSegmentsThenEcho:
+            if !counted {
+                counted = true
+                let line = "segments \(TestBackend.segmentsIn(context.channel).map(String.init) ?? "unknown")\n"
+                context.write(wrapOutboundOut(ByteBuffer(string: line)), promise: nil)
+            }
             context.write(data, promise: nil)
         case .firehose(let size):
             if remaining == 0 && offset == 0 {
@@ -161,7 +187,7 @@ private final class BackendHandler: ChannelInboundHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         guard let event = event as? ChannelEvent, event == .inputClosed else { return }
         switch behavior {
-        case .echo, .greetThenEcho:
+        case .echo, .greetThenEcho, .countSegmentsThenEcho:
             // NIO turns an output close on a channel whose input is gone into a full close that drops
             // the writes still queued: close only once the echo of everything read is out.
             context.writeAndFlush(wrapOutboundOut(ByteBuffer())).assumeIsolated().whenComplete { _ in
@@ -204,3 +230,17 @@ private final class BackendHandler: ChannelInboundHandler {
 
 @available(*, unavailable)
 extension BackendHandler: Sendable {}
+
+#if os(Linux)
+/// The head of Linux's `struct tcp_info`, up to `tcpi_segs_in` (glibc's copy of the struct ends
+/// before it): 136 bytes of fields this kit does not read, then the segment counters.
+struct LinuxTCPInfoHead {
+    var skipped:
+        (
+            UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64, UInt64,
+            UInt64, UInt64, UInt64, UInt64
+        )
+    var segmentsOut: UInt32
+    var segmentsIn: UInt32
+}
+#endif
