@@ -78,6 +78,18 @@ public enum TestClient {
         return received
     }
 
+    /// Connects to `address`, reads the first line (a node's greeting; nil if closed first), then
+    /// half-closes and closes.
+    public static func greeting(from address: SocketAddress) async throws -> String? {
+        let connection = try await connect(to: address)
+        return try await connection.executeThenClose { inbound, outbound in
+            var iterator = inbound.makeAsyncIterator()
+            let line = try await readLine(&iterator)
+            outbound.finish()
+            return line
+        }
+    }
+
     /// Reads one `\n`-terminated line (without the newline), or nil if the peer closed first.
     public static func readLine(
         _ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator

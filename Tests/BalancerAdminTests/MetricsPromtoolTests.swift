@@ -3,10 +3,6 @@ import BalancerTesting
 import Foundation
 import Testing
 
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// `/metrics` of a real `ums-balancer run` that has carried traffic, checked by Prometheus's own
 /// `promtool check metrics` (Debian `prometheus`), and read for what an operator's alerts rely on.
 @Suite(.serialized, .timeLimit(.minutes(2)))
@@ -123,44 +119,5 @@ struct MetricsPromtoolTests {
         process.send(SIGTERM)
         _ = try await process.waitForExit(timeout: .seconds(15))
         await cluster.stop()
-    }
-}
-
-/// A blocking client on a plain socket, for what NIO does not offer: a reset (SO_LINGER 0) close.
-enum RawClient {
-    /// Connects to 127.0.0.1:`port`, sends `request`, reads until the peer closes (or 5 s pass),
-    /// then closes with a reset; returns what was read.
-    static func exchangeThenReset(port: Int, _ request: String) throws -> String {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard descriptor >= 0 else { throw TestKitError("socket failed") }
-        defer {
-            var linger = linger(l_onoff: 1, l_linger: 0)
-            setsockopt(descriptor, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<linger>.size))
-            close(descriptor)
-        }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard connected == 0 else { throw TestKitError("connect to \(port): \(String(cString: strerror(errno)))") }
-        let bytes = Array(request.utf8)
-        guard send(descriptor, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else {
-            throw TestKitError("send to \(port) failed")
-        }
-        var received: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        for _ in 0..<1000 {
-            let count = recv(descriptor, &buffer, buffer.count, 0)
-            guard count > 0 else { break }
-            received += buffer[0..<count]
-        }
-        return String(decoding: received, as: UTF8.self)
     }
 }

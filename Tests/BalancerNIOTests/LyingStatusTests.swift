@@ -23,13 +23,7 @@ struct LyingStatusTests {
         func greetings() async throws -> Set<String> {
             var seen: Set<String> = []
             for _ in 0..<30 {
-                let connection = try await TestClient.connect(to: try balancer.address())
-                let line = try await connection.executeThenClose { inbound, outbound in
-                    var iterator = inbound.makeAsyncIterator()
-                    defer { outbound.finish() }
-                    return try await TestClient.readLine(&iterator)
-                }
-                seen.insert(line ?? "closed")
+                seen.insert(try await TestClient.greeting(from: try balancer.address()) ?? "closed")
             }
             return seen
         }

@@ -110,14 +110,7 @@ struct ProxyLoopbackTests {
         await cluster.backends[0].stop()
         var greetings: [String] = []
         for _ in 0..<10 {
-            let connection = try await TestClient.connect(to: try balancer.address())
-            let greeting = try await connection.executeThenClose { inbound, outbound in
-                var iterator = inbound.makeAsyncIterator()
-                let line = try await TestClient.readLine(&iterator)
-                outbound.finish()
-                return line
-            }
-            greetings.append(greeting ?? "closed")
+            greetings.append(try await TestClient.greeting(from: try balancer.address()) ?? "closed")
         }
         #expect(greetings == Array(repeating: "ums2", count: 10))
         try await balancer.stop()

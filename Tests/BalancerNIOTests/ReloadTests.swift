@@ -9,13 +9,7 @@ import Testing
 @Suite(.timeLimit(.minutes(1)))
 struct ReloadTests {
     func greeting(_ address: SocketAddress) async throws -> String? {
-        let connection = try await TestClient.connect(to: address)
-        return try await connection.executeThenClose { inbound, outbound in
-            var iterator = inbound.makeAsyncIterator()
-            let line = try await TestClient.readLine(&iterator)
-            outbound.finish()
-            return line
-        }
+        try await TestClient.greeting(from: address)
     }
 
     func listener(_ name: String, port: Int, backendPort: Int) -> ListenerConfiguration {
