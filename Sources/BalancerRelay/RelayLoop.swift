@@ -283,6 +283,8 @@ final class RelayLoop: @unchecked Sendable {
             for connection in halfClosesAfterPoll { connection.halfCloseDueOutputs() }
             halfClosesAfterPoll.removeAll(keepingCapacity: true)
             if !heldHandshakeAcks.isEmpty {
+                // What a connection does here (a read, a write, a close) never holds another ACK:
+                // only a node's connect event does, so the list is not changed under the loop.
                 let now = now
                 heldHandshakeAcks.removeAll { $0.connection.handshakeAckSettled(due: now >= $0.until) }
             }
