@@ -112,6 +112,15 @@ public final class RunningBalancer: Sendable {
     /// Access-log lines so far.
     public var accessLog: [LogCapture.Record] { logs.records("connection") }
 
+    /// Waits until at least `count` access-log lines are written, at most `timeout` (the caller's
+    /// expectations then say what is missing).
+    public func waitForAccessLog(_ count: Int, timeout: Duration = .seconds(10)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while accessLog.count < count, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
     /// Access-log lines of single requests (`by-path` listeners) so far.
     public var requestLog: [LogCapture.Record] { logs.records("request") }
 

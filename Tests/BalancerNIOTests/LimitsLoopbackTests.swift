@@ -28,10 +28,7 @@ struct LimitsLoopbackTests {
     }
 
     func waitForLog(_ balancer: RunningBalancer, _ count: Int, timeout: Duration = .seconds(10)) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while balancer.accessLog.count < count, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        try await balancer.waitForAccessLog(count, timeout: timeout)
     }
 
     /// Round robin over `behaviours`, three failures in a row taking a node out of rotation.

@@ -49,10 +49,7 @@ struct ProxyProtocolTests {
     }
 
     func waitForLog(_ balancer: RunningBalancer, _ count: Int) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while balancer.accessLog.count < count, ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        try await balancer.waitForAccessLog(count)
     }
 
     @Test(arguments: DataPath.allCases)

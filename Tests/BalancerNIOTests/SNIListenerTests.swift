@@ -108,6 +108,8 @@ struct SNIListenerTests {
         let setup = try await start(bind: bind)
         let connection = try await TestClient.connect(to: try setup.balancer.address("web"))
         await TestClient.close(connection)
+        // Its end, not the shutdown's: a stop racing the close would end it as `shutdown`.
+        try await setup.balancer.waitForAccessLog(1)
         try await setup.stop()
         let line = try #require(setup.balancer.accessLog.first)
         #expect(line.metadata["outcome"] == "closed" && line.metadata["node"] == "-", "\(line)")
