@@ -189,17 +189,22 @@ private final class TestNodeHandler: ChannelInboundHandler {
     }
 
     private func refuse(_ request: HTTPRequestHead, context: ChannelHandlerContext) {
+        respond(
+            ["node": node.name, "refused": true], status: .payloadTooLarge, startAnswer(to: request), to: request,
+            context: context)
+    }
+
+    /// Notes whether the connection stays open after the answer to `request`; the headers saying so.
+    private func startAnswer(to request: HTTPRequestHead) -> HTTPHeaders {
         keepAlive = request.isKeepAlive
         var headers = HTTPHeaders()
         if !keepAlive { headers.add(name: "Connection", value: "close") }
-        respond(["node": node.name, "refused": true], status: .payloadTooLarge, headers, to: request, context: context)
+        return headers
     }
 
     private func answer(_ request: HTTPRequestHead, context: ChannelHandlerContext) {
-        keepAlive = request.isKeepAlive
         let path = request.uri.split(separator: "?").first.map(String.init) ?? request.uri
-        var headers = HTTPHeaders()
-        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        var headers = startAnswer(to: request)
         let parts = path.split(separator: "/")
         if parts.count == 2, parts[0] == "bytes" || parts[0] == "chunked", let size = Int(parts[1]) {
             if parts[0] == "bytes" {

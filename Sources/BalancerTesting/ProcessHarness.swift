@@ -102,10 +102,7 @@ public final class ProcessHarness: Sendable {
     /// Waits until the output contains `text` (`count` times); throws with the output if it does not in time.
     public func waitForOutput(_ text: String, count: Int = 1, timeout: Duration = .seconds(20)) async throws {
         let deadline = ContinuousClock.now + timeout
-        func seen() -> Bool {
-            count == 1 ? output.contains(text) : output.components(separatedBy: text).count > count
-        }
-        while !seen() {
+        while output.components(separatedBy: text).count <= count {
             guard isRunning else { throw TestKitError("process exited before printing '\(text)':\n\(output)") }
             guard ContinuousClock.now < deadline else {
                 throw TestKitError("no '\(text)' within \(timeout):\n\(output)")
