@@ -37,6 +37,8 @@ LOAD_CPU = "1"
 
 UMS = "ums-balancer"
 HAPROXY = "haproxy"
+# The minimal relays of floor-relay.c (--only ...,floor): one per way of moving bytes.
+FLOOR_MODES = ("epoll", "uring")
 # Turns the relay's splice(2) trial on (see Benchmarks/README.md): "auto" or a byte threshold.
 SPLICE_ENV = "UMS_BALANCER_SPLICE"
 
@@ -389,6 +391,20 @@ backend bulk
         proc = Proc(name, pinned(PROXY_CPU, argv), stdout=self.path(f"{name}.out"), stderr=self.path(f"{name}.err"))
         proc.config = config
         return self.ready(proc, http_port, bulk_port, https_port, sni_port)
+
+    # -- the floor: minimal relays in C (floor-relay.c), what any user-space relay costs here
+
+    def start_floor(self, mode):
+        binary = self.path("floor-relay")
+        if not os.path.exists(binary):
+            subprocess.run(["cc", "-O2", "-o", binary, os.path.join(HERE, "floor-relay.c"), "-luring"],
+                           check=True, capture_output=True, timeout=120)
+        port = free_port()
+        proc = Proc(f"floor-{mode}", pinned(PROXY_CPU, [binary, mode, str(port), str(self.nginx_port)]),
+                    stderr=self.path(f"floor-{mode}.err"))
+        wait_http(port, proc)
+        proc.http_port = port
+        return proc
 
     # -- load generators
 
@@ -815,6 +831,10 @@ def table(summary, concurrencies):
             (f"-c{c} keep-alive: p50 latency ms", g(f"{ka}.ums-balancer.p50_ms"), g(f"{ka}.haproxy.p50_ms"), "lower", None),
             (f"-c{c} keep-alive: p99 latency ms", g(f"{ka}.ums-balancer.p99_ms"), g(f"{ka}.haproxy.p99_ms"), "lower", None),
             (f"-c{c} keep-alive: proxy CPU us/request", g(f"{ka}.ums-balancer.cpu_us"), g(f"{ka}.haproxy.cpu_us"), "lower", CPU_TARGET),
+        ] + [
+            (f"  -c{c} keep-alive, floor: minimal C relay ({mode}) vs HAProxy: CPU us/request",
+             g(f"{ka}.floor-{mode}.cpu_us"), g(f"{ka}.haproxy.cpu_us"), "lower", None)
+            for mode in FLOOR_MODES
         ]
     rows += [
         ("bulk, 1 stream: Gbit/s", g("bulk1.ums-balancer.gbps"), g("bulk1.haproxy.gbps"), "higher", 1.0),
@@ -974,7 +994,8 @@ def main():
     parser.add_argument("--quiet-budget", type=float, default=600, help="total seconds of such waiting")
     parser.add_argument("--only", default="conn,keepalive,tlskeepalive,tlsconn,sni,log,bulk,idle,reload",
                         help="comma-separated subset of: conn,keepalive,tlskeepalive,tlsconn,sni,log,bulk,splice,idle,"
-                             "reload,syscalls (splice: the bulk scenario on a second ums-balancer with the splice(2) "
+                             "reload,syscalls,floor (floor: keep-alive also runs the minimal C relays of "
+                             "floor-relay.c, epoll and io_uring, needs cc and liburing; splice: the bulk scenario on a second ums-balancer with the splice(2) "
                              "trial on; syscalls: strace -c counts per connection and request, needs strace)")
     parser.add_argument("--syscall-duration", type=int, default=3, help="seconds of wrk under strace per count")
     parser.add_argument("--output", default=os.path.join(HERE, "results", "latest.json"))
@@ -1020,6 +1041,9 @@ def main():
             ums = bench.start_ums(tls=tls)
             ha = bench.start_haproxy(tls=tls)
             procs = {UMS: ums, HAPROXY: ha}
+            floors = {}
+            if "floor" in only and "keepalive" in only:
+                floors = {f"floor-{mode}": bench.start_floor(mode) for mode in FLOOR_MODES}
             tls_scenarios = (
                 ("tlskeepalive", "tls_keep_alive", "https keep-alive", False, "https_port"),
                 ("tlsconn", "tls_connection_rate", "https conn-rate", True, "https_port"),
@@ -1031,7 +1055,7 @@ def main():
                         bench, procs, f"conn-rate -c{c}", True, args.rounds, args.duration, c)
                 if "keepalive" in only:
                     results["keep_alive"][str(c)] = rate_scenario(
-                        bench, procs, f"keep-alive -c{c}", False, args.rounds, args.duration, c)
+                        bench, {**procs, **floors}, f"keep-alive -c{c}", False, args.rounds, args.duration, c)
                 for option, key, label, close, port in tls_scenarios:
                     if option in only:
                         results.setdefault(key, {})[str(c)] = rate_scenario(
@@ -1044,6 +1068,8 @@ def main():
                 results["bulk"] = bulk_scenario(bench, procs, bulk_rounds, args.bulk_duration)
             ums.stop()
             ha.stop()
+            for floor in floors.values():
+                floor.stop()
             if "bulk" in only:
                 splice = bench.start_haproxy(name="haproxy-splice", splice=True)
                 results["bulk"].update(bulk_scenario(bench, {ha_splice_name: splice}, 1, args.bulk_duration))

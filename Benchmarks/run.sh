@@ -31,6 +31,12 @@ for tool in haproxy wrk iperf3 nginx taskset python3 openssl; do
         esac
     fi
 done
+# The floor relays (--only ...,floor) are C, built with io_uring's library.
+case " ${pass[*]-} " in
+    *floor*)
+        command -v cc >/dev/null 2>&1 || missing+=(gcc)
+        [ -e /usr/include/liburing.h ] || missing+=(liburing-dev) ;;
+esac
 if [ ${#missing[@]} -gt 0 ]; then
     echo "installing: ${missing[*]}"
     "${sudo[@]}" apt-get update
