@@ -67,6 +67,11 @@ final class NIORelay {
             loop.execute { handle.relay.shutDown(end) }
         }
         sweeper?.add(relay)
+        // NIO closes an accepted channel that never becomes active when its listener closes while
+        // the channel is being set up (a shutdown or reload right after the accept). No handler
+        // hears of that close, and the connection would wait in the registry for the shutdown
+        // grace to cut it.
+        channel.closeFuture.whenComplete { _ in handle.relay.closedBeforeItStarted() }
         if channel.isActive { relay.start() }
         return relay
     }
@@ -233,6 +238,13 @@ final class NIORelay {
     /// The balancer closes this connection for good (`shutdown` or `drained`).
     func shutDown(_ end: ConnectionEnd = .shutdown) {
         perform(machine.shutDown(end))
+    }
+
+    /// The client's channel closed: a connection that never started (its channel never became
+    /// active) ends as its listener's closing ended it. Once started, the glue reports the close.
+    private func closedBeforeItStarted() {
+        guard !started else { return }
+        shutDown(.shutdown)
     }
 
     private func keepPreambleIfClassified() {

@@ -6,6 +6,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOEmbedded
+import NIOPosix
 import NIOTLS
 import Testing
 
@@ -46,19 +47,8 @@ final class EmbeddedRelay {
         classification: ListenerClassification = .fixed(.device), nodes ids: [NodeID] = ["ums1", "ums2"],
         replayLimit: Int? = nil, admission: ListenerAdmission = .unlimited()
     ) throws {
-        let configuration = ListenerConfiguration(
-            name: "devices", bind: Endpoint(host: "127.0.0.1", port: 1), backendPort: 30001,
-            classification: classification)
-        let directory = NodeDirectory(
-            nodes: ids.map { NodeConfiguration(id: $0, host: "127.0.0.\(10 + Int($0.dropFirst(3))!)") },
-            consolePolicy: .normalOnly
-        ) { _ in NodeObservation(health: .up, mode: .normal) }
-        var settings = ConnectionSettings(for: configuration, timeouts: TimeoutSettings())
-        if let replayLimit { settings.replayLimit = replayLimit }
-        let shared = ListenerContext(
-            configuration: configuration, directory: directory, settings: settings,
-            accessLogger: logs.logger(label: "access"), journal: Journal(store: nil, logger: logs.logger()),
-            metrics: ListenerMetrics(listener: "devices"), admission: admission)
+        let shared = Self.listener(
+            logs: logs, classification: classification, nodes: ids, replayLimit: replayLimit, admission: admission)
         let dialled = DialledNodes()
         let context = NIOListenerContext(shared: shared, tls: nil, group: loop) { target, loop in
             let embedded = loop as! EmbeddedEventLoop
@@ -79,6 +69,26 @@ final class EmbeddedRelay {
     }
 
     private let nodesDialled: () -> [(NodeID, EmbeddedChannel, SocketStandIn)]
+
+    /// A `devices` listener on 127.0.0.1 whose nodes are all up and normal, logging to `logs`.
+    static func listener(
+        logs: LogCapture, classification: ListenerClassification = .fixed(.device), nodes ids: [NodeID] = ["ums1"],
+        replayLimit: Int? = nil, admission: ListenerAdmission = .unlimited()
+    ) -> ListenerContext {
+        let configuration = ListenerConfiguration(
+            name: "devices", bind: Endpoint(host: "127.0.0.1", port: 1), backendPort: 30001,
+            classification: classification)
+        let directory = NodeDirectory(
+            nodes: ids.map { NodeConfiguration(id: $0, host: "127.0.0.\(10 + Int($0.dropFirst(3))!)") },
+            consolePolicy: .normalOnly
+        ) { _ in NodeObservation(health: .up, mode: .normal) }
+        var settings = ConnectionSettings(for: configuration, timeouts: TimeoutSettings())
+        if let replayLimit { settings.replayLimit = replayLimit }
+        return ListenerContext(
+            configuration: configuration, directory: directory, settings: settings,
+            accessLogger: logs.logger(label: "access"), journal: Journal(store: nil, logger: logs.logger()),
+            metrics: ListenerMetrics(listener: "devices"), admission: admission)
+    }
 
     func refreshNodes() {
         nodes = nodesDialled().map { (node: $0.0, channel: $0.1, socket: $0.2) }
@@ -126,6 +136,30 @@ final class DialledNodes: @unchecked Sendable {
         let relay = try EmbeddedRelay()
         #expect(relay.nodes.count == 1, "a fixed-class connection dials at once")
         #expect(relay.clientSocket.reads > 0, "reading starts once the node is connected")
+    }
+
+    @Test func aChannelClosedBeforeItBecameActiveEndsTheConnectionAtOnce() async throws {
+        // NIO closes an accepted channel that never became active, and tells no handler, when its
+        // listener closes while the channel is set up (a shutdown right after the accept): the
+        // shutdown then waited its whole grace for a connection that was gone. A failed connect
+        // closes a channel the same way (an embedded channel always reports its close).
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let logs = LogCapture()
+        let registry = ConnectionRegistry()
+        let context = NIOListenerContext(shared: EmbeddedRelay.listener(logs: logs), tls: nil, group: group) {
+            _, loop in loop.makeFailedFuture(ChannelError.ioOnClosedChannel)
+        }
+        let nobodyListens = try FreePort.pick()
+        let connecting = ClientBootstrap(group: group).channelInitializer { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try NIORelay.attach(to: channel, listener: context, listenerKey: 1, registry: registry, sweeper: nil)
+            }
+        }.connect(host: "127.0.0.1", port: nobodyListens)
+        await #expect(throws: (any Error).self) { try await connecting.get() }
+        #expect(await registry.waitUntilEmpty(deadline: .now + .seconds(5)))
+        let line = logs.records("connection").first
+        #expect(line?.metadata["outcome"] == "shutdown" && line?.metadata["node"] == "-", "\(String(describing: line))")
+        try await group.shutdownGracefully()
     }
 
     @Test func endOfInputBecomesAHalfCloseOfThePartner() throws {
