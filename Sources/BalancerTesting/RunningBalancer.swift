@@ -13,6 +13,12 @@ public struct BackendCluster {
     public var backends: [TestBackend]
     public var port: Int
 
+    /// Backends started by hand (on other addresses than 127.0.0.11, ...), sharing `port`.
+    public init(backends: [TestBackend], port: Int) {
+        self.backends = backends
+        self.port = port
+    }
+
     public var nodes: [NodeConfiguration] {
         backends.map { NodeConfiguration(id: $0.name, host: $0.address.ipAddress!) }
     }

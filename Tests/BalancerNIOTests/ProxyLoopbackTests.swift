@@ -36,6 +36,35 @@ struct ProxyLoopbackTests {
         await cluster.stop()
     }
 
+    @Test(arguments: DataPath.allCases) func anIPv6ClientReachesAnIPv6NodeOnTheExecutorAskedFor(
+        _ dataPath: DataPath
+    ) async throws {
+        // A site on IPv6: the listener bound to [::1], the node at ::1; the relay's sockaddr_in6 paths.
+        let node = try await TestBackend.start(name: "ums1", host: "::1", port: try FreePort.pick(), behavior: .echo)
+        let cluster = BackendCluster(backends: [node], port: node.address.port!)
+        let balancer = try await RunningBalancer.start(dataPath: dataPath, cluster: cluster) { configuration in
+            configuration.listeners[0].bind.host = "::1"
+        }
+        #if os(Linux)
+        #expect(balancer.balancer.relayIsRunning == (dataPath == .automatic))
+        #endif
+        let address = try balancer.address()
+        #expect(address.protocol == .inet6)
+        let connection = try await TestClient.connect(to: address)
+        let answer = try await connection.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(string: "request over IPv6"))
+            outbound.finish()
+            return String(buffer: try await TestClient.readAll(inbound))
+        }
+        #expect(answer == "request over IPv6")
+        try await balancer.waitForAccessLog(1)
+        try await balancer.stop()
+        await cluster.stop()
+        let line = try #require(balancer.accessLog.first)
+        #expect(line.metadata["node"] == "ums1" && line.metadata["outcome"] == "closed", "\(line)")
+        #expect(line.metadata["client"].map { "\($0)".hasPrefix("[::1]:") } == true, "\(line)")
+    }
+
     @Test(arguments: DataPath.allCases) func drainingANodeClosesAtMostTheConnectionsAskedFor(
         _ dataPath: DataPath
     ) async throws {
