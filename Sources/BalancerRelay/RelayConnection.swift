@@ -212,7 +212,7 @@ final class RelayConnection {
             // Never more than one byte past the largest PROXY header and ClientHello: enough to reject them.
             let size = min(buffer.count, ProxyHeader.v2MaximumLength + ClientHello.maximumSize + 1 - replay.count)
             guard size > 0 else { break }
-            let count = Glibc.recv(client.fd, buffer.baseAddress, size, 0)
+            let count = cbl_recv(client.fd, buffer.baseAddress, size, 0)
             if count > 0 {
                 grew = true
                 replay.append(contentsOf: UnsafeRawBufferPointer(start: buffer.baseAddress, count: count))
@@ -281,7 +281,7 @@ final class RelayConnection {
             let size = min(source.readSize, buffer.count)
             // recv, not read: read(2) on a socket passes the VFS layer first, ~3% of the CPU of a
             // keep-alive request in the profile (see Benchmarks/README.md).
-            let count = Glibc.recv(source.fd, buffer.baseAddress, size, 0)
+            let count = cbl_recv(source.fd, buffer.baseAddress, size, 0)
             if count > 0 {
                 moved = true
                 if side == .client, machine.screensForProxyHeader {

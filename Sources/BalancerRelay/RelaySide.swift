@@ -60,7 +60,7 @@ final class RelaySide {
         var sent = 0
         let flags = CInt(MSG_NOSIGNAL) | (more ? CInt(MSG_MORE) : 0)
         while sent < count {
-            let written = Glibc.send(fd, bytes + sent, count - sent, flags)
+            let written = cbl_send(fd, bytes + sent, count - sent, flags)
             if written > 0 {
                 sent += written
                 holdsHandshakeAck = false
@@ -101,7 +101,7 @@ final class RelaySide {
     func flush() -> Bool {
         while pendingStart < pending.count {
             let written = pending.withUnsafeBytes { bytes in
-                Glibc.send(fd, bytes.baseAddress! + pendingStart, pending.count - pendingStart, CInt(MSG_NOSIGNAL))
+                cbl_send(fd, bytes.baseAddress! + pendingStart, pending.count - pendingStart, CInt(MSG_NOSIGNAL))
             }
             if written > 0 {
                 pendingStart += written
