@@ -194,6 +194,8 @@ final class NIORelay {
             if machine.phase == .relaying || machine.phase == .finishing { node?.write(buffer) }
         case .node:
             verdicts.nodeSpoke(to: listener.shared)
+            // An answer after a redispatch settles what the nodes before it are blamed for.
+            if machine.blamed.count > verdicts.reported { verdicts.report(machine, to: listener.shared) }
             clientGlue.write(buffer)
         }
     }

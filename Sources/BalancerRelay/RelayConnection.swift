@@ -304,7 +304,11 @@ final class RelayConnection {
                     finish()
                     return true
                 }
-                if side == .node { verdicts.nodeSpoke(to: listener) }
+                if side == .node {
+                    verdicts.nodeSpoke(to: listener)
+                    // An answer after a redispatch settles what the nodes before it are blamed for.
+                    if machine.blamed.count > verdicts.reported { verdicts.report(machine, to: listener) }
+                }
                 // A short read emptied the socket; after a FIN that is the EOF too (saves a read).
                 // After a reset or error the next read says which it was.
                 let emptied = count < size && !source.hungUp
@@ -502,7 +506,7 @@ final class RelayConnection {
         Glibc.close(client.fd)
         replay = []
         loop.release(self)
-        if !machine.failures.isEmpty { verdicts.report(machine, to: listener) }
+        if !machine.blamed.isEmpty { verdicts.report(machine, to: listener) }
         if admitted { listener.admission.release() }
         log.ended(machine, listener: listener)
         // After the line: whoever waits for the connection to go (a drain, shutdown) finds it written.

@@ -19,6 +19,9 @@ public final class TestBackend: Sendable {
         case closeAtOnce
         /// Accepts and never reads or closes (a hung server whose socket buffers fill up).
         case neverReads
+        /// Closes without a byte on the client's first bytes (a TLS port handed something that is
+        /// not TLS).
+        case closeOnFirstBytes
         /// Answers the first bytes with a line `segments N`: how many TCP segments the connection
         /// had brought in by then (Linux's `tcpi_segs_in`: the SYN, the handshake's last ACK, the
         /// bytes); then echoes like `echo`.
@@ -149,7 +152,7 @@ private final class BackendHandler: ChannelInboundHandler {
             break
         case .closeAtOnce:
             context.close(promise: nil)
-        case .echo, .answerAfterEOF, .neverReads, .countSegmentsThenEcho:
+        case .echo, .answerAfterEOF, .neverReads, .countSegmentsThenEcho, .closeOnFirstBytes:
             break
         }
         context.fireChannelActive()
@@ -171,6 +174,8 @@ private final class BackendHandler: ChannelInboundHandler {
                 remaining = size
                 pump(context: context)
             }
+        case .closeOnFirstBytes:
+            context.close(promise: nil)
         case .answerAfterEOF, .closeAtOnce, .neverReads:
             break
         }
@@ -200,7 +205,7 @@ private final class BackendHandler: ChannelInboundHandler {
                 written(size)
                 context.close(promise: nil)
             }
-        case .firehose, .closeAtOnce, .neverReads:
+        case .firehose, .closeAtOnce, .neverReads, .closeOnFirstBytes:
             break
         }
     }

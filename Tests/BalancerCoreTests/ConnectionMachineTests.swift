@@ -60,8 +60,10 @@ struct Behaviour: CustomTestStringConvertible, Sendable {
     /// What the access log says at the end.
     var end: ConnectionEnd? = nil
     var retries = 0
-    /// What passive health hears of the nodes, when the row says.
+    /// Every node that let the connection down (the access log), when the row says.
     var failures: [NodeFailure]? = nil
+    /// What passive health holds against the nodes, when the row says.
+    var blamed: [NodeFailure]? = nil
 
     var testDescription: String { name }
 }
@@ -76,6 +78,7 @@ private let sni = ConnectionSettings(
     connectTimeout: .seconds(3), idleTimeout: .seconds(60), handshakeTimeout: .seconds(5))
 private let ums1 = TestTarget(node: "ums1")
 private let ums2 = TestTarget(node: "ums2")
+private let ums3 = TestTarget(node: "ums3")
 private let hello = ClientHelloBuilder.hello(serverName: "console.example.com")
 private let allDown = Refusal(trafficClass: .device, reasons: [("ums1", .down), ("ums2", .down)])
 private let reset = SocketFailure.connectionReset
@@ -184,7 +187,64 @@ private let behaviours: [Behaviour] = [
             .connected(.startRelay(replay: false, halfCloseNode: false)), .read(.client, 10, .keepForReplay),
             .tick(.seconds(5), .none), .inputEnded(.node, .halfClose(.client)),
         ],
-        failures: [NodeFailure(node: "ums1", kind: .closedWithoutAnswer)]),
+        failures: [NodeFailure(node: "ums1", kind: .closedWithoutAnswer)],
+        // With no other node to answer the same bytes, they may be the client's fault.
+        blamed: []),
+    Behaviour(
+        name: "bytes every node closes on blame no node: a client cannot take healthy nodes out of rotation",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1", "ums2"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .read(.client, 7, .keepForReplay),
+            .inputEnded(.node, .dial(ums2)), .connected(.startRelay(replay: true, halfCloseNode: false)),
+            .inputEnded(.node, .halfClose(.client)),
+        ],
+        retries: 1,
+        failures: [
+            NodeFailure(node: "ums1", kind: .closedWithoutAnswer),
+            NodeFailure(node: "ums2", kind: .closedWithoutAnswer),
+        ],
+        blamed: []),
+    Behaviour(
+        name: "a node that closed on bytes another node then answered is held to account",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1", "ums2", "ums3"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .read(.client, 7, .keepForReplay),
+            .failed(.node, reset, .dial(ums2)), .connected(.startRelay(replay: true, halfCloseNode: false)),
+            .inputEnded(.node, .dial(ums3)), .connected(.startRelay(replay: true, halfCloseNode: false)),
+            .read(.node, 40, .dropReplay),
+        ],
+        retries: 2,
+        blamed: [
+            NodeFailure(node: "ums1", kind: .closedWithoutAnswer),
+            NodeFailure(node: "ums2", kind: .closedWithoutAnswer),
+        ]),
+    Behaviour(
+        name: "a node closing at once before the client sent a byte is held to account at once",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1", "ums2"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .inputEnded(.node, .dial(ums2)),
+        ],
+        retries: 1, blamed: [NodeFailure(node: "ums1", kind: .closedWithoutAnswer)]),
+    Behaviour(
+        name: "a node closing on a client silent for long is not held against it, though the client is handed on",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1", "ums2"], .dial(ums1)),
+            .connected(.startRelay(replay: false, halfCloseNode: false)), .tick(.seconds(30), .none),
+            .inputEnded(.node, .dial(ums2)), .connected(.startRelay(replay: false, halfCloseNode: false)),
+            .read(.node, 40, .dropReplay),
+        ],
+        retries: 1, failures: [NodeFailure(node: "ums1", kind: .closedWithoutAnswer)], blamed: []),
+    Behaviour(
+        name: "a refused connect is held against its node at once",
+        settings: device,
+        steps: [
+            .start(.route(.device)), .routed(["ums1", "ums2"], .dial(ums1)), .connectFailed(.refused, .dial(ums2)),
+        ],
+        blamed: [NodeFailure(node: "ums1", kind: .refused)]),
     Behaviour(
         name: "a node closing a silent client's connection long after connect is not held against it",
         settings: device,
@@ -538,6 +598,7 @@ private let behaviours: [Behaviour] = [
         }
         if let end = behaviour.end { #expect(machine.end == end) }
         if let failures = behaviour.failures { #expect(machine.failures == failures) }
+        if let blamed = behaviour.blamed { #expect(machine.blamed == blamed) }
         #expect(machine.retries == behaviour.retries)
     }
 

@@ -64,6 +64,59 @@ struct LimitsLoopbackTests {
     }
 
     @Test(arguments: DataPath.allCases)
+    func aNodeThatClosesOnBytesAnotherNodeAnswersIsTakenOutOfRotation(_ dataPath: DataPath) async throws {
+        let (cluster, balancer) = try await startWithPassiveHealth([.closeOnFirstBytes, .echo], dataPath)
+        for index in 0..<12 { #expect(try await echo(balancer, "request \(index)") == "request \(index)") }
+        try await waitForLog(balancer, 12)
+        // ums2 answered what ums1 closed on: ums1 is at fault, three times, then out of rotation.
+        #expect(balancer.accessLog.filter { $0.metadata["retries"] == "1" }.count == 3, "\(balancer.accessLog)")
+        let ejection = try #require(balancer.logs.records("passive health: node out of rotation").first)
+        #expect(ejection.metadata["node"] == "ums1")
+        #expect(balancer.balancer.directory.isEjected("ums1"))
+        #expect(!balancer.balancer.directory.isEjected("ums2"))
+        try await balancer.stop()
+        await cluster.stop()
+    }
+
+    @Test(arguments: DataPath.allCases)
+    func aNodeIsHeldToAccountWhenAnotherAnswersNotWhenTheConnectionEnds(_ dataPath: DataPath) async throws {
+        // Device connections last hours: passive health hears of ums1 as soon as ums2 answers
+        // what ums1 closed on, while the connections are still open.
+        let (cluster, balancer) = try await startWithPassiveHealth([.closeOnFirstBytes, .echo], dataPath)
+        var open: [TestClient.Connection] = []
+        for index in 0..<6 {
+            let connection = try await TestClient.connect(to: try balancer.address())
+            try await connection.outbound.write(ByteBuffer(string: "request \(index)\n"))
+            var iterator = connection.inbound.makeAsyncIterator()
+            #expect(try await TestClient.readLine(&iterator) == "request \(index)")
+            open.append(connection)
+        }
+        #expect(balancer.accessLog.isEmpty, "every connection is still open")
+        #expect(balancer.balancer.directory.isEjected("ums1"))
+        for connection in open { await TestClient.close(connection) }
+        try await balancer.stop()
+        await cluster.stop()
+    }
+
+    @Test(arguments: DataPath.allCases)
+    func bytesEveryNodeClosesOnNeverTakeANodeOutOfRotation(_ dataPath: DataPath) async throws {
+        // What junk sent to a TLS port gets: every node closes without a byte. That says something
+        // about the client, not the nodes: no number of such clients may take healthy nodes out
+        // of rotation (before, each of these connections counted against both nodes).
+        let (cluster, balancer) = try await startWithPassiveHealth([.closeOnFirstBytes, .closeOnFirstBytes], dataPath)
+        for index in 0..<6 { #expect(try await echo(balancer, "junk \(index)") == "") }
+        try await waitForLog(balancer, 6)
+        #expect(
+            balancer.accessLog.filter { $0.metadata["retries"] == "1" }.count == 6,
+            "each client was still handed to the other node: \(balancer.accessLog)")
+        #expect(balancer.logs.records("passive health: node out of rotation").isEmpty)
+        #expect(!balancer.balancer.directory.isEjected("ums1"))
+        #expect(!balancer.balancer.directory.isEjected("ums2"))
+        try await balancer.stop()
+        await cluster.stop()
+    }
+
+    @Test(arguments: DataPath.allCases)
     func clientsThatConnectAndCloseNeverTakeANodeOutOfRotation(_ dataPath: DataPath) async throws {
         // What a front balancer's TCP check, a port scan or a device giving up does: connect, send
         // nothing, close. The node closes in answer, without a byte: that is not its failure.

@@ -144,8 +144,15 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
     public private(set) var node: NodeID?
     /// Times the client was handed to another node after one closed without answering.
     public private(set) var retries = 0
-    /// Every node that let this connection down, in order.
+    /// Every node that let this connection down, in order (the access log).
     public private(set) var failures: [NodeFailure] = []
+    /// The failures passive health holds against their nodes, in the order they were settled. A
+    /// node that closed without a byte after the client's bytes is held to account only once
+    /// another node answered the same bytes: bytes every node closes on (junk on a TLS port, say)
+    /// say something about the client, and must not let any client take healthy nodes out of rotation.
+    public private(set) var blamed: [NodeFailure] = []
+    /// Silent closes after the client's bytes, until another node answers them.
+    private var blamedIfAnotherAnswers: [NodeFailure] = []
     /// How the connection ended; the first reason wins, later ones are consequences.
     public private(set) var end: ConnectionEnd?
     /// The client as a trusted front balancer's PROXY header named it (nil: the peer itself).
@@ -382,7 +389,9 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
     /// The connect to the node being dialled failed: the next node is tried.
     public mutating func connectFailed(_ kind: NodeFailureKind, now: MonotonicInstant) -> ConnectionAction<Target> {
         guard phase == .connecting, let current else { return .none }
-        failures.append(NodeFailure(node: current.node, kind: kind))
+        let failure = NodeFailure(node: current.node, kind: kind)
+        failures.append(failure)
+        blamed.append(failure)
         return dialNext(now: now)
     }
 
@@ -415,18 +424,34 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
     private var nodeGotOnlyAnEOF: Bool { clientInputEnded && nodeOutputClosed && bytesToCurrentNode == 0 }
 
     /// The current node closed without a byte and nobody else can take over: it still let the
-    /// connection down (for passive health) if it was sent something, or closed at once.
+    /// connection down if it was sent something, or closed at once.
     private mutating func noteSilentClose(now: MonotonicInstant) {
-        guard bytesFromCurrentNode == 0, !nodeGotOnlyAnEOF, let current else { return }
-        let atOnce = connectedAt.map { now - $0 < .seconds(1) } ?? true
-        guard bytesToCurrentNode > 0 || atOnce else { return }
-        failures.append(NodeFailure(node: current.node, kind: .closedWithoutAnswer))
+        guard bytesFromCurrentNode == 0, !nodeGotOnlyAnEOF else { return }
+        recordSilentClose(now: now, handingOn: false)
     }
 
     private mutating func redispatch(now: MonotonicInstant) -> ConnectionAction<Target> {
-        if let current { failures.append(NodeFailure(node: current.node, kind: .closedWithoutAnswer)) }
+        recordSilentClose(now: now, handingOn: true)
         retries += 1
         return dialNext(now: now)
+    }
+
+    /// The current node closed without a byte. Closing at once on a client that sent nothing is
+    /// the node's own doing; closing on what the client sent is held against it once another
+    /// node answers the same bytes; closing on a client silent for a second or more (a node's idle
+    /// limit, say) is neither, and is on record only when the client is handed on because of it.
+    private mutating func recordSilentClose(now: MonotonicInstant, handingOn: Bool) {
+        guard let current else { return }
+        let failure = NodeFailure(node: current.node, kind: .closedWithoutAnswer)
+        let atOnce = connectedAt.map { now - $0 < .seconds(1) } ?? true
+        if bytesToCurrentNode > 0 {
+            blamedIfAnotherAnswers.append(failure)
+        } else if atOnce {
+            blamed.append(failure)
+        } else if !handingOn {
+            return
+        }
+        failures.append(failure)
     }
 
     // MARK: - Relaying
@@ -454,6 +479,11 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
         case .node:
             bytesFromNode += count
             bytesFromCurrentNode += count
+            if bytesFromCurrentNode == count, !blamedIfAnotherAnswers.isEmpty {
+                // The nodes that closed on the same bytes were at fault after all.
+                blamed += blamedIfAnotherAnswers
+                blamedIfAnotherAnswers = []
+            }
             // The node answered: it will not be replaced, so the replay is no longer needed.
             guard bytesFromCurrentNode == count, replayed != nil else { return .forward }
             replayed = nil
