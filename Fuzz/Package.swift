@@ -1,16 +1,18 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-/// libFuzzer targets for the balancer's parsers: a package of its own, built only by
-/// `scripts/fuzz.sh` with `-sanitize=fuzzer,address`, so the main build and CI's tests stay light.
+/// libFuzzer targets for the balancer's parsers and its connection machine: a package of its own,
+/// built only by `scripts/fuzz.sh` with `-sanitize=fuzzer,address`, so the main build and CI's
+/// tests stay light.
 /// Each executable's main hands its test function to libFuzzer's driver (see CLibFuzzer).
-let parsers: [(name: String, modules: [String])] = [
+let fuzzTargets: [(name: String, modules: [String])] = [
     ("client-hello", ["BalancerCore"]),
     ("request-policy", ["BalancerCore"]),
     ("proxy-header", ["BalancerCore"]),
     ("node-report", ["BalancerCore"]),
     ("duration-text", ["BalancerCore"]),
     ("config-file", ["BalancerCore", "BalancerConfigFile"]),
+    ("connection-machine", ["BalancerCore"]),
 ]
 
 let package = Package(
@@ -21,11 +23,11 @@ let package = Package(
         .target(name: "CLibFuzzer"),
         .target(name: "FuzzSupport", dependencies: ["CLibFuzzer"]),
     ]
-        + parsers.map { parser in
+        + fuzzTargets.map { target in
             .executableTarget(
-                name: parser.name,
+                name: target.name,
                 dependencies: ["FuzzSupport"]
-                    + parser.modules.map { .product(name: $0, package: "ums-balancer") }
+                    + target.modules.map { .product(name: $0, package: "ums-balancer") }
             )
         },
     swiftLanguageModes: [.v6]

@@ -79,7 +79,7 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0}"
 mkdir -p "$TMPDIR"
 
 failed=()
-printf '%-14s %12s %10s  %s\n' target executions exec/s result
+printf '%-18s %12s %10s  %s\n' target executions exec/s result
 for target in "${targets[@]}"; do
     binary="$binaries/$target"
     [ -x "$binary" ] || { echo "fuzz.sh: $binary is missing: build first (without --no-build)" >&2; exit 1; }
@@ -101,7 +101,7 @@ for target in "${targets[@]}"; do
         result="CRASHED (exit $status)"
         failed+=("$target")
     fi
-    printf '%-14s %12s %10s  %s\n' "$target" "${executions:-?}" "${rate:-?}" "$result"
+    printf '%-18s %12s %10s  %s\n' "$target" "${executions:-?}" "${rate:-?}" "$result"
     if [ $status -ne 0 ]; then
         grep -E "invariant broken|Fatal error|ERROR: (libFuzzer|AddressSanitizer)|SUMMARY" "$log" | head -n 5 | cut -c1-400 | sed 's/^/    /'
         for artifact in $(sed -n "s/.*Test unit written to //p" "$log"); do

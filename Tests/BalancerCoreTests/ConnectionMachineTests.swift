@@ -153,6 +153,14 @@ private let behaviours: [Behaviour] = [
             .firstBytes(proxySignature: true, .none),
         ]),
     Behaviour(
+        name: "a connection that already ended asks for nothing more, whatever its first bytes turn out to be",
+        settings: behindProxy, peer: someoneElse,
+        steps: [
+            .start(.route(.device)), .routed(["ums1"], .dial(ums1)), .shutDown(.close(.shutdown)),
+            .firstBytes(proxySignature: true, .none),
+        ],
+        end: .shutdown),
+    Behaviour(
         name: "on by-sni, a PROXY header from any other source is refused as such",
         settings: sniBehindProxy, peer: someoneElse,
         steps: [.start(.readPreamble), .preamble(proxyLine, .close(untrusted))]),

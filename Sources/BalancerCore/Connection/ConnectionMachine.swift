@@ -294,7 +294,7 @@ public struct ConnectionMachine<Target: RelayTarget>: Sendable {
     /// The connection's first bytes, for a source that may not send a PROXY header: whether they
     /// begin like one (then the connection is refused before anything reaches a node).
     public mutating func firstBytes(startWithProxySignature: Bool) -> ConnectionAction<Target> {
-        guard screensForProxyHeader else { return .none }
+        guard screensForProxyHeader, phase != .ended else { return .none }
         screensForProxyHeader = false
         return startWithProxySignature ? refuseUntrustedHeader() : .none
     }
