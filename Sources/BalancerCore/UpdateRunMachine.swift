@@ -123,22 +123,31 @@ public struct UpdateRunMachine: Sendable {
         return actions + updateFlags(now: now)
     }
 
-    /// The operator asks to try a stalled reconnect again.
+    /// The operator asks to try a stalled reconnect again. Without a reconnect action nothing is
+    /// called: the nodes get a fresh `reconnect_timeout` to be reconnected by hand.
     public mutating func retryRequested(now: Date) -> [UpdateAction] {
         guard run.state == .stalled else { return [] }
+        var retried: [NodeID] = []
         // Queued nodes keep waiting for their turn.
         for (node, reconnect) in run.reconnects where ![.done, .queued].contains(reconnect.phase) {
-            var retried = NodeReconnect(phase: .due, drainStartedAt: reconnect.drainStartedAt)
-            retried.nextAttemptAt = now
-            retried.lastAnswer = reconnect.lastAnswer
-            run.reconnects[node] = retried
+            var again = NodeReconnect(phase: .due, drainStartedAt: reconnect.drainStartedAt)
+            again.nextAttemptAt = now
+            if !settings.hasReconnectAction {
+                again.phase = .waiting
+                again.deadline = now.addingTimeInterval(settings.reconnectTimeout.seconds)
+            }
+            again.lastAnswer = reconnect.lastAnswer
+            run.reconnects[node] = again
+            retried.append(node)
         }
         let change = transition(to: .reconnecting, reason: "operator asked to retry the reconnect")
-        return [change] + tick(now: now)
+        let byHand = settings.hasReconnectAction ? [] : [UpdateAction.reconnectDueForOperator(retried.sorted())]
+        return [change] + byHand + tick(now: now)
     }
 
-    /// After a restart from persisted state: drains the nodes still on their way back again, never
-    /// calls twice a node whose call may already have reached it, and derives the flags again.
+    /// After a restart from persisted state: drains the nodes still on their way back again (those
+    /// the run drained: without a reconnect action it drains none), never calls twice a node whose
+    /// call may already have reached it, and derives the flags again.
     public mutating func resumed(now: Date) -> [UpdateAction] {
         var actions: [UpdateAction] = []
         for node in run.reconnects.keys.sorted() {
@@ -148,7 +157,7 @@ public struct UpdateRunMachine: Sendable {
                 reconnect.lastAnswer = "balancer restarted during the call; assuming it arrived"
             }
             run.reconnects[node] = reconnect
-            actions.append(.drain(node))
+            if settings.hasReconnectAction { actions.append(.drain(node)) }
         }
         return actions + updateFlags(now: now)
     }

@@ -214,4 +214,37 @@ import Testing
         #expect(!actions.contains(.drain("ums1")))
         #expect(machine.run.state == .reconnecting)
     }
+
+    @Test mutating func withoutAReconnectActionARestartDrainsNothing() throws {
+        // The run never drained these nodes (the operator reconnects them): a balancer restart
+        // must not take both update-mode nodes out of rotation at once.
+        machine.settings.hasReconnectAction = false
+        _ = installEverywhere()
+        var restarted = UpdateRunMachine(run: machine.run, settings: machine.settings)
+        #expect(restarted.resumed(now: now).isEmpty)
+        #expect(restarted.run.state == .reconnecting)
+    }
+
+    @Test mutating func withoutAReconnectActionARetryCallsNothingAndGivesTheOperatorAFreshDeadline() {
+        machine.settings.hasReconnectAction = false
+        _ = installEverywhere()
+        _ = report("ums1", .normal)
+        #expect(advance(121).last?.isStateChange(to: .stalled) == true, "ums2 missed its reconnect_timeout")
+        #expect(
+            machine.retryRequested(now: now) == [
+                .stateChanged(from: .stalled, to: .reconnecting, reason: "operator asked to retry the reconnect"),
+                .reconnectDueForOperator(["ums2"]),
+            ])
+        #expect(machine.run.reconnects["ums2"]?.phase == .waiting, "no reconnect call is under way")
+        #expect(advance(119).isEmpty, "a fresh reconnect_timeout from the retry")
+        #expect(advance(1).last?.isStateChange(to: .stalled) == true)
+    }
+}
+
+extension UpdateAction {
+    /// A change of the run's state to `state`.
+    func isStateChange(to state: UpdateRun.State) -> Bool {
+        guard case .stateChanged(_, let to, _) = self else { return false }
+        return to == state
+    }
 }
