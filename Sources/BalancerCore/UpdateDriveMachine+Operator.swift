@@ -68,7 +68,11 @@ extension UpdateDriveMachine {
                 drive.steps[index].deadline = now.addingTimeInterval(settings.installTimeout.seconds)
                 return []
             }
-            return [call(&drive, at: index, now: now)]
+            // Called again as a next step is: only while no other server is out (one at a time),
+            // else it waits, and says for what, until that server is back.
+            drive.steps[index].phase = .pending
+            drive.steps[index].deadline = nil
+            return []
         case .canary:
             drive.steps[index].deadline = now.addingTimeInterval(settings.canaryTimeout.seconds)
             return []

@@ -22,7 +22,8 @@ extension UpdateDriveMachine {
                 return [.stepWaiting(node, reason: "\(reason): one server out at a time")]
             }
             waitSaid = nil
-            drive.steps[index].startedAt = now
+            // A step the operator resumed keeps its start: `nodeBack` counts from the first call.
+            drive.steps[index].startedAt = drive.steps[index].startedAt ?? now
             if up, onTarget, let mode = status?.mode, Self.isBack(mode, isLast: isLast) {
                 drive.steps[index].lastAnswer = "already on \(drive.targetVersion): no install needed"
                 return [.installSkipped(node, mode: mode)]

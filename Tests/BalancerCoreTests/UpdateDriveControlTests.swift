@@ -70,6 +70,22 @@ import Testing
         #expect(scenario.step("ums1").deadline == scenario.now.addingTimeInterval(600))
     }
 
+    @Test func aResumedStepWhoseNodeMustBeCalledAgainWaitsWhileAnotherServerIsOut() throws {
+        var scenario = DriveScenario()
+        _ = try scenario.start()
+        #expect(
+            scenario.changes(scenario.drive.installAnswered("ums1", .rejected("HTTP 500"), now: scenario.now))
+                == ["running -> stalled"])
+        // Meanwhile ums2 went down: calling ums1 again now would take a second server out.
+        _ = scenario.report("ums2", .normal, health: .down)
+        let resumed = try scenario.drive.resumeRequested(
+            by: "operator", observation: scenario.observation, now: scenario.now)
+        #expect(scenario.calls(resumed).isEmpty, "\(resumed)")
+        #expect(resumed.contains(.stepWaiting("ums1", reason: "ums2 is down: one server out at a time")))
+        #expect(scenario.calls(scenario.report("ums2", .normal)) == ["ums1"], "called once ums2 is back")
+        #expect(scenario.step("ums1").attempts == 2)
+    }
+
     @Test func aCanaryThatNeverPassesStallsAndUnstallsWhenDevicesArrive() throws {
         var scenario = DriveScenario()
         _ = try scenario.start()
