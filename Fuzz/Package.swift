@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-/// libFuzzer targets for the balancer's parsers and its two core machines: a package of its own,
+/// libFuzzer targets for the balancer's parsers and its core machines: a package of its own,
 /// built only by `scripts/fuzz.sh` with `-sanitize=fuzzer,address`, so the main build and CI's
 /// tests stay light.
 /// Each executable's main hands its test function to libFuzzer's driver (see CLibFuzzer).
@@ -14,6 +14,7 @@ let fuzzTargets: [(name: String, modules: [String])] = [
     ("config-file", ["BalancerCore", "BalancerConfigFile"]),
     ("connection-machine", ["BalancerCore"]),
     ("update-run", ["BalancerCore"]),
+    ("update-drive", ["BalancerCore"]),
 ]
 
 let package = Package(
