@@ -23,7 +23,9 @@ let package = Package(
     dependencies: [.package(name: "ums-balancer", path: "../")],
     targets: [
         .target(name: "CLibFuzzer"),
-        .target(name: "FuzzSupport", dependencies: ["CLibFuzzer"]),
+        .target(
+            name: "FuzzSupport",
+            dependencies: ["CLibFuzzer", .product(name: "BalancerCore", package: "ums-balancer")]),
     ]
         + fuzzTargets.map { target in
             .executableTarget(

@@ -34,3 +34,13 @@ public func invariant(
 public func cutPoints(_ count: Int) -> [Int] {
     Array(Set([count / 2, max(count - 1, 0)])).sorted()
 }
+
+/// Text made only when a broken promise's message needs it (an event's name, say): most events
+/// break nothing, and writing every name would cost more than the machine under test.
+public struct LazyText: CustomStringConvertible {
+    let make: () -> String
+
+    public init(_ make: @escaping () -> String) { self.make = make }
+
+    public var description: String { make() }
+}

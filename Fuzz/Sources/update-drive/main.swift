@@ -32,7 +32,7 @@ func fuzzUpdateDrive(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     var observation: DriveObservation { DriveObservation(nodes: nodes, served: served, run: run.run.state) }
 
     func apply(_ actions: [DriveAction], _ label: @escaping @autoclosure () -> String) {
-        let event = Lazy(label)
+        let event = LazyText(label)
         for action in actions {
             guard case .callInstall(let node, _, _, _) = action else { continue }
             let state = drive.drive?.state
@@ -71,9 +71,7 @@ func fuzzUpdateDrive(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         case 0:
             guard let report = bytes.popFirst() else { break }
             let index = argument % nodes.count
-            nodes[index].health = report & 1 == 0 ? .up : .down
-            nodes[index].mode = NodeMode.allCases[Int(report >> 1) % NodeMode.allCases.count]
-            nodes[index].version = [nil, "12.6", "12.7", "12.8"][Int(report >> 4) & 3]
+            nodes[index].take(fuzzReport: report, maintenance: false)
             observe("report \(nodes)")
         case 1:
             let node = order[(argument >> 1) % order.count]
@@ -108,13 +106,6 @@ func fuzzUpdateDrive(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         }
     }
     return 0
-}
-
-/// An event's name for a broken promise's message, written only then.
-struct Lazy: CustomStringConvertible {
-    let make: () -> String
-    init(_ make: @escaping () -> String) { self.make = make }
-    var description: String { make() }
 }
 
 runFuzzer(fuzzUpdateDrive)

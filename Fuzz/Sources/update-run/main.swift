@@ -32,7 +32,7 @@ func fuzzUpdateRun(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     var drained: Set<NodeID> = []
 
     func apply(_ actions: [UpdateAction], _ label: @escaping @autoclosure () -> String) {
-        let event = Lazy(label)
+        let event = LazyText(label)
         for action in actions {
             switch action {
             case .stateChanged(let from, let to, _):
@@ -69,10 +69,7 @@ func fuzzUpdateRun(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         case 0:
             guard let report = bytes.popFirst() else { break }
             let index = argument % nodes.count
-            nodes[index].health = report & 1 == 0 ? .up : .down
-            nodes[index].mode = NodeMode.allCases[Int(report >> 1) % NodeMode.allCases.count]
-            nodes[index].version = [nil, "12.6", "12.7", "12.8"][Int(report >> 4) & 3]
-            nodes[index].admin = report & 0x40 == 0 ? .active : .maintenance
+            nodes[index].take(fuzzReport: report, maintenance: true)
             apply(machine.nodesObserved(nodes, now: now), "nodesObserved(\(nodes))")
             let counted = nodes.filter { $0.admin != .maintenance }
             let quiet =
@@ -108,13 +105,6 @@ func fuzzUpdateRun(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         }
     }
     return 0
-}
-
-/// An event's name for a broken promise's message, written only then.
-struct Lazy: CustomStringConvertible {
-    let make: () -> String
-    init(_ make: @escaping () -> String) { self.make = make }
-    var description: String { make() }
 }
 
 runFuzzer(fuzzUpdateRun)
