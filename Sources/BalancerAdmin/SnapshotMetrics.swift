@@ -33,6 +33,10 @@ struct SnapshotMetrics {
                 "node_reconnect_drain", "1 while the balancer drains the node for its reconnect.", [("node", node.id)]
             )
             .set(to: node.reconnectDrain ? 1 : 0)
+            gauge(
+                "node_install_drain", "1 while a driven update drains the node for its install.", [("node", node.id)]
+            )
+            .set(to: node.installDrain ? 1 : 0)
         }
         let update = status.update
         gauge("update_servers_updated", "Servers on the target version (the n of \"n of m servers updated\").")

@@ -33,7 +33,7 @@ extension StatusDocument.Node {
         self.init(
             id: status.id, mode: status.mode.rawValue, health: status.health.rawValue, admin: status.admin.rawValue,
             version: status.version, connections: connections, modeOverride: override?.rawValue,
-            reconnectDrain: status.reconnectDrain)
+            reconnectDrain: status.reconnectDrain, installDrain: status.installDrain)
     }
 }
 

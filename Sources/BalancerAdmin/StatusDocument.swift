@@ -37,11 +37,14 @@ public struct StatusDocument: Codable, Sendable, Hashable {
         public var modeOverride: String?
         /// The balancer drained the node for its reconnect.
         public var reconnectDrain: Bool
+        /// A driven update drained the node for its install.
+        public var installDrain = false
 
         enum CodingKeys: String, CodingKey {
             case id, mode, health, admin, version, connections
             case modeOverride = "mode_override"
             case reconnectDrain = "reconnect_drain"
+            case installDrain = "install_drain"
         }
 
         public func encode(to encoder: any Encoder) throws {
@@ -54,6 +57,7 @@ public struct StatusDocument: Codable, Sendable, Hashable {
             try container.encode(connections, forKey: .connections)
             try container.encode(modeOverride, forKey: .modeOverride)
             try container.encode(reconnectDrain, forKey: .reconnectDrain)
+            try container.encode(installDrain, forKey: .installDrain)
         }
     }
 
@@ -223,5 +227,22 @@ public struct StatusDocument: Codable, Sendable, Hashable {
         public var connections: Int
         /// Listener names, in configuration order.
         public var listeners: [String]
+    }
+}
+
+extension StatusDocument.Node {
+    /// Reads a node; `install_drain` may be absent (a balancer from before install drains).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            id: try container.decode(String.self, forKey: .id),
+            mode: try container.decode(String.self, forKey: .mode),
+            health: try container.decode(String.self, forKey: .health),
+            admin: try container.decode(String.self, forKey: .admin),
+            version: try container.decodeIfPresent(String.self, forKey: .version),
+            connections: try container.decode(Int.self, forKey: .connections),
+            modeOverride: try container.decodeIfPresent(String.self, forKey: .modeOverride),
+            reconnectDrain: try container.decode(Bool.self, forKey: .reconnectDrain),
+            installDrain: try container.decodeIfPresent(Bool.self, forKey: .installDrain) ?? false)
     }
 }

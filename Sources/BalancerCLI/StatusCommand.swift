@@ -32,6 +32,7 @@ struct StatusCommand: AsyncParsableCommand {
             [
                 node.modeOverride.map { "mode overridden to \($0)" },
                 node.reconnectDrain ? "drained for its reconnect" : nil,
+                node.installDrain ? "drained for its install" : nil,
             ].compactMap { $0 }.joined(separator: "; ")
         }
         var rows = [["NODE", "MODE", "HEALTH", "ADMIN", "VERSION", "CONNECTIONS"]]

@@ -3,6 +3,7 @@ public enum IneligibilityReason: Sendable, Hashable, CustomStringConvertible {
     case down
     case draining
     case drainingForReconnect
+    case drainingForInstall
     case maintenance
     case mode(NodeMode)
     case consoleFrozen
@@ -12,6 +13,7 @@ public enum IneligibilityReason: Sendable, Hashable, CustomStringConvertible {
         case .down: "down"
         case .draining: "draining"
         case .drainingForReconnect: "draining for reconnect"
+        case .drainingForInstall: "draining for install"
         case .maintenance: "maintenance"
         case .mode(let mode): mode.rawValue
         case .consoleFrozen: "console frozen during update"
@@ -39,6 +41,7 @@ public enum Eligibility {
         case .maintenance: return .maintenance
         }
         guard !node.reconnectDrain else { return .drainingForReconnect }
+        guard !node.installDrain else { return .drainingForInstall }
         switch (trafficClass, node.mode) {
         case (.device, .normal), (.device, .update):
             return nil

@@ -21,13 +21,16 @@ public enum NodeEvent: Sendable, Hashable {
     case modeOverridden(NodeMode?)
     /// The update run drained the node for its reconnect (true) or released it (false).
     case reconnectDrainSet(Bool)
+    /// A driven update drained the node for its install (true) or released it (false).
+    case installDrainSet(Bool)
     /// A reload gave the node another address: what the probes knew of the old one is dropped,
     /// the operator's and the update run's decisions stay.
     case readdressed(NodeObservation)
 }
 
 /// One node's state, kept apart by who decides it: what the probes observe, what the operator
-/// set (admin state, a mode override), and the update run's reconnect drain. Routing reads
+/// set (admin state, a mode override), the update run's reconnect drain and a driven update's
+/// install drain. Routing reads
 /// `status`, derived here: an override wins over the reported mode until it is released, which
 /// brings the last report back.
 public struct NodeRecord: Sendable, Hashable {
@@ -36,12 +39,15 @@ public struct NodeRecord: Sendable, Hashable {
     public private(set) var admin: AdminState
     public private(set) var modeOverride: NodeMode?
     public private(set) var reconnectDrain: Bool
+    public private(set) var installDrain: Bool
     /// The node as routing sees it.
     public private(set) var status: NodeStatus
 
     /// A node the probes see as `observation`, with no decision of the operator's or the run's yet.
     public init(id: NodeID, observation: NodeObservation = NodeObservation()) {
-        self.init(id: id, observation: observation, admin: .active, modeOverride: nil, reconnectDrain: false)
+        self.init(
+            id: id, observation: observation, admin: .active, modeOverride: nil, reconnectDrain: false,
+            installDrain: false)
     }
 
     /// The record behind a routing status (tests and a table built from statuses).
@@ -49,17 +55,20 @@ public struct NodeRecord: Sendable, Hashable {
         self.init(
             id: status.id,
             observation: NodeObservation(health: status.health, mode: status.mode, version: status.version),
-            admin: status.admin, modeOverride: nil, reconnectDrain: status.reconnectDrain)
+            admin: status.admin, modeOverride: nil, reconnectDrain: status.reconnectDrain,
+            installDrain: status.installDrain)
     }
 
     private init(
-        id: NodeID, observation: NodeObservation, admin: AdminState, modeOverride: NodeMode?, reconnectDrain: Bool
+        id: NodeID, observation: NodeObservation, admin: AdminState, modeOverride: NodeMode?, reconnectDrain: Bool,
+        installDrain: Bool
     ) {
         self.id = id
         self.observation = observation
         self.admin = admin
         self.modeOverride = modeOverride
         self.reconnectDrain = reconnectDrain
+        self.installDrain = installDrain
         status = NodeStatus(id: id)
         status = derived()
     }
@@ -76,6 +85,8 @@ public struct NodeRecord: Sendable, Hashable {
             modeOverride = mode
         case .reconnectDrainSet(let drained):
             reconnectDrain = drained
+        case .installDrainSet(let drained):
+            installDrain = drained
         }
         let before = status
         status = derived()
@@ -87,6 +98,7 @@ public struct NodeRecord: Sendable, Hashable {
             id: id, health: observation.health, mode: modeOverride ?? observation.mode, admin: admin,
             version: observation.version)
         status.reconnectDrain = reconnectDrain
+        status.installDrain = installDrain
         return status
     }
 }

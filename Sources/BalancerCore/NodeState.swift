@@ -41,6 +41,8 @@ public struct NodeStatus: Sendable, Hashable {
     public var version: String?
     /// The balancer itself drained the node for its reconnect (kept apart from the operator's `admin`).
     public var reconnectDrain = false
+    /// A driven update drained the node for its install, until it is back on the target version.
+    public var installDrain = false
 
     public init(
         id: NodeID,

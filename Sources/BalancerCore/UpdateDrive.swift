@@ -53,6 +53,16 @@ public struct UpdateDrive: Sendable, Hashable, Codable {
     /// The first step not done: the one under way or the next to start; nil once every node is done.
     public var currentIndex: Int? { steps.firstIndex { $0.phase != .done } }
 
+    /// The node held out of new connections for its install: from its drain until it is back on
+    /// the target version. None while its step is stalled (the node serves again until an operator
+    /// resumes) and once the drive is over.
+    public var installDrain: NodeID? {
+        guard state.isActive, let index = currentIndex else { return nil }
+        let step = steps[index]
+        guard step.stalled == nil, [.draining, .calling, .installing].contains(step.phase) else { return nil }
+        return step.node
+    }
+
     /// `drive-stalled:NODE` for a step that is stuck (also while paused), `drive-stalled:reconnect`
     /// while the reconnect stage is stalled: for `/status` `update.flags`.
     public var flags: [String] {
@@ -98,6 +108,9 @@ public struct DriveStep: Sendable, Hashable, Codable {
     public enum Phase: String, Sendable, Hashable, Codable, CaseIterable {
         /// Not started.
         case pending
+        /// The node takes no new connections: the install is called once its open connections have
+        /// closed (after `update.drain_timeout` the balancer closes them, at `update.drain_rate`).
+        case draining
         /// The install call is under way (recorded before it is made, so it is never made twice).
         case calling
         /// The installer runs: waiting until the node is back on the target version.
@@ -112,12 +125,13 @@ public struct DriveStep: Sendable, Hashable, Codable {
     public var phase: Phase = .pending
     /// Install calls made (more than one only when an operator resumed a stalled step).
     public var attempts = 0
-    /// When the step started (its first install call).
+    /// When the step started (its drain before the first install call).
     public var startedAt: Date?
     /// When the node was back on the target version.
     public var backAt: Date?
     public var finishedAt: Date?
-    /// When the phase under way must be over: `update.install_timeout` from the install call,
+    /// When the phase under way must be over: `update.drain_timeout` from the drain (then the
+    /// remaining connections are closed), `update.install_timeout` from the install call,
     /// `update.canary_timeout` from the node's return.
     public var deadline: Date?
     /// The node reported `installing` since the call: a return on the old version is a failed install.
@@ -136,7 +150,7 @@ public struct DriveStep: Sendable, Hashable, Codable {
         self.node = node
     }
 
-    /// Seconds from the install call to the end of the canary, once done.
+    /// Seconds from the drain to the end of the canary, once done.
     public var duration: TimeInterval? {
         guard let startedAt, let finishedAt else { return nil }
         return finishedAt.timeIntervalSince(startedAt)
@@ -154,16 +168,21 @@ public struct DriveReconnect: Sendable, Hashable, Codable {
     }
 }
 
-/// What a driven update looks at: the nodes, the device connections each has served through the
-/// balancer (completed normally), and the tracked run's state.
+/// What a driven update looks at: the nodes, the connections open to each through the balancer,
+/// the device connections each has served (completed normally), and the tracked run's state.
 public struct DriveObservation: Sendable, Hashable {
     public var nodes: [NodeStatus]
+    /// Connections open through the balancer to each node, of every class (none when absent).
+    public var open: [NodeID: Int]
     /// Device connections to each node that completed normally with bytes from the node.
     public var served: [NodeID: Int]
     public var run: UpdateRun.State
 
-    public init(nodes: [NodeStatus], served: [NodeID: Int] = [:], run: UpdateRun.State) {
+    public init(
+        nodes: [NodeStatus], open: [NodeID: Int] = [:], served: [NodeID: Int] = [:], run: UpdateRun.State
+    ) {
         self.nodes = nodes
+        self.open = open
         self.served = served
         self.run = run
     }

@@ -2,14 +2,23 @@ import Foundation
 
 /// `update pause|resume|abort`: what an operator can do to a driven update.
 extension UpdateDriveMachine {
-    /// No new step starts; the one under way goes on (and its deadline still applies, loudly).
+    /// No new step starts; the one under way goes on (and its deadline still applies, loudly). A
+    /// step still draining has not called its installer: its drain is lifted, and starts again on
+    /// resume.
     public mutating func pauseRequested(by actor: String, now: Date) throws(DriveOperatorRefusal) -> [DriveAction] {
         guard var drive, drive.state.isActive else { throw .noDrive(last: drive?.state) }
         guard drive.state == .running else { throw .notApplicable(request: "pause", state: drive.state) }
+        var reason = "paused by \(actor)"
+        if let index = drive.currentIndex, drive.steps[index].phase == .draining {
+            drive.steps[index].phase = .pending
+            drive.steps[index].deadline = nil
+            closingDrain = nil
+            reason += "; \(drive.steps[index].node) takes connections again until resumed (not installed yet)"
+        }
         drive.state = .paused
-        drive.reason = "paused by \(actor)"
+        drive.reason = reason
         self.drive = drive
-        return [.stateChanged(from: .running, to: .paused, reason: "paused by \(actor)")]
+        return [.stateChanged(from: .running, to: .paused, reason: reason)]
     }
 
     /// Goes on from a pause, or retries what stalled: a step whose node shows no sign of installing
@@ -48,6 +57,7 @@ extension UpdateDriveMachine {
         drive.finishedAt = now
         for index in drive.steps.indices { drive.steps[index].deadline = nil }
         self.drive = drive
+        closingDrain = nil
         return [.stateChanged(from: from, to: .aborted, reason: reason)]
     }
 
@@ -76,7 +86,7 @@ extension UpdateDriveMachine {
         case .canary:
             drive.steps[index].deadline = now.addingTimeInterval(settings.canaryTimeout.seconds)
             return []
-        case .pending, .done:
+        case .pending, .draining, .done:
             return []
         }
     }

@@ -1,6 +1,6 @@
 import Foundation
 
-/// One node's step (start, install, back, canary, done), the reconnect stage, and the deadlines.
+/// One node's step (start, drain, install, back, canary, done), the reconnect stage, and the deadlines.
 extension UpdateDriveMachine {
     /// Moves the step at `index` as far as `observation` allows.
     mutating func advance(
@@ -29,7 +29,13 @@ extension UpdateDriveMachine {
                 return [.installSkipped(node, mode: mode)]
                     + arrive(&drive, at: index, mode: mode, observation, now: now)
             }
-            return [call(&drive, at: index, now: now)]
+            drive.steps[index].phase = .draining
+            drive.steps[index].deadline = now.addingTimeInterval(settings.drainTimeout.seconds)
+            let open = observation.open[node] ?? 0
+            guard open > 0 else { return [call(&drive, at: index, now: now)] }
+            return [.drainingForInstall(node, connections: open, timeout: settings.drainTimeout)]
+        case .draining:
+            return drain(&drive, at: index, observation, now: now)
         case .calling, .installing:
             guard let status, up else { return [] }
             if status.mode == .installing {
@@ -68,6 +74,36 @@ extension UpdateDriveMachine {
             return []
         }
     }
+
+    /// The node takes no new connections: its install is called once nothing is open to it; past
+    /// `update.drain_timeout` what is left is closed first. Another server going out meanwhile
+    /// lifts the drain (one server out at a time: a drained one counts) until that one is back.
+    private mutating func drain(
+        _ drive: inout UpdateDrive, at index: Int, _ observation: DriveObservation, now: Date
+    ) -> [DriveAction] {
+        let node = drive.steps[index].node
+        guard drive.state == .running else { return [] }
+        if Self.unavailable(besides: node, observation.nodes) != nil {
+            drive.steps[index].phase = .pending
+            drive.steps[index].deadline = nil
+            closingDrain = nil
+            return advance(&drive, at: index, observation, now: now)
+        }
+        let open = observation.open[node] ?? 0
+        let closing = closingDrain?.node == node ? closingDrain : nil
+        if open == 0 || closing.map({ now >= $0.callBy }) == true {
+            closingDrain = nil
+            return [call(&drive, at: index, now: now)]
+        }
+        guard closing == nil, let deadline = drive.steps[index].deadline, now >= deadline else { return [] }
+        // Paced closing takes open / rate seconds; a few more for the last closes to be counted.
+        let pacing = settings.drainRate.map { (Double(open) / Double($0)).rounded(.up) } ?? 0
+        closingDrain = ClosingDrain(node: node, callBy: now.addingTimeInterval(pacing + Self.closingGrace))
+        return [.closeForInstall(node, connections: open, perSecond: settings.drainRate)]
+    }
+
+    /// How long the closing of a drained node's connections may take beyond its pace.
+    static let closingGrace: TimeInterval = 10
 
     /// A returning node may be counted back: update mode (normal too) for all but the last, which
     /// must be normal: it renewed the productive schema.

@@ -1,7 +1,8 @@
 import Foundation
 
 /// Drives a rolling update node by node: events in (observations, call answers, operator requests,
-/// time), actions out. Each node in the plan's order is installed, must come back on the target
+/// time), actions out. Each node in the plan's order is drained (no new connections; its open ones
+/// finish, or are closed after `update.drain_timeout`), installed, must come back on the target
 /// version (in update mode; the last one in normal mode, having renewed the productive schema) and,
 /// except the last, pass the canary gate (`update.canary_connections` device connections served
 /// through the balancer since it came back) before the next one starts. Then the tracked run's
@@ -22,17 +23,33 @@ public struct UpdateDriveMachine: Sendable {
         public var canaryConnections: Int
         /// A node that has not passed its canary gate this long after its return stalls the drive.
         public var canaryTimeout: Duration
+        /// A node is left this long to finish its open connections before its install
+        /// (`update.drain_timeout`, as before a reconnect); then the balancer closes them.
+        public var drainTimeout: Duration
+        /// Connections closed per second once `drainTimeout` has passed (nil: all at once).
+        public var drainRate: Int?
 
         public init(
             installTimeout: Duration = UpdateSettings().installTimeout, installCallTimeout: Duration = .seconds(60),
             canaryConnections: Int = UpdateSettings().canaryConnections,
-            canaryTimeout: Duration = UpdateSettings().canaryTimeout
+            canaryTimeout: Duration = UpdateSettings().canaryTimeout,
+            drainTimeout: Duration = UpdateSettings().drainTimeout, drainRate: Int? = nil
         ) {
             self.installTimeout = installTimeout
             self.installCallTimeout = installCallTimeout
             self.canaryConnections = max(0, canaryConnections)
             self.canaryTimeout = canaryTimeout
+            self.drainTimeout = drainTimeout
+            self.drainRate = drainRate.map { max(1, $0) }
         }
+    }
+
+    /// A drain past its timeout whose connections the balancer is closing: the install is called
+    /// once they are gone, or at `callBy` in any case (a count that never reaches zero must not
+    /// hold the update). In memory: a restart starts the drain again.
+    struct ClosingDrain: Sendable, Hashable {
+        var node: NodeID
+        var callBy: Date
     }
 
     /// The drive under way, or the last one (completed or aborted); nil when none was started.
@@ -40,6 +57,8 @@ public struct UpdateDriveMachine: Sendable {
     public var settings: Settings
     /// The wait last said (`stepWaiting`), so that a wait is said once, not per tick.
     var waitSaid: String?
+    /// The drain whose remaining connections are being closed, if any.
+    var closingDrain: ClosingDrain?
 
     public init(drive: UpdateDrive? = nil, settings: Settings) {
         self.drive = drive
@@ -138,6 +157,10 @@ public struct UpdateDriveMachine: Sendable {
                 drive.steps[index].phase = .installing
                 drive.steps[index].lastAnswer =
                     "the balancer restarted during the install call: taken to have arrived (never called twice)"
+            case .draining:
+                // The closing of its connections was in memory: the drain starts again.
+                drive.steps[index].phase = .pending
+                drive.steps[index].deadline = nil
             case .canary:
                 drive.steps[index].canaryBaseline = nil
             case .pending, .installing, .done:
@@ -146,6 +169,7 @@ public struct UpdateDriveMachine: Sendable {
         }
         self.drive = drive
         waitSaid = nil
+        closingDrain = nil
         return []
     }
 }

@@ -83,8 +83,8 @@ public final class NodeDirectory: Sendable {
 
     private let state: NIOLockedValueBox<State>
     private let drainedNodes: AsyncStream<NodeID>.Continuation
-    /// Nodes whose last connection closed while they were drained (by the operator or for their
-    /// reconnect): told when it happens, so nobody polls for it.
+    /// Nodes whose last connection closed while they were drained (by the operator, for their
+    /// reconnect or their install): told when it happens, so nobody polls for it.
     public let drained: AsyncStream<NodeID>
 
     /// A directory of `nodes`, all as the probes would see them in `initial`.
@@ -204,7 +204,7 @@ public final class NodeDirectory: Sendable {
     }
 
     private static func isDrained(_ status: NodeStatus) -> Bool {
-        status.reconnectDrain || status.admin != .active
+        status.reconnectDrain || status.installDrain || status.admin != .active
     }
 
     /// Applies one change to `node`'s state (probes, operator and update run alike); returns the

@@ -12,7 +12,8 @@ extension UpdateCoordinator {
             installTimeout: configuration.update.installTimeout,
             installCallTimeout: configuration.install?.timeout ?? .seconds(60),
             canaryConnections: configuration.update.canaryConnections,
-            canaryTimeout: configuration.update.canaryTimeout)
+            canaryTimeout: configuration.update.canaryTimeout,
+            drainTimeout: configuration.update.drainTimeout, drainRate: configuration.update.drainRate)
     }
 
     static func installs(_ configuration: BalancerConfiguration) -> [NodeID: InstallSettings] {
@@ -26,9 +27,11 @@ extension UpdateCoordinator {
 
     /// What the drive looks at now.
     func driveObservation() -> DriveObservation {
-        DriveObservation(
-            nodes: directory.snapshot().map(\.status), served: directory.servedDeviceConnections(),
-            run: machine.run.state)
+        let nodes = directory.snapshot()
+        return DriveObservation(
+            nodes: nodes.map(\.status),
+            open: Dictionary(uniqueKeysWithValues: nodes.map { ($0.status.id, $0.connections) }),
+            served: directory.servedDeviceConnections(), run: machine.run.state)
     }
 
     // MARK: - Operator requests
@@ -127,15 +130,31 @@ extension UpdateCoordinator {
                 journal.record(
                     .drive, actor: actor, from.map { "\($0.rawValue) -> \(to.rawValue): \(reason)" } ?? reason)
             case .callInstall(let node, let version, let attempt, let timeout):
+                if installPacer?.node == node { installPacer = nil }
                 calls.append((node, version, attempt, timeout))
                 journal.record(
                     .drive, node: node, actor: actor,
                     "install of \(version) requested" + (attempt > 1 ? " again (attempt \(attempt))" : ""))
+            case .drainingForInstall(let node, let connections, let timeout):
+                logger.notice(
+                    "driven update: draining before the install",
+                    metadata: [
+                        "node": "\(node)", "connections": "\(connections)",
+                        "drain_timeout": "\(DurationText.format(timeout))",
+                    ])
+                journal.record(
+                    .drain, node: node,
+                    "drained for its install: \(connections) connections open; the install is called once they"
+                        + " close, or after \(DurationText.format(timeout))")
+            case .closeForInstall(let node, let connections, let perSecond):
+                closeForInstall(node, connections: connections, perSecond: perSecond)
             case .installSkipped(let node, let mode):
                 journal.record(.drive, node: node, "already \(mode) on the target version: no install needed")
             case .nodeInstalling(let node):
                 journal.record(.drive, node: node, "installing")
             case .nodeBack(let node, let mode, let after, let canary):
+                // Lifted from its install drain below: back, it takes new connections gradually.
+                if directory.status(of: node)?.installDrain == true { directory.slowStart(node, over: slowStart) }
                 let gate = canary > 0 ? "; canary gate: \(canary) device connections through the balancer" : ""
                 logger.notice(
                     "driven update: node back", metadata: ["node": "\(node)", "mode": "\(mode)", "after_s": "\(after)"])
@@ -158,6 +177,7 @@ extension UpdateCoordinator {
                 retryReconnect = true
             }
         }
+        holdInstallDrain()
         // A paused drive holds the run's queued reconnects; released, the next tick admits them.
         machine.reconnectsHeld = drive.drive?.state == .paused
         directory.countServedConnections(drive.drive?.state.isActive == true)
@@ -172,6 +192,41 @@ extension UpdateCoordinator {
             callInstall(call.node, version: call.version, attempt: call.attempt, timeout: call.timeout)
         }
         if retryReconnect { _ = await self.retryReconnect(actor: actor) }
+    }
+
+    /// Drains the node the drive holds out for its install, and only that one: set when its step
+    /// starts (or after a restart), lifted when it is back, when its step stalls, on pause before
+    /// its install call, and when the drive ends.
+    private func holdInstallDrain() {
+        let held = drive.drive?.installDrain
+        for (status, connections) in directory.snapshot() where status.installDrain != (status.id == held) {
+            let hold = status.id == held
+            directory.apply(.installDrainSet(hold), to: status.id)
+            if hold {
+                logger.notice(
+                    "drained for install", metadata: ["node": "\(status.id)", "connections": "\(connections)"])
+            } else {
+                if installPacer?.node == status.id { installPacer = nil }
+                logger.notice("install drain lifted", metadata: ["node": "\(status.id)"])
+                journal.record(.release, node: status.id, "released from its install drain: takes new connections")
+            }
+        }
+    }
+
+    /// The drain before `node`'s install timed out: what is still open is closed (paced, or at once).
+    private func closeForInstall(_ node: NodeID, connections: Int, perSecond: Int?) {
+        logger.notice(
+            "drain timeout: closing the remaining connections before the install",
+            metadata: ["node": "\(node)", "connections": "\(connections)", "per_second": "\(perSecond ?? connections)"])
+        if let perSecond {
+            installPacer = (node, DrainPacer(perSecond: perSecond, start: clock.now()))
+            journal.record(
+                .drain, node: node,
+                "drain timeout before the install: closing \(connections) connections, \(perSecond) per second")
+        } else {
+            _ = closeConnections(node, connections)
+            journal.record(.drain, node: node, "drain timeout before the install: closing \(connections) connections")
+        }
     }
 
     /// Writes the drive if it changed (the live canary count aside: it is kept in memory only);

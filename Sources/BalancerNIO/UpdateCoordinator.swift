@@ -23,7 +23,7 @@ actor UpdateCoordinator {
     let directory: NodeDirectory
     let httpClient: HTTPClient
     private var caller: ReconnectCaller?
-    private var slowStart: Duration
+    private(set) var slowStart: Duration
     let store: StateStore?
     let journal: Journal
     let logger: Logger
@@ -34,12 +34,14 @@ actor UpdateCoordinator {
     /// Every node has had its first probe since the start (the drive waits for it).
     var probed = false
     /// Closes at most that many of a node's connections; returns how many it closed.
-    private let closeConnections: @Sendable (NodeID, Int) -> Int
+    let closeConnections: @Sendable (NodeID, Int) -> Int
     /// Calls to nodes (reconnect, install), run by `run()` in tasks of their own, so a call in
     /// flight never holds up a tick or a deadline.
     private let calls = AsyncStream<@Sendable () async -> Void>.makeStream()
     /// Paced drains under way (`update.drain_rate`), by node.
     private var pacers: [NodeID: DrainPacer] = [:]
+    /// The paced closing of a node drained for its install, once its drain timed out.
+    var installPacer: (node: NodeID, pacer: DrainPacer)?
 
     init(
         configuration: BalancerConfiguration,
@@ -166,6 +168,11 @@ actor UpdateCoordinator {
                 pacers[node] = pacer
                 if allowed > 0 { _ = closeConnections(node, allowed) }
             }
+            if var paced = installPacer {
+                let allowed = paced.pacer.allowance(at: now)
+                installPacer = paced
+                if allowed > 0 { _ = closeConnections(paced.node, allowed) }
+            }
             await perform(machine.tick(now: now))
             await observeDrive()
         }
@@ -173,6 +180,7 @@ actor UpdateCoordinator {
 
     /// `node`'s last connection closed while it was drained: told by the directory when it happens.
     private func drained(_ node: NodeID) async {
+        if drive.drive?.installDrain == node { await observeDrive() }
         guard let reconnect = machine.run.reconnects[node], [.draining, .closing].contains(reconnect.phase),
             directory.connections(to: node) == 0
         else { return }

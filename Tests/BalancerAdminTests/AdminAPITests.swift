@@ -25,6 +25,7 @@ struct AdminAPITests {
                 #expect(node["connections"] as? Int == 0)
                 #expect(node["mode_override"] is NSNull)
                 #expect(node["reconnect_drain"] as? Bool == false)
+                #expect(node["install_drain"] as? Bool == false)
             }
             let update = try #require(json["update"] as? [String: Any])
             #expect(update["state"] as? String == "idle")

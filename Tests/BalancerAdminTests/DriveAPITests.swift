@@ -120,6 +120,83 @@ struct DriveAPITests {
         }
     }
 
+    /// Opens device connections through the balancer until ums1 holds one (least connections
+    /// spreads them over the nodes); returns them all, open.
+    func holdAConnectionOnUMS1(_ harness: AdminHarness) async throws -> [TestClient.Connection] {
+        let devices = try #require(harness.balancer.localAddress(ofListener: "devices"))
+        var held: [TestClient.Connection] = []
+        while try await harness.get("/status", as: StatusDocument.self).nodes[0].connections == 0 {
+            guard held.count < 10 else { throw TestKitError("ten connections and none on ums1") }
+            held.append(try await TestClient.connect(to: devices))
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        return held
+    }
+
+    @Test func aNodeIsDrainedBeforeItsInstallWhichIsCalledOnlyOnceItsConnectionsHaveClosed() async throws {
+        try await withAdminHarness(configure: {
+            Self.drivable(&$0)
+            $0.update.drainTimeout = .seconds(60)
+        }) { harness in
+            try await harness.waitUntilProbed()
+            var held = try await holdAConnectionOnUMS1(harness)
+            let started = try await harness.request("POST", "/update/start", body: #"{"version": "12.07.100"}"#)
+            #expect(started.status == 200, "\(started.body)")
+            let draining = try await waitForStatus(harness, "ums1 drained for its install") { $0.nodes[0].installDrain }
+            #expect(draining.update.drive?.steps.first?.phase == "draining")
+            #expect(!draining.nodes[1].installDrain && !draining.nodes[2].installDrain)
+            let metrics = try PrometheusText(try await harness.request("GET", "/metrics").body)
+            #expect(metrics.samples("ums_balancer_node_install_drain", ["node": "ums1"]).first?.value == 1)
+            #expect(metrics.samples("ums_balancer_node_install_drain", ["node": "ums2"]).first?.value == 0)
+
+            // New device connections go to the other servers while ums1's stays open.
+            let devices = try #require(harness.balancer.localAddress(ofListener: "devices"))
+            for _ in 0..<4 { held.append(try await TestClient.connect(to: devices)) }
+            try await Task.sleep(for: .milliseconds(500))
+            let meanwhile = try await harness.get("/status", as: StatusDocument.self)
+            #expect(meanwhile.nodes[0].connections == 1)
+            #expect(meanwhile.nodes[1].connections + meanwhile.nodes[2].connections == held.count - 1)
+            #expect(harness.cluster.nodes.map(\.installRequests) == [0, 0, 0], "no install while a connection is open")
+
+            for connection in held { await TestClient.close(connection) }
+            try await harness.cluster.waitUntil("ums1's install was called", timeout: .seconds(5)) {
+                $0[0].installRequests == 1
+            }
+            _ = try await harness.waitForEvent("the drain in the journal") {
+                $0.kind == "drain" && $0.node == "ums1"
+                    && $0.message.hasPrefix("drained for its install: 1 connections open")
+            }
+            let back = try await waitForStatus(harness, "ums1 back and lifted", timeout: .seconds(20)) {
+                $0.nodes[0].mode == "update" && !$0.nodes[0].installDrain
+            }
+            #expect(back.nodes[0].health == "up")
+        }
+    }
+
+    @Test func pastTheDrainTimeoutTheBalancerClosesWhatIsLeftThenCallsTheInstall() async throws {
+        try await withAdminHarness(configure: {
+            Self.drivable(&$0)
+            $0.update.drainTimeout = .milliseconds(500)
+        }) { harness in
+            try await harness.waitUntilProbed()
+            let held = try await holdAConnectionOnUMS1(harness)
+            defer { Task { for connection in held { await TestClient.close(connection) } } }
+            _ = try await harness.request("POST", "/update/start", body: #"{"version": "12.07.100"}"#)
+            try await harness.cluster.waitUntil("ums1's install was called", timeout: .seconds(10)) {
+                $0[0].installRequests == 1
+            }
+            let events = try await harness.get("/events?limit=1000", as: EventsDocument.self).events
+                .filter { $0.node == "ums1" }.sorted { $0.id < $1.id }.map(\.message)
+            let closing = events.firstIndex { $0 == "drain timeout before the install: closing 1 connections" }
+            let called = events.firstIndex { $0.hasPrefix("install of 12.07.100 requested") }
+            #expect(closing != nil && called != nil && closing! < called!, "\(events)")
+            let status = try await harness.get("/status", as: StatusDocument.self)
+            #expect(
+                status.nodes[1].connections + status.nodes[2].connections == held.count - 1,
+                "only ums1's connection is closed")
+        }
+    }
+
     func waitForStatus(
         _ harness: AdminHarness, _ what: String, timeout: Duration = .seconds(20),
         _ condition: (StatusDocument) -> Bool

@@ -8,7 +8,7 @@ struct DriveScenario {
     static let target = "12.07.100"
     static let settings = UpdateDriveMachine.Settings(
         installTimeout: .seconds(600), installCallTimeout: .seconds(30), canaryConnections: 3,
-        canaryTimeout: .seconds(300))
+        canaryTimeout: .seconds(300), drainTimeout: .seconds(20), drainRate: 2)
 
     var drive = UpdateDriveMachine(settings: settings)
     var run = UpdateRunMachine(
@@ -19,9 +19,11 @@ struct DriveScenario {
         NodeStatus(id: $0, health: .up, mode: .normal, version: "12.06.100")
     }
     var served: [NodeID: Int] = [:]
+    /// Connections open through the balancer to each node (none unless a test opens some).
+    var open: [NodeID: Int] = [:]
 
     var observation: DriveObservation {
-        DriveObservation(nodes: nodes, served: served, run: run.run.state)
+        DriveObservation(nodes: nodes, open: open, served: served, run: run.run.state)
     }
 
     var plan: UpdatePlan {
@@ -52,6 +54,12 @@ struct DriveScenario {
         nodes[index].mode = mode
         nodes[index].health = health
         if let version { nodes[index].version = version }
+        return observe()
+    }
+
+    /// `id` now has `count` connections open through the balancer.
+    mutating func hold(_ id: NodeID, _ count: Int) -> [DriveAction] {
+        open[id] = count
         return observe()
     }
 

@@ -74,6 +74,18 @@ import Testing
                 == "all servers in update mode: console logins are paused until the update completes")
     }
 
+    @Test func aServerDrainedForItsInstallCountsAsOneOnItsWayIntoTheUpdate() {
+        // A driven update drains the last normal server before installing it: the update, not a fault.
+        let refusal = Refusal(
+            trafficClass: .console,
+            reasons: [("ums1", .mode(.update)), ("ums2", .drainingForInstall), ("ums3", .mode(.installing))],
+            update: UpdateProgress(updated: 1, total: 3))
+        #expect(
+            RefusalPage.text(for: refusal)
+                == "all servers in update mode: console logins are paused until the update completes (1 of 3 servers updated)"
+        )
+    }
+
     @Test func everyNodeFailedNamesTheNodesAndHowTheyFailed() {
         let text = RefusalPage.text(
             for: .everyNodeFailed(

@@ -93,6 +93,26 @@ import Testing
         #expect(routing.status(of: "ums2")?.mode == .normal)
     }
 
+    @Test func aNodeDrainedForItsInstallTakesNoNewConnectionOfAnyClassUntilLifted() {
+        var routing = table([("ums1", .up, .normal), ("ums2", .up, .normal)])
+        routing.apply(.installDrainSet(true), to: "ums1")
+        for trafficClass in [TrafficClass.device, .console] {
+            guard case .tryNodes(let order) = routing.route(trafficClass, algorithm: .leastConnections, clientKey: "c")
+            else {
+                Issue.record("refused")
+                return
+            }
+            #expect(order == ["ums2"], "\(trafficClass)")
+        }
+        routing.replaceNodes(with: [NodeRecord(id: "ums1"), NodeRecord(id: "ums2")], readdressed: ["ums1"])
+        #expect(routing.status(of: "ums1")?.installDrain == true, "an address change must not lift it")
+        #expect(Eligibility.reason(routing.status(of: "ums1")!, for: .device) == .down)
+        routing.apply(.observed(NodeObservation(health: .up, mode: .normal)), to: "ums1")
+        #expect(Eligibility.reason(routing.status(of: "ums1")!, for: .device) == .drainingForInstall)
+        routing.apply(.installDrainSet(false), to: "ums1")
+        #expect(Eligibility.reason(routing.status(of: "ums1")!, for: .device) == nil)
+    }
+
     @Test func anEventReportsThePreviousStateOnlyOnChange() {
         var routing = table([("ums1", .up, .normal)])
         #expect(routing.apply(.observed(NodeObservation(health: .up, mode: .normal)), to: "ums1") == nil)

@@ -51,7 +51,7 @@ final class DemoScreen: Sendable {
     ) {
         let servers = nodes.map { node in
             let health = node.status.health == .up ? "" : " DOWN"
-            let drain = node.status.reconnectDrain ? " drained" : ""
+            let drain = node.status.reconnectDrain || node.status.installDrain ? " drained" : ""
             return "\(node.status.id) \(node.status.mode) \(node.status.version ?? "?")\(health)\(drain)"
         }.joined(separator: " | ")
         let update =

@@ -10,7 +10,7 @@ public enum RefusalPage {
         }
         let inUpdate = reasons.filter { $0 == .mode(.update) || $0 == .drainingForReconnect }.count
         if refusal.trafficClass == .console, inUpdate > 0,
-            inUpdate + reasons.filter({ $0 == .mode(.installing) }).count
+            inUpdate + reasons.filter({ $0 == .mode(.installing) || $0 == .drainingForInstall }).count
                 == reasons.count
         {
             // The counts `/status` shows: servers on the target version, not servers in update mode.
