@@ -232,12 +232,19 @@ actor UpdateCoordinator {
             case .callReconnect(let node, let attempt, let timeout):
                 call(node, attempt: attempt, timeout: timeout)
             case .release(let node):
-                directory.apply(.reconnectDrainSet(false), to: node)
-                directory.slowStart(node, over: slowStart)
-                logger.notice("reconnect drain released: slow start", metadata: ["node": "\(node)"])
-                journal.record(
-                    .release, node: node,
-                    "released from its reconnect drain; slow start over \(DurationText.format(slowStart))")
+                let slow = "slow start over \(DurationText.format(slowStart))"
+                if directory.apply(.reconnectDrainSet(false), to: node) != nil {
+                    directory.slowStart(node, over: slowStart)
+                    logger.notice("reconnect drain released: slow start", metadata: ["node": "\(node)"])
+                    journal.record(.release, node: node, "released from its reconnect drain; \(slow)")
+                } else if directory.status(of: node)?.mode == .normal {
+                    // Without a reconnect action the run never drained it: back by hand, from no
+                    // connections at all, it takes new ones gradually all the same.
+                    directory.slowStart(node, over: slowStart)
+                    logger.notice("back from its reconnect: slow start", metadata: ["node": "\(node)"])
+                    journal.record(
+                        .release, node: node, "back from its reconnect (not drained by the balancer); \(slow)")
+                }
             case .reconnectDueForOperator(let due):
                 logger.warning(
                     "reconnect due: no reconnect action configured, reconnect these servers by hand",

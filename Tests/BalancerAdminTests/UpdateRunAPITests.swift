@@ -2,6 +2,7 @@ import BalancerAdmin
 import BalancerCore
 import BalancerTesting
 import Foundation
+import NIOCore
 import Testing
 
 /// The update run through the admin API: `POST /update/end`, `update.flags`, `update.last_run`
@@ -64,6 +65,33 @@ struct UpdateRunAPITests {
             let again = try await harness.request("POST", "/update/end")
             #expect(again.status == 409)
             #expect(try again.json["error"] as? String == "the update run is idle: there is no run to end")
+        }
+    }
+
+    @Test func withoutAReconnectActionANodeReconnectedByHandIsNotSaidToBeReleasedFromADrain() async throws {
+        try await withAdminHarness { harness in
+            try await harness.waitUntilProbed()
+            try await harness.cluster.install("ums1", version: "12.07.100", seconds: 0.2)
+            _ = try await waitForStatus(harness, "ums1 in update mode") { $0.nodes[0].mode == "update" }
+            try await harness.cluster.install("ums2", version: "12.07.100", seconds: 0.2)
+            _ = try await waitForStatus(harness, "ums2 in update mode") { $0.nodes[1].mode == "update" }
+            try await harness.cluster.install("ums3", version: "12.07.100", seconds: 0.2)
+            let reconnecting = try await waitForStatus(harness, "reconnecting") { $0.update.state == "reconnecting" }
+            #expect(!reconnecting.nodes[0].reconnectDrain, "no action: the run drains nothing")
+
+            // The operator reconnects ums1 by hand, as the run asks.
+            let control = try SocketAddress(
+                ipAddress: harness.cluster.node("ums1").configuration.host, port: harness.cluster.controlPort)
+            let answer = try await TestHTTP.request("POST", "/control/reconnect", to: control)
+            #expect(answer.status == 202, "\(answer.body)")
+            let back = try await harness.waitForEvent("ums1 back") { $0.kind == "release" && $0.node == "ums1" }
+            #expect(back.message == "back from its reconnect (not drained by the balancer); slow start over 30s")
+
+            // Ended by hand with ums2 still in update mode: nothing was held and it is not back.
+            let ended = try await harness.request("POST", "/update/end")
+            #expect(ended.status == 200, "\(ended.body)")
+            let events = try await harness.get("/events?limit=1000", as: EventsDocument.self).events
+            #expect(!events.contains { $0.kind == "release" && $0.node == "ums2" }, "\(events.map(\.message))")
         }
     }
 
