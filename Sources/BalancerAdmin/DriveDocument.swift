@@ -60,7 +60,7 @@ public struct DriveDocument: Codable, Sendable, Hashable {
         public var node: String
         /// `update-mode` (comes back in update mode) or `last` (renews the productive schema).
         public var role: String
-        /// `pending`, `calling`, `installing`, `canary` or `done`.
+        /// `pending`, `draining`, `calling`, `installing`, `canary` or `done`.
         public var phase: String
         /// `done`, `now` or `next`.
         public var position: String

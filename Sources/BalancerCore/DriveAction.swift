@@ -5,11 +5,12 @@ public enum DriveAction: Sendable, Hashable {
     /// The drive changed state (`nil`: it was just started); `reason` is for the journal and the log.
     case stateChanged(from: UpdateDrive.State?, to: UpdateDrive.State, reason: String)
     /// The node takes no new connections from now on; its install is called once the `connections`
-    /// still open have closed, or `timeout` from now, when the balancer closes what is left.
+    /// still open have closed, or `timeout` from now (after closing them with `update.drain_rate`).
     case drainingForInstall(NodeID, connections: Int, timeout: Duration)
-    /// `update.drain_timeout` passed with `connections` still open to the node: close them,
-    /// `perSecond` at a time (nil: all at once); the install is called when they are gone.
-    case closeForInstall(NodeID, connections: Int, perSecond: Int?)
+    /// `update.drain_timeout` passed with `connections` still open to the node and
+    /// `update.drain_rate` set: close them, `perSecond` at a time; the install is called when they
+    /// are gone.
+    case closeForInstall(NodeID, connections: Int, perSecond: Int)
     /// Persist the drive, then (only once it is recorded) call the node's install action for
     /// `version`, giving up on the call after `timeout`; the answer goes to `installAnswered`.
     case callInstall(NodeID, version: String, attempt: Int, timeout: Duration)

@@ -30,9 +30,8 @@ public enum NodeEvent: Sendable, Hashable {
 
 /// One node's state, kept apart by who decides it: what the probes observe, what the operator
 /// set (admin state, a mode override), the update run's reconnect drain and a driven update's
-/// install drain. Routing reads
-/// `status`, derived here: an override wins over the reported mode until it is released, which
-/// brings the last report back.
+/// install drain. Routing reads `status`, derived here: an override wins over the reported mode
+/// until it is released, which brings the last report back.
 public struct NodeRecord: Sendable, Hashable {
     public let id: NodeID
     public private(set) var observation: NodeObservation

@@ -75,9 +75,11 @@ extension UpdateDriveMachine {
         }
     }
 
-    /// The node takes no new connections: its install is called once nothing is open to it; past
-    /// `update.drain_timeout` what is left is closed first. Another server going out meanwhile
-    /// lifts the drain (one server out at a time: a drained one counts) until that one is back.
+    /// The node takes no new connections: its install is called once nothing is open to it, or at
+    /// `update.drain_timeout` (the node, going down, closes what is left, WebSockets with 1001 as
+    /// for a reconnect); with `update.drain_rate` the balancer closes what is left first, at that
+    /// pace. Another server going out meanwhile lifts the drain (one server out at a time: a
+    /// drained one counts) until that one is back.
     private mutating func drain(
         _ drive: inout UpdateDrive, at index: Int, _ observation: DriveObservation, now: Date
     ) -> [DriveAction] {
@@ -96,10 +98,11 @@ extension UpdateDriveMachine {
             return [call(&drive, at: index, now: now)]
         }
         guard closing == nil, let deadline = drive.steps[index].deadline, now >= deadline else { return [] }
+        guard let rate = settings.drainRate else { return [call(&drive, at: index, now: now)] }
         // Paced closing takes open / rate seconds; a few more for the last closes to be counted.
-        let pacing = settings.drainRate.map { (Double(open) / Double($0)).rounded(.up) } ?? 0
+        let pacing = (Double(open) / Double(rate)).rounded(.up)
         closingDrain = ClosingDrain(node: node, callBy: now.addingTimeInterval(pacing + Self.closingGrace))
-        return [.closeForInstall(node, connections: open, perSecond: settings.drainRate)]
+        return [.closeForInstall(node, connections: open, perSecond: rate)]
     }
 
     /// How long the closing of a drained node's connections may take beyond its pace.

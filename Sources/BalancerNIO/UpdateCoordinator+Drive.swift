@@ -213,20 +213,15 @@ extension UpdateCoordinator {
         }
     }
 
-    /// The drain before `node`'s install timed out: what is still open is closed (paced, or at once).
-    private func closeForInstall(_ node: NodeID, connections: Int, perSecond: Int?) {
+    /// The drain before `node`'s install timed out: what is still open is closed, paced.
+    private func closeForInstall(_ node: NodeID, connections: Int, perSecond: Int) {
         logger.notice(
             "drain timeout: closing the remaining connections before the install",
-            metadata: ["node": "\(node)", "connections": "\(connections)", "per_second": "\(perSecond ?? connections)"])
-        if let perSecond {
-            installPacer = (node, DrainPacer(perSecond: perSecond, start: clock.now()))
-            journal.record(
-                .drain, node: node,
-                "drain timeout before the install: closing \(connections) connections, \(perSecond) per second")
-        } else {
-            _ = closeConnections(node, connections)
-            journal.record(.drain, node: node, "drain timeout before the install: closing \(connections) connections")
-        }
+            metadata: ["node": "\(node)", "connections": "\(connections)", "per_second": "\(perSecond)"])
+        installPacer = (node, DrainPacer(perSecond: perSecond, start: clock.now()))
+        journal.record(
+            .drain, node: node,
+            "drain timeout before the install: closing \(connections) connections, \(perSecond) per second")
     }
 
     /// Writes the drive if it changed (the live canary count aside: it is kept in memory only);

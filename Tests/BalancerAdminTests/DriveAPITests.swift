@@ -173,10 +173,11 @@ struct DriveAPITests {
         }
     }
 
-    @Test func pastTheDrainTimeoutTheBalancerClosesWhatIsLeftThenCallsTheInstall() async throws {
+    @Test func pastTheDrainTimeoutTheBalancerClosesWhatIsLeftAtTheDrainRateThenCallsTheInstall() async throws {
         try await withAdminHarness(configure: {
             Self.drivable(&$0)
             $0.update.drainTimeout = .milliseconds(500)
+            $0.update.drainRate = 10
         }) { harness in
             try await harness.waitUntilProbed()
             let held = try await holdAConnectionOnUMS1(harness)
@@ -187,7 +188,9 @@ struct DriveAPITests {
             }
             let events = try await harness.get("/events?limit=1000", as: EventsDocument.self).events
                 .filter { $0.node == "ums1" }.sorted { $0.id < $1.id }.map(\.message)
-            let closing = events.firstIndex { $0 == "drain timeout before the install: closing 1 connections" }
+            let closing = events.firstIndex {
+                $0 == "drain timeout before the install: closing 1 connections, 10 per second"
+            }
             let called = events.firstIndex { $0.hasPrefix("install of 12.07.100 requested") }
             #expect(closing != nil && called != nil && closing! < called!, "\(events)")
             let status = try await harness.get("/status", as: StatusDocument.self)

@@ -3,8 +3,9 @@ import Foundation
 import Testing
 
 /// A driven update drains each node before its install: no new connections, the open ones finish
-/// (or are closed after `update.drain_timeout`, at `update.drain_rate`), and only then is the
-/// installer called, so no device request is cut by an installer stopping the server under it.
+/// (until `update.drain_timeout`; with `update.drain_rate` the balancer then closes the rest at that
+/// pace), and only then is the installer called, so no device request is cut by an installer
+/// stopping the server under it.
 @Suite struct UpdateDriveDrainTests {
     @Test func aNodeWithOpenConnectionsIsInstalledOnlyOnceTheyHaveClosed() throws {
         var scenario = DriveScenario()
@@ -39,6 +40,17 @@ import Testing
         #expect(timedOut == [.closeForInstall("ums1", connections: 4, perSecond: 2)])
         #expect(scenario.advance(1).isEmpty, "closed once, not per observation")
         #expect(scenario.calls(scenario.hold("ums1", 0)) == ["ums1"])
+    }
+
+    @Test func withoutADrainRateTheInstallIsCalledAtTheTimeoutAndTheNodeClosesWhatIsLeft() throws {
+        var scenario = DriveScenario()
+        scenario.drive.settings.drainRate = nil
+        scenario.open["ums1"] = 4
+        _ = try scenario.start()
+        #expect(scenario.calls(scenario.advance(19.9)).isEmpty)
+        let timedOut = scenario.advance(0.1)
+        #expect(scenario.calls(timedOut) == ["ums1"])
+        #expect(!timedOut.contains { if case .closeForInstall = $0 { true } else { false } })
     }
 
     @Test func aCountThatNeverReachesZeroHoldsTheInstallOnlyAsLongAsThePacedCloseTakes() throws {
