@@ -7,8 +7,9 @@ import FuzzSupport
 /// operator's pause, resume and abort, and restarts from the persisted drive and run.
 ///
 /// Input: one byte of settings (canary gate of 0 or 2 connections, drain rate of 2 per second or
-/// all at once), then events: the low three bits pick one, the rest is its argument; a node report
-/// takes one more byte (health, mode, version 12.6/12.7/12.8 or none). Promises checked:
+/// none), then events: the low three bits pick one, the rest is its argument (a served connection,
+/// or a node's open connections set to 0-2); a node report takes one more byte (health, mode,
+/// version 12.6/12.7/12.8 or none). Promises checked:
 /// - one server out at a time: an install is called only while every other node is up and
 ///   neither installing nor reconnecting, and a node is held drained for its install only then;
 /// - drained first: an install is called only when nothing is open to the node, once the
