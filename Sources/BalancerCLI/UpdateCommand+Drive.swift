@@ -43,7 +43,7 @@ extension UpdateCommand {
     struct Pause: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "pause",
-            abstract: "Pause the driven update: no new step starts (the one under way goes on).")
+            abstract: "Pause the driven update: no new step starts (an install under way goes on).")
 
         @OptionGroup var options: AdminOptions
 
