@@ -29,10 +29,11 @@ extension UpdateDriveMachine {
                 return [.installSkipped(node, mode: mode)]
                     + arrive(&drive, at: index, mode: mode, observation, now: now)
             }
-            drive.steps[index].phase = .draining
-            drive.steps[index].deadline = now.addingTimeInterval(settings.drainTimeout.seconds)
+            // Nothing open: the drain (held from the call until the node is back) has nothing to wait for.
             let open = observation.open[node] ?? 0
             guard open > 0 else { return [call(&drive, at: index, now: now)] }
+            drive.steps[index].phase = .draining
+            drive.steps[index].deadline = now.addingTimeInterval(settings.drainTimeout.seconds)
             return [.drainingForInstall(node, connections: open, timeout: settings.drainTimeout)]
         case .draining:
             return drain(&drive, at: index, observation, now: now)
